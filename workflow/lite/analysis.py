@@ -1,0 +1,297 @@
+"""Alignment, calibration and exit thresholds computed from trace records.
+
+A trace record (``docs/records.md``) holds, for every generated position ``t`` of ordinary
+final-layer greedy generation, every layer's argmax token and max softmax probability. Layer ``i``
+is *aligned* at ``t`` when its argmax equals the final layer's (column ``N-1``), the token that
+was actually generated. From that:
+
+- ``alignment``: per layer, the share of generated positions where the layer is aligned (Fig. 5).
+- ``calibration``: per layer and confidence bin, the share of aligned positions (Fig. 6, 11, 15).
+- ``choose_thresholds``: per checkpoint layer, the lowest confidence at which exiting is safe.
+
+Everything here is plain numpy/pandas on lists of dicts, so it runs without GPU libraries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from lite.io import InputError, read_jsonl, where
+
+# Confidence bin edges of the paper's calibration plots; the last bin includes 1.0.
+DEFAULT_BINS: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+# A threshold above any possible softmax probability: the dynamic decoder never exits there.
+NEVER_EXIT = 1.01
+
+GROUP_KEYS = ("model", "tuning", "evalset")
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdConfig:
+    """Settings of ``choose_thresholds`` (saved beside the thresholds file)."""
+
+    # checkpoint layers (1-indexed) that get a threshold; the final layer always answers anyway
+    layers: tuple[int, ...]
+    # required share of aligned positions among those that would exit (0 < target <= 1)
+    target: float = 0.95
+    # fewest positions at or above a threshold for its alignment to count as evidence
+    min_count: int = 20
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            raise InputError("ThresholdConfig field 'layers': give at least one layer")
+        if any(not isinstance(layer, int) or layer < 1 for layer in self.layers):
+            raise InputError(f"ThresholdConfig field 'layers': layers are integers >= 1, got {self.layers}")
+        if not 0.0 < self.target <= 1.0:
+            raise InputError(f"ThresholdConfig field 'target': must be in (0, 1], got {self.target}")
+        if self.min_count < 1:
+            raise InputError(f"ThresholdConfig field 'min_count': must be >= 1, got {self.min_count}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Trace:
+    """One trace as arrays; ``argmax`` and ``confidence`` are (positions, layers)."""
+
+    model: str
+    tuning: str
+    evalset: str
+    id: str
+    argmax: np.ndarray  # (T, N) int
+    confidence: np.ndarray  # (T, N) float
+
+
+def _as_trace(record: dict, index: int) -> _Trace:
+    """Validate one trace record; errors name the record by its position and id."""
+    label = f"trace record {index + 1} (id {record.get('id')!r})"
+    for field in ("model", "tuning", "evalset", "id", "token_ids", "layer_argmax", "layer_confidence"):
+        if field not in record:
+            raise InputError(f"{label}: missing field {field!r}")
+    argmax = np.asarray(record["layer_argmax"], dtype=np.int64)  # (T, N)
+    confidence = np.asarray(record["layer_confidence"], dtype=np.float64)  # (T, N)
+    tokens = np.asarray(record["token_ids"], dtype=np.int64)  # (T,)
+    if argmax.size == 0:
+        argmax = argmax.reshape(0, 0)
+        confidence = confidence.reshape(0, 0)
+    if argmax.ndim != 2:
+        raise InputError(f"{label} field 'layer_argmax': expected a list of rows (positions x layers)")
+    if confidence.shape != argmax.shape:
+        raise InputError(
+            f"{label} field 'layer_confidence': shape {confidence.shape} differs from "
+            f"'layer_argmax' {argmax.shape}"
+        )
+    if argmax.shape[0] != tokens.shape[0]:
+        raise InputError(
+            f"{label} field 'layer_argmax': {argmax.shape[0]} rows but {tokens.shape[0]} token_ids"
+        )
+    if argmax.shape[0] and not np.array_equal(argmax[:, -1], tokens):
+        bad = int(np.flatnonzero(argmax[:, -1] != tokens)[0])
+        raise InputError(
+            f"{label} field 'layer_argmax': the last column must equal token_ids (the final layer "
+            f"generated them), first difference at position {bad}"
+        )
+    if np.any((confidence < 0) | (confidence > 1)):
+        raise InputError(f"{label} field 'layer_confidence': probabilities must lie in [0, 1]")
+    return _Trace(
+        str(record["model"]), str(record["tuning"]), str(record["evalset"]), str(record["id"]), argmax, confidence
+    )
+
+
+def read_traces(paths: Iterable[str]) -> list[dict]:
+    """Read trace JSONL files, checking every record; errors name the file and line."""
+    records = []
+    for path in paths:
+        for line, record in enumerate(read_jsonl(path), start=1):
+            try:
+                _as_trace(record, line - 1)
+            except InputError as err:
+                raise InputError(f"{where(path, line)}: {err}") from None
+            records.append(record)
+    return records
+
+
+def _grouped(traces: Iterable[dict]) -> dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]]:
+    """Stack all positions of each (model, tuning, evalset): aligned (P, N) bool, confidence (P, N)."""
+    parsed: dict[tuple[str, str, str], list[_Trace]] = {}
+    for index, record in enumerate(traces):
+        trace = _as_trace(record, index)
+        parsed.setdefault((trace.model, trace.tuning, trace.evalset), []).append(trace)
+    out = {}
+    for key, group in parsed.items():
+        widths = {t.argmax.shape[1] for t in group if t.argmax.shape[0]}
+        if len(widths) > 1:
+            raise InputError(f"traces of {'/'.join(key)}: records disagree on the number of layers {widths}")
+        n_layers = widths.pop() if widths else 0
+        rows = [t for t in group if t.argmax.shape[0]]
+        if not rows:
+            out[key] = (np.zeros((0, n_layers), bool), np.zeros((0, n_layers)))
+            continue
+        argmax = np.concatenate([t.argmax for t in rows])  # (P, N)
+        confidence = np.concatenate([t.confidence for t in rows])  # (P, N)
+        aligned = argmax == argmax[:, -1:]  # (P, N): layer i agrees with the final layer
+        out[key] = (aligned, confidence)
+    return out
+
+
+def _pooled(traces: Iterable[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """All positions of all traces together: aligned (P, N) bool, confidence (P, N)."""
+    groups = list(_grouped(traces).values())
+    if not groups:
+        raise InputError("no trace records given")
+    widths = {aligned.shape[1] for aligned, _ in groups if aligned.shape[0]}
+    if len(widths) > 1:
+        raise InputError(f"traces disagree on the number of layers {sorted(widths)}; pool one model only")
+    aligned = np.concatenate([a for a, _ in groups])
+    confidence = np.concatenate([c for _, c in groups])
+    return aligned, confidence
+
+
+def alignment(traces: Iterable[dict]) -> pd.DataFrame:
+    """% of generated positions where layer ``i``'s argmax equals the final layer's, per layer.
+
+    One row per (model, tuning, evalset, layer) with ``layer`` 1..N, ``count`` (generated
+    positions), ``aligned`` (how many agree) and ``alignment_pct`` (100 * aligned / count; the
+    final layer is 100 by definition).
+    """
+    rows = []
+    for (model, tuning, evalset), (aligned, _) in sorted(_grouped(traces).items()):
+        count = aligned.shape[0]
+        for layer in range(1, aligned.shape[1] + 1):
+            hits = int(aligned[:, layer - 1].sum())
+            rows.append(
+                {
+                    "model": model,
+                    "tuning": tuning,
+                    "evalset": evalset,
+                    "layer": layer,
+                    "count": count,
+                    "aligned": hits,
+                    "alignment_pct": 100.0 * hits / count if count else float("nan"),
+                }
+            )
+    return pd.DataFrame(rows, columns=[*GROUP_KEYS, "layer", "count", "aligned", "alignment_pct"])
+
+
+def bin_labels(bins: Sequence[float]) -> list[str]:
+    return [f"{lo:g}-{hi:g}" for lo, hi in zip(bins[:-1], bins[1:], strict=True)]
+
+
+def _check_bins(bins: Sequence[float]) -> np.ndarray:
+    edges = np.asarray(bins, dtype=np.float64)
+    if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+        raise InputError(f"calibration bins: need at least two strictly increasing edges, got {list(bins)}")
+    if edges[0] > 0.0 or edges[-1] < 1.0:
+        raise InputError(f"calibration bins: edges must cover [0, 1], got {list(bins)}")
+    return edges
+
+
+def calibration(traces: Iterable[dict], bins: Sequence[float] = DEFAULT_BINS) -> pd.DataFrame:
+    """Alignment as a function of confidence, per layer and confidence bin.
+
+    Bins are ``[lo, hi)`` except the last, which is ``[lo, hi]`` so a confidence of exactly 1.0
+    is counted. One row per (model, tuning, evalset, layer, bin), empty bins included (count 0,
+    alignment NaN), so the counts of a layer sum to its number of generated positions.
+    """
+    edges = _check_bins(bins)
+    labels = bin_labels(edges.tolist())
+    rows = []
+    for (model, tuning, evalset), (aligned, confidence) in sorted(_grouped(traces).items()):
+        # (P, N) bin index; the right=True side puts 1.0 into the last bin instead of past it
+        which = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, len(labels) - 1)
+        for layer in range(1, aligned.shape[1] + 1):
+            for b, label in enumerate(labels):
+                in_bin = which[:, layer - 1] == b
+                count = int(in_bin.sum())
+                hits = int(aligned[in_bin, layer - 1].sum())
+                rows.append(
+                    {
+                        "model": model,
+                        "tuning": tuning,
+                        "evalset": evalset,
+                        "layer": layer,
+                        "bin": label,
+                        "bin_low": float(edges[b]),
+                        "bin_high": float(edges[b + 1]),
+                        "count": count,
+                        "aligned": hits,
+                        "alignment_pct": 100.0 * hits / count if count else float("nan"),
+                    }
+                )
+    columns = [*GROUP_KEYS, "layer", "bin", "bin_low", "bin_high", "count", "aligned", "alignment_pct"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _threshold_for(aligned: np.ndarray, confidence: np.ndarray, target: float, min_count: int):
+    """(threshold, count, alignment) for one layer's positions; threshold is NEVER_EXIT if none fits.
+
+    ``aligned`` and ``confidence`` are (P,). Candidates are the observed confidences: sorting them
+    in descending order, position j's cumulative counts are those of "confidence >= conf[j]" once
+    ties are merged (only the last index of a run of equal confidences is a valid cut).
+    """
+    if confidence.size == 0:
+        return NEVER_EXIT, 0, float("nan")
+    order = np.argsort(-confidence, kind="stable")
+    conf = confidence[order]  # (P,) descending
+    counts = np.arange(1, conf.size + 1)  # (P,) positions with confidence >= conf[j]
+    hits = np.cumsum(aligned[order])  # (P,)
+    last_of_tie = np.append(conf[1:] != conf[:-1], True)  # (P,)
+    # hits/counts >= target, written without division so 0.95 * 20 == 19 is not lost to rounding
+    ok = last_of_tie & (counts >= min_count) & (hits >= target * counts - 1e-9)
+    if not ok.any():
+        return NEVER_EXIT, 0, float("nan")
+    j = int(np.flatnonzero(ok)[-1])  # the lowest qualifying confidence comes last in descending order
+    return float(conf[j]), int(counts[j]), float(hits[j] / counts[j])
+
+
+def threshold_table(
+    traces: Iterable[dict], layers: Sequence[int], target: float = 0.95, min_count: int = 20
+) -> pd.DataFrame:
+    """``choose_thresholds`` with its evidence: layer, threshold, count and alignment above it."""
+    config = ThresholdConfig(tuple(int(x) for x in layers), float(target), int(min_count))
+    aligned, confidence = _pooled(traces)
+    n_layers = aligned.shape[1]
+    rows = []
+    for layer in config.layers:
+        if layer > n_layers:
+            raise InputError(f"thresholds: layer {layer} does not exist; the traces have {n_layers} layers")
+        threshold, count, share = _threshold_for(
+            aligned[:, layer - 1], confidence[:, layer - 1], config.target, config.min_count
+        )
+        rows.append({"layer": layer, "threshold": threshold, "count": count, "alignment": share})
+    return pd.DataFrame(rows, columns=["layer", "threshold", "count", "alignment"])
+
+
+def choose_thresholds(
+    traces: Iterable[dict], layers: Sequence[int], target: float = 0.95, min_count: int = 20
+) -> dict[int, float]:
+    """Per checkpoint layer, the lowest confidence at which exiting there is safe enough.
+
+    All positions of all given traces are pooled (pass one model's calibration traces). For layer
+    ``L`` the threshold is the smallest observed confidence ``c`` of layer ``L`` such that, among
+    the positions whose layer-``L`` confidence is ``>= c``,
+
+    - there are at least ``min_count`` positions, and
+    - the share where layer ``L``'s argmax equals the final layer's is at least ``target``.
+
+    The share is not monotone in ``c``; every observed value is tried and the smallest one that
+    satisfies both conditions wins, since exactly those positions would exit at that threshold.
+    When no value qualifies the layer gets ``NEVER_EXIT`` (1.01): no confidence reaches it.
+
+    Each layer is judged on all positions, not only those that earlier checkpoints would leave
+    for it; like the paper's by-eye choice, this treats the checkpoints independently.
+    """
+    table = threshold_table(traces, layers, target, min_count)
+    return {int(row.layer): float(row.threshold) for row in table.itertuples()}
+
+
+def thresholds_document(thresholds: dict[int, float], target: float, min_count: int) -> dict:
+    """The thresholds file of ``docs/records.md`` (layer keys as strings, as JSON requires)."""
+    return {
+        "thresholds": {str(layer): value for layer, value in sorted(thresholds.items())},
+        "target": target,
+        "min_count": min_count,
+    }

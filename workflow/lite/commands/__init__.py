@@ -1,0 +1,1 @@
+"""One module per ``lite`` command; see ``lite/cli.py``."""

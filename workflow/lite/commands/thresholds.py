@@ -1,0 +1,48 @@
+"""Choose per-layer exit thresholds from calibration traces.
+
+    lite thresholds --traces results/tiny8/traces/lite/calib.jsonl --layers 2,4,6 \
+        --target 0.95 --min-count 20 --out results/tiny8/thresholds/calibrated.json
+
+For each layer: the smallest observed confidence c such that positions with confidence >= c
+number at least --min-count and agree with the final layer at least --target of the time;
+1.01 ("never exit") where none does (see ``lite.analysis.choose_thresholds``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lite import analysis
+from lite.io import save_resolved_config, write_json
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--layers: comma-separated integers expected, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--traces", nargs="+", required=True, metavar="FILE", help="trace records (JSONL)")
+    parser.add_argument("--layers", type=_layers, required=True, help="checkpoint layers, e.g. 2,4,6")
+    parser.add_argument("--target", type=float, default=0.95, help="required alignment (default 0.95)")
+    parser.add_argument("--min-count", type=int, default=20, help="fewest positions above a threshold")
+    parser.add_argument("--out", required=True, metavar="JSON", help="thresholds file")
+
+
+def run(args: argparse.Namespace) -> None:
+    config = analysis.ThresholdConfig(args.layers, args.target, args.min_count)
+    traces = analysis.read_traces(args.traces)
+    table = analysis.threshold_table(traces, config.layers, config.target, config.min_count)
+    thresholds = {int(row.layer): float(row.threshold) for row in table.itertuples()}
+    write_json(args.out, analysis.thresholds_document(thresholds, config.target, config.min_count))
+    save_resolved_config(args.out, {"command": "thresholds", "traces": list(args.traces), **vars_of(config)})
+    for row in table.itertuples():
+        print(f"layer {row.layer}: threshold {row.threshold:.4g} ({row.count} positions above, "
+              f"alignment {row.alignment:.3f})", file=sys.stderr)
+
+
+def vars_of(config: analysis.ThresholdConfig) -> dict:
+    return {"layers": list(config.layers), "target": config.target, "min_count": config.min_count}

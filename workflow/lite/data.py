@@ -1,0 +1,136 @@
+"""Instruction-tuning examples for a causal LM: Alpaca records -> token ids with prompt-masked labels.
+
+A sequence is ``[BOS] prompt response EOS`` where the prompt is ``lite.prompts.render_prompt``.
+Only the response and its EOS are learned; prompt positions carry the label -100 (ignored by the
+loss). Prompt and response are tokenized separately so the boundary is exact, and decoders build
+their prompts with ``encode_prompt`` so generation starts from the very ids training saw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from lite.io import InputError, where
+from lite.prompts import render_prompt
+
+IGNORE_INDEX = -100  # label of positions the loss skips (torch's cross_entropy default)
+
+
+def encode_prompt(tokenizer, record: dict) -> list[int]:
+    """Token ids of ``[BOS] prompt`` for ``record``: what the model conditions on."""
+    ids = tokenizer(render_prompt(record), add_special_tokens=False)["input_ids"]
+    if tokenizer.bos_token_id is not None:
+        ids = [tokenizer.bos_token_id, *ids]
+    return ids
+
+
+def encode_example(tokenizer, record: dict, max_length: int) -> dict[str, list[int]]:
+    """``{"input_ids", "labels"}`` for one training record, prompt labelled -100.
+
+    Sequences longer than ``max_length`` are cut from the right. At least one response token must
+    survive the cut, otherwise the example teaches nothing and ``InputError`` is raised.
+    """
+    if tokenizer.eos_token_id is None:
+        raise ValueError("tokenizer has no eos token; the model could never learn to stop")
+    prompt = encode_prompt(tokenizer, record)
+    response = tokenizer(record["output"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    if len(prompt) >= max_length:
+        raise InputError(
+            f"prompt is {len(prompt)} tokens, max_length={max_length} leaves no room for the response"
+        )
+    input_ids = (prompt + response)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt) + response)[:max_length]
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def read_train_records(path: str | os.PathLike) -> list[dict]:
+    """Read and validate Alpaca records from JSONL or a JSON array (Alpaca's ``alpaca_data.json``).
+
+    Each record needs string ``instruction`` and ``output`` and may have a string (or null)
+    ``input``. Errors name the file, the line (JSONL) or 1-based record index (JSON array), and the
+    field. An empty dataset is an error too.
+    """
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{where(path, err.lineno)}: not valid JSON ({err.msg})") from None
+        numbered = list(enumerate(items, start=1))
+    else:
+        numbered = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((number, json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise InputError(f"{where(path, number)}: not valid JSON ({err.msg})") from None
+    if not numbered:
+        raise InputError(f"{where(path)}: the training set is empty")
+    records = []
+    for number, item in numbered:
+        if not isinstance(item, dict):
+            raise InputError(f"{where(path, number)}: expected a JSON object, got {type(item).__name__}")
+        for field in ("instruction", "output"):
+            if field not in item:
+                raise InputError(f"{where(path, number, field)}: missing")
+            if not isinstance(item[field], str):
+                raise InputError(
+                    f"{where(path, number, field)}: expected a string, got {type(item[field]).__name__}"
+                )
+        if item.get("input") is not None and not isinstance(item["input"], str):
+            raise InputError(
+                f"{where(path, number, 'input')}: expected a string, got {type(item['input']).__name__}"
+            )
+        records.append(
+            {"instruction": item["instruction"], "input": item.get("input") or "", "output": item["output"]}
+        )
+    return records
+
+
+class TrainDataset(torch.utils.data.Dataset):
+    """Encoded examples of a training file, in file order (the Trainer's sampler shuffles, seeded)."""
+
+    def __init__(self, path: str | os.PathLike, tokenizer, max_length: int):
+        self.examples = []
+        for index, record in enumerate(read_train_records(path), start=1):
+            try:
+                self.examples.append(encode_example(tokenizer, record, max_length))
+            except InputError as err:
+                raise InputError(f"{where(path, index)}: {err}") from None
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return self.examples[index]
+
+
+@dataclass
+class PaddingCollator:
+    """Right-pad a batch: input_ids with ``pad_id``, labels with -100; attention_mask marks real tokens."""
+
+    pad_id: int
+
+    def __call__(self, features: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        if not features:
+            raise ValueError("cannot collate an empty batch")
+        width = max(len(f["input_ids"]) for f in features)
+        input_ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)  # (batch, seq)
+        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)  # (batch, seq)
+        attention_mask = torch.zeros((len(features), width), dtype=torch.long)  # (batch, seq)
+        for row, feature in enumerate(features):
+            n = len(feature["input_ids"])
+            if len(feature["labels"]) != n:
+                raise ValueError(f"example {row}: {n} input_ids but {len(feature['labels'])} labels")
+            input_ids[row, :n] = torch.tensor(feature["input_ids"], dtype=torch.long)
+            labels[row, :n] = torch.tensor(feature["labels"], dtype=torch.long)
+            attention_mask[row, :n] = 1
+        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}

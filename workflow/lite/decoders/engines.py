@@ -1,0 +1,181 @@
+"""Greedy generation loops built from ``run_layers`` and ``exit_head``.
+
+- ``greedy_cached``: one exit layer k for every token, with a KV cache; only layers 1..k ever run.
+  k = N is ordinary generation (equal to ``model.generate(do_sample=False)``); ``every_layer=True``
+  also reads the head after every layer (the trace).
+- ``exit_nocache``: the paper's early exit without a KV cache. For every new token the whole prefix
+  is recomputed through the checkpoint layers it visits, in ascending order, and an ``ExitPolicy``
+  decides at each intermediate checkpoint; the final layer always answers. It is the reference a
+  cached implementation must reproduce.
+
+Each prompt yields one ``Generation``. Generation of a row stops after an EOS token (kept) or
+``max_new_tokens``; finished rows keep riding along in the batch until all are done, but nothing
+they compute is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from lite.decoders.blocks import PaddedBatch, embed, exit_head, make_span, n_layers, new_cache, run_layers
+from lite.decoders.policies import ExitPolicy
+
+
+@dataclass
+class Generation:
+    """What one prompt produced; lists are per generated token."""
+
+    token_ids: list[int] = field(default_factory=list)
+    exit_layers: list[int] = field(default_factory=list)  # layer whose head produced the token
+    confidences: list[float] = field(default_factory=list)  # that head's max softmax probability
+    heads: list[int] = field(default_factory=list)  # heads computed for the token (FLOP accounting)
+    layer_argmax: list[list[int]] | None = None  # trace only: (T, N)
+    layer_confidence: list[list[float]] | None = None  # trace only: (T, N)
+
+
+class _Collector:
+    """Appends each step's outputs to the rows still generating and decides when they stop."""
+
+    def __init__(self, batch: int, max_new_tokens: int, eos_ids: Collection[int], trace: bool):
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.rows = [Generation() for _ in range(batch)]
+        if trace:
+            for row in self.rows:
+                row.layer_argmax, row.layer_confidence = [], []
+        self.active = torch.ones(batch, dtype=torch.bool)  # (batch,)
+        self.max_new_tokens = max_new_tokens
+        self.eos_ids = frozenset(eos_ids)
+
+    def add(self, tokens, layers, confidences, heads, layer_argmax=None, layer_confidence=None) -> None:
+        tokens, layers, confidences, heads = (t.tolist() for t in (tokens, layers, confidences, heads))
+        if layer_argmax is not None:
+            layer_argmax, layer_confidence = layer_argmax.tolist(), layer_confidence.tolist()
+        for i, row in enumerate(self.rows):
+            if not self.active[i]:
+                continue
+            row.token_ids.append(int(tokens[i]))
+            row.exit_layers.append(int(layers[i]))
+            row.confidences.append(float(confidences[i]))
+            row.heads.append(int(heads[i]))
+            if layer_argmax is not None:
+                row.layer_argmax.append(layer_argmax[i])
+                row.layer_confidence.append(layer_confidence[i])
+            if tokens[i] in self.eos_ids or len(row.token_ids) >= self.max_new_tokens:
+                self.active[i] = False
+
+    @property
+    def finished(self) -> bool:
+        return not bool(self.active.any())
+
+
+@torch.inference_mode()
+def greedy_cached(
+    model,
+    prompts: Sequence[list[int]],
+    exit_layer: int,
+    *,
+    max_new_tokens: int,
+    eos_ids: Collection[int],
+    pad_id: int,
+    every_layer: bool = False,
+) -> list[Generation]:
+    """Greedy decoding from layer ``exit_layer`` with a KV cache (layers above it never run).
+
+    With ``every_layer`` all N layers run (``exit_layer`` must be N) and the head is read after each,
+    filling ``layer_argmax`` / ``layer_confidence``; the tokens are still the final layer's.
+    """
+    total = n_layers(model)
+    if not 1 <= exit_layer <= total:
+        raise ValueError(f"exit layer {exit_layer} is outside 1..{total}")
+    if every_layer and exit_layer != total:
+        raise ValueError("every_layer reads all layers, so the exit layer must be the final one")
+    batch = PaddedBatch.from_lists(list(prompts), pad_id)
+    out = _Collector(len(prompts), max_new_tokens, eos_ids, trace=every_layer)
+    cache = new_cache(model)
+    ids, positions, key_real = batch.ids, batch.position_ids(), batch.real  # (batch, seq) each
+    one = torch.ones(len(prompts), dtype=torch.long)  # (batch,)
+    while True:
+        hidden = embed(model, ids)  # (batch, q, hidden): the whole prompt first, then one token
+        span = make_span(model, hidden, key_real, positions)
+        if every_layer:
+            per_layer = []
+            for layer in range(1, total + 1):
+                hidden = run_layers(model, hidden, layer, layer, span, cache)
+                per_layer.append(exit_head(model, hidden))
+            head = per_layer[-1]
+            argmax = torch.stack([h.tokens for h in per_layer], dim=1)  # (batch, N)
+            confidence = torch.stack([h.confidence for h in per_layer], dim=1)  # (batch, N)
+            out.add(head.tokens, one * exit_layer, head.confidence, one, argmax, confidence)
+        else:
+            hidden = run_layers(model, hidden, 1, exit_layer, span, cache)
+            head = exit_head(model, hidden)
+            out.add(head.tokens, one * exit_layer, head.confidence, one)
+        if out.finished:
+            return out.rows
+        ids = head.tokens[:, None]  # (batch, 1)
+        positions = positions[:, -1:] + 1  # (batch, 1)
+        key_real = torch.cat([key_real, torch.ones_like(ids, dtype=torch.bool)], dim=1)  # (batch, kv)
+
+
+@torch.inference_mode()
+def exit_nocache(
+    model,
+    prompts: Sequence[list[int]],
+    checkpoints: Sequence[int],
+    policy: ExitPolicy,
+    *,
+    max_new_tokens: int,
+    eos_ids: Collection[int],
+    pad_id: int,
+) -> list[Generation]:
+    """Early-exit greedy decoding without a KV cache (the paper's procedure).
+
+    ``checkpoints`` are ascending layers ending with the final layer N. Per token, the full prefix
+    runs from the embeddings through the checkpoints one segment at a time; after each segment the
+    head reads the last position and ``policy`` says which undecided rows exit there. The loop stops
+    at the first checkpoint where no generating row is left undecided, so deeper layers are never
+    computed for a token that has exited (in a batch, rows that exited early ride along until the
+    deepest row of the batch is decided; their later results are discarded).
+    """
+    total = n_layers(model)
+    checkpoints = list(checkpoints)
+    if not checkpoints or checkpoints[-1] != total or checkpoints != sorted(set(checkpoints)):
+        raise ValueError(f"checkpoints must ascend and end with the final layer {total}, got {checkpoints}")
+    batch = PaddedBatch.from_lists(list(prompts), pad_id)
+    out = _Collector(len(prompts), max_new_tokens, eos_ids, trace=False)
+    size = len(prompts)
+    step = 0
+    while True:
+        hidden = embed(model, batch.ids)  # (batch, seq, hidden)
+        span = make_span(model, hidden, batch.real, batch.position_ids())
+        tokens = torch.zeros(size, dtype=torch.long)  # (batch,)
+        layers = torch.zeros(size, dtype=torch.long)  # (batch,)
+        confidence = torch.zeros(size)  # (batch,)
+        visited = torch.zeros(size, dtype=torch.long)  # (batch,) heads read while undecided
+        undecided = torch.ones(size, dtype=torch.bool)  # (batch,)
+        previous = 0
+        for index, layer in enumerate(checkpoints):
+            hidden = run_layers(model, hidden, previous + 1, layer, span)
+            previous = layer
+            head = exit_head(model, hidden)
+            visited += undecided.long()
+            if layer == total:
+                leave = undecided
+            else:
+                leave = undecided & policy.exits(step, index, head.confidence)
+            tokens = torch.where(leave, head.tokens, tokens)
+            layers = torch.where(leave, torch.full_like(layers, layer), layers)
+            confidence = torch.where(leave, head.confidence, confidence)
+            undecided = undecided & ~leave
+            if not bool((undecided & out.active).any()):
+                break
+        heads = visited if policy.uses_confidence else torch.ones_like(visited)
+        out.add(tokens, layers, confidence, heads)
+        if out.finished:
+            return out.rows
+        batch = batch.append(tokens)
+        step += 1

@@ -1,0 +1,182 @@
+"""Analytic FLOPs of greedy generation with early exit, in two accountings.
+
+What is counted: matrix multiplications only, at 2*m*n*k FLOPs each.
+- Per decoder layer and position: q, k, v, o projections and the SwiGLU MLP (gate, up, down):
+  ``2 * layer_weights`` with ``layer_weights = h*(H*d) + 2*h*(Hkv*d) + (H*d)*h + 3*h*I``.
+- Attention of q query positions against kv keys: QK^T plus AV, ``4 * H * d * q * kv`` (GQA shares
+  K/V heads but every query head still does its own products).
+- One confidence check / exit head: the LM head on one position, ``2 * h * V``.
+Ignored: RMSNorms, softmax, RoPE, residual adds, biases, the embedding lookup (a gather).
+This is what ``torch.utils.flop_counter.FlopCounterMode`` counts (it has formulas for mm/bmm/sdpa
+only), so the two agree exactly; on CPU the counter misses sdpa unless
+``register_cpu_sdpa_flop_formula`` has been called (ml-probe section 4).
+
+The accountings, for a response of T tokens after a prompt of P tokens, where token t (0-based)
+exits at layer e_t after consulting c_t heads:
+
+``nocache`` (the paper's): token t recomputes its whole prefix of L_t = P + t positions through
+layers 1..e_t, attention on the full L_t x L_t square (what the eager / sdpa kernels compute and
+the counter reports), plus c_t heads on the last position. Final-layer generation is N layers and
+one head per token.
+
+``kvcache`` (what a deployment with a KV cache pays): each (position, layer) pair is computed once,
+its attention against its causal context (position p sees p + 1 keys), plus c_t heads per token.
+With early exit a cache has holes: a position that exited at a shallow layer has no keys/values in
+deeper layers. Assumption (exact catch-up, DESIGN section 5): when a later token goes deeper, every
+earlier position is first computed through that deeper layer, once. So position p runs through
+D_p = max(e_t over the tokens whose input includes p): the prompt through max(e), and the input
+position of token t >= 1 (the token t-1 fed back) through max(e_t .. e_{T-1}). With a fixed exit
+layer k this reduces to a plain cached k-layer model: prefill P positions, then one per token.
+Note the prefill attention is counted causally here (P(P+1)/2 pairs) but as the full square in
+``nocache``; a single cached decode step has no such difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The sizes of a LLaMA-style decoder that its FLOPs depend on."""
+
+    hidden: int  # h, residual width
+    intermediate: int  # I, MLP width (SwiGLU: gate and up are h x I, down is I x h)
+    heads: int  # H, query heads
+    kv_heads: int  # Hkv, key/value heads (< H for grouped-query attention)
+    head_dim: int  # d, usually h / H
+    vocab: int  # V, LM head rows
+    layers: int  # N, decoder layers
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "intermediate", "heads", "kv_heads", "head_dim", "vocab", "layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ModelShape.{name} must be a positive integer, got {value!r}")
+
+    @classmethod
+    def from_config(cls, config) -> ModelShape:
+        """From a ``LlamaConfig`` (or any object with the same attribute names)."""
+        heads = config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None)
+        return cls(
+            hidden=config.hidden_size,
+            intermediate=config.intermediate_size,
+            heads=heads,
+            kv_heads=getattr(config, "num_key_value_heads", None) or heads,
+            head_dim=head_dim if head_dim is not None else config.hidden_size // heads,
+            vocab=config.vocab_size,
+            layers=config.num_hidden_layers,
+        )
+
+    @property
+    def layer_weights(self) -> int:
+        """Matmul weights of one decoder layer (attention projections + MLP)."""
+        h, q_width, kv_width = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
+        return h * q_width + 2 * h * kv_width + q_width * h + 3 * h * self.intermediate
+
+
+# LLaMA-2-7B, the paper's main model (for the check-cost reference figure).
+LLAMA2_7B = ModelShape(hidden=4096, intermediate=11008, heads=32, kv_heads=32, head_dim=128, vocab=32000, layers=32)
+
+
+def layer_flops(shape: ModelShape, queries: int, keys: int) -> int:
+    """One decoder layer on a block of ``queries`` positions attending to ``keys`` keys (full rectangle)."""
+    return 2 * shape.layer_weights * queries + 4 * shape.heads * shape.head_dim * queries * keys
+
+
+def head_flops(shape: ModelShape, positions: int = 1) -> int:
+    """Norm + LM head on ``positions`` positions (the norm is not counted)."""
+    return 2 * shape.hidden * shape.vocab * positions
+
+
+def check_cost_ratio(shape: ModelShape) -> float:
+    """Cost of one confidence check relative to one decoder layer, per position, attention ignored.
+
+    LLaMA-2-7B: 4096*32000 / 202.4M = 0.65; SmolLM2-135M (vocab 49152): about 8.
+    """
+    return head_flops(shape) / (2 * shape.layer_weights)
+
+
+def prefix_flops(shape: ModelShape, prefix: int, layers: int, heads: int = 1) -> int:
+    """No-cache cost of one token: ``prefix`` positions through ``layers`` layers + ``heads`` checks."""
+    return layers * layer_flops(shape, prefix, prefix) + heads * head_flops(shape)
+
+
+def decode_step_flops(shape: ModelShape, context: int, layers: int, heads: int = 1) -> int:
+    """Cached cost of one token: one position through ``layers`` layers against ``context`` keys
+    (the cached ones plus its own) + ``heads`` checks."""
+    return layers * layer_flops(shape, 1, context) + heads * head_flops(shape)
+
+
+def _check(shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[int], heads: Sequence[int]) -> None:
+    if prompt_tokens < 1:
+        raise ValueError(f"prompt_tokens must be >= 1, got {prompt_tokens}")
+    if len(heads) != len(exit_layers):
+        raise ValueError(f"{len(exit_layers)} exit layers but {len(heads)} head counts")
+    for layer in exit_layers:
+        if not 1 <= layer <= shape.layers:
+            raise ValueError(f"exit layer {layer} is outside 1..{shape.layers}")
+
+
+def nocache_flops(shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[int], heads: Sequence[int]) -> int:
+    """Whole response, paper accounting (see the module docstring)."""
+    _check(shape, prompt_tokens, exit_layers, heads)
+    return sum(
+        prefix_flops(shape, prompt_tokens + t, layer, count)
+        for t, (layer, count) in enumerate(zip(exit_layers, heads, strict=True))
+    )
+
+
+def kvcache_flops(shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[int], heads: Sequence[int]) -> int:
+    """Whole response, KV-cache accounting with exact catch-up (see the module docstring)."""
+    _check(shape, prompt_tokens, exit_layers, heads)
+    if not exit_layers:
+        return 0
+    per_position = 2 * shape.layer_weights
+    per_key = 4 * shape.heads * shape.head_dim
+    # depth[t] = deepest exit among tokens t..T-1: how far the input position of token t must go.
+    depth = list(exit_layers)
+    for t in range(len(depth) - 2, -1, -1):
+        depth[t] = max(depth[t], depth[t + 1])
+    total = 0
+    for p in range(prompt_tokens):  # the prompt: positions 0..P-1 (each sees p + 1 keys)
+        total += depth[0] * (per_position + per_key * (p + 1))
+    for t in range(1, len(depth)):  # token t's input: the token t-1 fed back at position P + t - 1
+        total += depth[t] * (per_position + per_key * (prompt_tokens + t))
+    return total + sum(heads) * head_flops(shape)
+
+
+def generation_flops(
+    shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[int], heads: Sequence[int]
+) -> dict[str, int]:
+    """``{"nocache": ..., "kvcache": ...}`` of one response (the generation record's ``flops``)."""
+    return {
+        "nocache": nocache_flops(shape, prompt_tokens, exit_layers, heads),
+        "kvcache": kvcache_flops(shape, prompt_tokens, exit_layers, heads),
+    }
+
+
+def register_cpu_sdpa_flop_formula() -> None:
+    """Teach ``FlopCounterMode`` the CPU flash-attention kernel (torch 2.13 lacks it); idempotent.
+
+    Without this the counter silently reports 0 for sdpa attention on CPU (ml-probe section 4).
+    """
+    import torch
+    from torch.utils import flop_counter
+
+    aten = torch.ops.aten
+    forward = aten._scaled_dot_product_flash_attention_for_cpu
+    backward = aten._scaled_dot_product_flash_attention_for_cpu_backward
+    if forward not in flop_counter.flop_registry:
+
+        @flop_counter.register_flop_formula(forward)
+        def _forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
+            return flop_counter.sdpa_flop_count(query, key, value)
+
+    if backward not in flop_counter.flop_registry:
+
+        @flop_counter.register_flop_formula(backward)
+        def _backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+            return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)

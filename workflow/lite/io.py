@@ -1,0 +1,117 @@
+"""File helpers shared by every stage: atomic writes, JSONL, resolved configs, input errors.
+
+Nothing here imports torch, so the analysis, judging and report stages stay light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+class InputError(ValueError):
+    """Bad input data or settings; the message names the file, line and field where known."""
+
+
+def where(path: str | os.PathLike | None, line: int | None = None, field: str | None = None) -> str:
+    """``file:line field`` prefix for error messages (parts that are unknown are left out)."""
+    parts = []
+    if path is not None:
+        parts.append(f"{path}:{line}" if line is not None else str(path))
+    if field is not None:
+        parts.append(f"field {field!r}")
+    return " ".join(parts)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+    """Open a temp file beside ``path``; rename it over ``path`` only if the block succeeds.
+
+    A crash or an exception inside the block leaves no file under the final name (an existing one
+    is kept untouched), so Snakemake never mistakes a half-written output for a finished one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
+    """Write records atomically, one JSON object per line; returns how many were written."""
+    count = 0
+    with atomic_write(path) as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read a JSONL file; a malformed line raises ``InputError`` naming the file and line."""
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(f"{where(path, number)}: not valid JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise InputError(f"{where(path, number)}: expected a JSON object, got {type(record).__name__}")
+            records.append(record)
+    return records
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_write(path) as handle:
+        json.dump(obj, handle, indent=2, sort_keys=True, default=_jsonable)
+        handle.write("\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{where(path, err.lineno)}: not valid JSON ({err.msg})") from None
+
+
+def config_path(result: str | os.PathLike) -> Path:
+    """Where the resolved config of ``result`` lives: ``result.config.json`` (inside a folder result)."""
+    result = Path(result)
+    if result.is_dir():
+        return result / "resolved_config.json"
+    return result.with_name(result.name + ".config.json")
+
+
+def save_resolved_config(result: str | os.PathLike, config: Any) -> Path:
+    """Save the settings that produced ``result`` next to it (dataclasses are converted)."""
+    target = config_path(result)
+    write_json(target, config)
+    return target
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")

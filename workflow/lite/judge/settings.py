@@ -1,0 +1,129 @@
+"""Settings of the Claude judge, and the start-up check the workflow runs before any GPU work.
+
+Light on purpose (no anthropic import): the Snakefile calls :func:`check_claude_ready` at start.
+
+Sampling: API version 2026-10-21 (what anthropic 2.x sends) has no ``temperature``, ``top_p`` or
+``top_k``; the API answers 400 to any of them. So by default nothing is sent and repeatability
+comes from the cache. ``sampling: temperature0`` sends ``temperature: 0`` (the paper's setting)
+in the request body with an older API version (2023-06-01 unless ``api_version`` says
+otherwise), for models that still accept it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from lite.io import InputError
+
+# What each sampling option adds to the request body.
+SAMPLING: dict[str, dict] = {"none": {}, "temperature0": {"temperature": 0}}
+# The first API version without sampling parameters, and the version temperature0 falls back to.
+NO_SAMPLING_SINCE = "2026-10-21"
+LEGACY_API_VERSION = "2023-06-01"
+KEY_ENV = "ANTHROPIC_API_KEY"
+
+
+class JudgeSetupError(RuntimeError):
+    """The Claude judge cannot run as configured (missing key, bad settings)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaudeSettings:
+    model: str = "claude-sonnet-4-5"  # any Messages API model id; recorded in every judgment
+    max_tokens: int = 512  # reply budget; the scores come first, the explanation after
+    prompt: str = "pairwise-v1"  # a file under lite/judge/prompts/
+    sampling: str = "none"  # none | temperature0 (see the module docstring)
+    # anthropic-version header; None = the SDK's own (2026-10-21), or 2023-06-01 with temperature0.
+    api_version: str | None = None
+    concurrency: int = 4  # parallel requests; the SDK retries 429s with the server's retry-after
+    batches: bool = False  # Message Batches API: half price, results within 24 h
+    max_retries: int = 5  # SDK retries per call (429, 529, 5xx, timeouts, dropped connections)
+    timeout_s: float = 120.0  # per attempt; a judge reply of 512 tokens takes well under a minute
+    poll_interval_s: float = 30.0  # batches: seconds between status checks
+    cache_dir: str = "results/judge_cache"  # one file per paid call; shared by every pair
+
+    def __post_init__(self):
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise InputError("judge.claude field 'model': must be a non-empty model id")
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise InputError(f"judge.claude field 'max_tokens': must be a positive integer, got {self.max_tokens!r}")
+        if self.sampling not in SAMPLING:
+            raise InputError(
+                f"judge.claude field 'sampling': {self.sampling!r}; choose from {', '.join(SAMPLING)}"
+            )
+        if self.api_version is not None and (
+            not isinstance(self.api_version, str) or len(self.api_version) != 10
+        ):
+            raise InputError(f"judge.claude field 'api_version': expected YYYY-MM-DD, got {self.api_version!r}")
+        if self.sampling == "temperature0" and self.request_api_version() >= NO_SAMPLING_SINCE:
+            raise InputError(
+                f"judge.claude field 'sampling': temperature0 needs an API version before {NO_SAMPLING_SINCE} "
+                f"(the API rejects temperature from then on); set api_version: {LEGACY_API_VERSION} or sampling: none"
+            )
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise InputError(f"judge.claude field 'concurrency': must be >= 1, got {self.concurrency!r}")
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise InputError(f"judge.claude field 'max_retries': must be >= 0, got {self.max_retries!r}")
+        for name in ("timeout_s", "poll_interval_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise InputError(f"judge.claude field {name!r}: must be a positive number, got {value!r}")
+
+    def request_api_version(self) -> str:
+        """The version to send explicitly; NO_SAMPLING_SINCE stands for "the SDK's own"."""
+        if self.api_version is not None:
+            return self.api_version
+        return LEGACY_API_VERSION if self.sampling == "temperature0" else NO_SAMPLING_SINCE
+
+    @property
+    def sampling_params(self) -> dict:
+        return dict(SAMPLING[self.sampling])
+
+    @classmethod
+    def from_config(cls, section: dict | None) -> ClaudeSettings:
+        """From the config's ``judge.claude`` mapping; unknown keys are errors, not ignored."""
+        section = dict(section or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise InputError(f"judge.claude: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**section)
+
+
+def api_key_from_env() -> str:
+    """The key, from ANTHROPIC_API_KEY only; the error says how to set it and never echoes a value."""
+    key = os.environ.get(KEY_ENV)
+    if key is None or not key.strip():
+        raise JudgeSetupError(
+            f"judge: claude needs an Anthropic API key in the environment variable {KEY_ENV}, which is not set. "
+            f"Create a key at https://console.anthropic.com/settings/keys and run `export {KEY_ENV}=<your key>` "
+            "in the shell that starts the workflow (on SLURM the jobs inherit it), or set judge.name: reference "
+            "to judge offline. A gateway or a local server can stand in for the API via ANTHROPIC_BASE_URL."
+        )
+    return key.strip()
+
+
+def judge_name(config: dict) -> str:
+    """``judge.name`` of a workflow config (``judge`` may also be given as a bare name)."""
+    judge = config.get("judge", "reference")
+    if isinstance(judge, str):
+        return judge
+    return judge.get("name", "reference")
+
+
+def check_claude_ready(config: dict) -> ClaudeSettings | None:
+    """Raise unless the configured judge can run; call at workflow start, before any GPU work.
+
+    Returns the Claude settings when ``judge.name`` is ``claude``, else None (nothing to check).
+    """
+    name = judge_name(config)
+    if name not in ("reference", "claude"):
+        raise InputError(f"config field 'judge.name': {name!r}; choose from reference, claude")
+    if name != "claude":
+        return None
+    judge = config.get("judge")
+    section = judge.get("claude") if isinstance(judge, dict) else None
+    settings = ClaudeSettings.from_config(section)
+    api_key_from_env()
+    return settings

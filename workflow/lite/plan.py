@@ -1,0 +1,247 @@
+"""What the workflow builds for a config: result paths, judge pairs, artefact inputs.
+
+The Snakefile's input functions are thin calls into ``Plan``; the logic lives here so it is unit
+tested (tests/test_plan.py). Nothing here imports torch.
+
+    python -c "import yaml, lite.plan as p; print(p.Plan(yaml.safe_load(open('config.yaml'))).all_targets())"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+CALIBRATION_SET = "calibration"
+FIGURES = ["fig1", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10"]
+FIGURES += ["fig11", "fig12", "fig13", "fig14", "fig15"]
+TABLES = ["table1", "table2", "table3", "table4", "table6"]
+BASELINES = ["random-half", "random-k", "sequential"]
+
+
+class ConfigError(ValueError):
+    """A config that passes the schema but cannot describe an experiment; names the key."""
+
+
+def _layer_keys(mapping: dict) -> dict[int, float]:
+    return {int(layer): float(value) for layer, value in mapping.items()}
+
+
+def model_depth(model_cfg: dict) -> int | None:
+    """Decoder layer count when the config states it (tiny: ``layers``; others: ``n_layers``)."""
+    base = model_cfg["base"]
+    return base.get("layers") if base["kind"] == "tiny" else base.get("n_layers")
+
+
+def check_config(config: dict) -> None:
+    """Checks the schema cannot express; raises ``ConfigError`` naming the offending key."""
+    if CALIBRATION_SET in config["data"]["eval"]:
+        raise ConfigError(f"data.eval.{CALIBRATION_SET}: this name is reserved for data.calibration")
+    for name, model in config["models"].items():
+        key = f"models.{name}"
+        checkpoints = model["checkpoints"]
+        if checkpoints != sorted(set(checkpoints)):
+            raise ConfigError(f"{key}.checkpoints: must be strictly ascending, got {checkpoints}")
+        depth = model_depth(model)
+        if depth is not None and checkpoints[-1] != depth:
+            raise ConfigError(
+                f"{key}.checkpoints: the last checkpoint must be the final layer {depth}, "
+                f"got {checkpoints[-1]} (a layer beyond the model's depth, or the final layer missing)"
+            )
+        if "lite" not in model["tunings"]:
+            raise ConfigError(f"{key}.tunings: every base model needs lite (fig1 reports it)")
+        for tuning in model["tunings"]:
+            if tuning not in config["tunings"]:
+                raise ConfigError(f"{key}.tunings: {tuning!r} has no entry under tunings")
+        for kind, thresholds in model["thresholds"].items():
+            for layer in _layer_keys(thresholds):
+                if layer not in checkpoints[:-1]:
+                    raise ConfigError(
+                        f"{key}.thresholds.{kind}.{layer}: not an early checkpoint of {name} "
+                        f"(early checkpoints: {checkpoints[:-1]})"
+                    )
+    main = next(iter(config["models"].values()))
+    for decoder in config["generation"]["decoders"]:
+        if decoder.startswith("fixed-L") and int(decoder[7:]) not in main["checkpoints"]:
+            raise ConfigError(
+                f"generation.decoders: {decoder} is not a checkpoint of the main model "
+                f"(checkpoints: {main['checkpoints']})"
+            )
+    if config["judge"]["name"] == "claude" and "claude" not in config["judge"]:
+        raise ConfigError("judge.claude: settings are required when judge.name is claude")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two systems of one model judged against each other; ``a`` is the reference side."""
+
+    a: str  # "{tuning}.{decoder}"
+    b: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.a}~{self.b}"
+
+
+class Plan:
+    """Every path the workflow makes for one config, grouped by the artefact that needs it."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        self.models = list(config["models"])
+        self.main = self.models[0]
+        self.second = self.models[1] if len(self.models) > 1 else None
+        self.evalsets = list(config["data"]["eval"])
+        self.dynamic = config["report"]["dynamic_decoder"]
+        self.judge = config["judge"]["name"]
+
+    # ---- per-model facts
+    def checkpoints(self, model: str) -> list[int]:
+        return list(self.config["models"][model]["checkpoints"])
+
+    def tunings(self, model: str) -> list[str]:
+        return list(self.config["models"][model]["tunings"])
+
+    def fixed_decoders(self, model: str) -> list[str]:
+        return [f"fixed-L{k}" for k in self.checkpoints(model)[:-1]]
+
+    def decoders(self, model: str, tuning: str) -> list[str]:
+        """Decoders generated for (model, tuning): the main model gets the full set."""
+        if model != self.main:
+            return ["final", self.dynamic] if tuning == "lite" else []
+        if tuning == "it":
+            return ["final", *self.fixed_decoders(model)]
+        if tuning == "lite":
+            configured = [d for d in self.config["generation"]["decoders"] if not d.startswith("fixed-")]
+            return _unique(["final", *self.fixed_decoders(model), self.dynamic, *configured])
+        return []
+
+    # ---- paths
+    @staticmethod
+    def eval_data(evalset: str) -> str:
+        return f"results/data/eval/{evalset}.jsonl"
+
+    @staticmethod
+    def tuned(model: str, tuning: str) -> str:
+        return f"results/{model}/tuned/{tuning}"
+
+    @staticmethod
+    def generation(model: str, tuning: str, evalset: str, decoder: str) -> str:
+        return f"results/{model}/generations/{tuning}/{evalset}/{decoder}.jsonl"
+
+    @staticmethod
+    def trace(model: str, tuning: str, evalset: str) -> str:
+        return f"results/{model}/traces/{tuning}/{evalset}.jsonl"
+
+    @staticmethod
+    def alignment(model: str, tuning: str, evalset: str, table: str = "alignment") -> str:
+        return f"results/{model}/analysis/{tuning}/{evalset}/{table}.csv"
+
+    @staticmethod
+    def thresholds(model: str) -> str:
+        return f"results/{model}/thresholds/calibrated.json"
+
+    def judgment(self, model: str, evalset: str, pair: Pair) -> str:
+        return f"results/{model}/judgments/{self.judge}/{evalset}/{pair.name}.jsonl"
+
+    @staticmethod
+    def similarity(model: str, evalset: str, decoder: str) -> str:
+        return f"results/{model}/similarity/{evalset}/final~{decoder}.csv"
+
+    # ---- judge pairs
+    def pairs(self, model: str) -> list[Pair]:
+        """Every pair judged for a model: each LITE decoder and IT fixed exit against its final."""
+        pairs = []
+        for tuning in ("it", "lite"):
+            if tuning in self.tunings(model):
+                pairs += [Pair(f"{tuning}.final", f"{tuning}.{d}") for d in self.decoders(model, tuning)[1:]]
+        if model == self.main and {"it", "lite"} <= set(self.tunings(model)):
+            pairs.append(Pair("it.final", "lite.final"))
+        return pairs
+
+    def judgments(self, model: str, pairs: list[Pair] | None = None) -> list[str]:
+        pairs = self.pairs(model) if pairs is None else pairs
+        return [self.judgment(model, e, p) for e in self.evalsets for p in pairs]
+
+    def generations(self, model: str, tuning: str, decoders: list[str]) -> list[str]:
+        return [self.generation(model, tuning, e, d) for e in self.evalsets for d in decoders]
+
+    def alignments(self, tunings: list[str], table: str = "alignment") -> list[str]:
+        present = [t for t in tunings if t in self.tunings(self.main)]
+        return [self.alignment(self.main, t, e, table) for t in present for e in self.evalsets]
+
+    # ---- artefacts
+    def artefact_inputs(self, name: str) -> list[str]:
+        """The files one figure or table is drawn from (see lite.report for what each shows)."""
+        m, dyn = self.main, self.dynamic
+        headline = Pair("lite.final", f"lite.{dyn}")
+        if name == "fig1":
+            return [
+                path
+                for model in self.models
+                for path in self.judgments(model, [headline]) + self.generations(model, "lite", ["final", dyn])
+            ]
+        if name == "fig3":
+            return self.judgments(m, [Pair("it.final", f"it.{d}") for d in self.fixed_decoders(m)])
+        if name == "fig4":
+            return self.judgments(m, [Pair("it.final", "lite.final")])
+        if name in ("fig5", "fig13", "fig14"):
+            tunings = {"fig5": ["it", "lite"], "fig13": ["it", "lite_weighted"], "fig14": ["lite", "lite_weighted"]}
+            return self.alignments(tunings[name])
+        if name in ("fig6", "fig11", "fig15"):
+            tuning = {"fig6": "lite", "fig11": "it", "fig15": "lite_weighted"}[name]
+            return self.alignments([tuning], "calibration")
+        if name in ("fig7", "fig8", "table1"):
+            decoders = [dyn] if name == "fig8" else ["final", dyn]
+            return self.generations(m, "lite", decoders)
+        if name in ("fig9", "fig10"):
+            evalset = self.category_evalset(name)
+            return [self.judgment(m, evalset, headline)] + [
+                self.generation(m, "lite", evalset, d) for d in ("final", dyn)
+            ]
+        if name == "fig12":
+            aggressive = Pair("lite.final", "lite.dynamic-aggressive")
+            return self.judgments(m, [aggressive]) + self.generations(m, "lite", ["final", "dynamic-aggressive"])
+        if name == "table2":
+            return [self.similarity(m, e, dyn) for e in self.evalsets]
+        if name == "table3":
+            return self.generations(self.second, "lite", ["final", dyn]) if self.second else []
+        if name == "table4":
+            return [self.eval_data(e) for e in self.evalsets]
+        if name == "table6":
+            systems = [dyn, *BASELINES]
+            return self.judgments(m, [Pair("lite.final", f"lite.{s}") for s in systems]) + self.generations(
+                m, "lite", ["final", *systems]
+            )
+        raise ConfigError(f"unknown artefact {name!r}; known: {', '.join(FIGURES + TABLES)}")
+
+    def category_evalset(self, name: str) -> str:
+        """fig9 shows the first eval set's categories (Vicuna's role), fig10 the third (WizardLM's)."""
+        index = 0 if name == "fig9" or len(self.evalsets) < 3 else 2
+        return self.evalsets[index]
+
+    def artefacts(self) -> list[str]:
+        """Artefacts this config can draw (each needs its tunings and decoders to be configured)."""
+        main_tunings = set(self.tunings(self.main))
+        decoders = set(self.decoders(self.main, "lite"))
+        needs = {
+            "fig3": {"it"} <= main_tunings,
+            "fig4": {"it", "lite"} <= main_tunings,
+            "fig5": {"it", "lite"} <= main_tunings,
+            "fig11": "it" in main_tunings,
+            "fig13": {"it", "lite_weighted"} <= main_tunings,
+            "fig14": {"lite", "lite_weighted"} <= main_tunings,
+            "fig15": "lite_weighted" in main_tunings,
+            "fig12": "dynamic-aggressive" in decoders,
+            "table3": self.second is not None,
+            "table6": set(BASELINES) <= decoders,
+        }
+        return [a for a in FIGURES + TABLES if needs.get(a, True)]
+
+    def all_targets(self) -> list[str]:
+        figures = [f"results/figures/{a}.pdf" for a in self.artefacts() if a.startswith("fig")]
+        tables = [f"results/tables/{a}.csv" for a in self.artefacts() if a.startswith("table")]
+        return figures + tables
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))

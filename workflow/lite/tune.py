@@ -1,0 +1,381 @@
+"""Instruction tuning with the LITE loss on the HF Trainer (IT is LITE with weights ``{N: 1}``).
+
+The Trainer brings progress bars, gradient accumulation, schedulers, checkpoints, ``torchrun`` and
+DeepSpeed. This module adds the loss (``LiteTrainer.compute_loss``), per-layer CE logging, a
+SIGTERM handler that saves a checkpoint and stops, and automatic resumption.
+
+Folder layout of ``out`` (a ``from_pretrained``-able model folder when finished)::
+
+    out/checkpoints/checkpoint-<step>/   Trainer checkpoints (resumed from automatically)
+    out/train_log.jsonl                   one record per Trainer log: loss, lr, ce_layer_<i>, ...
+    out/config.json, model.safetensors, tokenizer files, resolved_config.json (written last)
+
+DeepSpeed ZeRO-3 partitions the weights over ranks; ``trainer.save_model`` can only write a normal
+``save_pretrained`` folder if the DeepSpeed config sets
+``"zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": true}``, so
+``tune`` refuses a stage-3 config without it rather than finish without usable weights.
+
+SLURM: ask for the signal early enough to save a checkpoint (``#SBATCH --signal=TERM@300``, or
+``B:TERM@300`` with a batch script that forwards it). Rerunning the same command resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from lite.data import PaddingCollator, TrainDataset
+from lite.io import read_jsonl, save_resolved_config, write_jsonl
+from lite.loss import SCHEMES, lite_loss, resolve_layer_weights
+from lite.modeling import decoder_layer_count, load_model, load_tokenizer, save_tokenizer
+
+SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+@dataclass
+class TuneConfig:
+    """Settings of one tuning run. Give either ``layer_weights`` or ``scheme`` (+ ``layers``)."""
+
+    layer_weights: dict[int, float] | None = None  # explicit {layer: weight}; IT is {N: 1}
+    scheme: str | None = None  # uniform (paper LITE) | linear (weighted LITE) | final_only (IT)
+    layers: tuple[int, ...] = ()  # exits for a scheme; the final layer N is always added
+    max_steps: int | None = None  # optimizer steps; exactly one of max_steps / epochs
+    epochs: float | None = None  # the paper: 3 epochs IT (Alpaca recipe), 5 for LITE
+    batch_size: int = 4  # per device; effective batch = batch_size * grad_accum * devices
+    grad_accum: int = 1  # Alpaca used an effective batch of 128
+    lr: float = 2e-5  # peak learning rate (Alpaca: 2e-5 for 7B; the tiny model wants ~2e-3)
+    warmup_ratio: float = 0.03  # share of steps with linear warm-up (Alpaca: 0.03)
+    scheduler: str = "cosine"  # decay after warm-up: cosine | linear | constant_with_warmup
+    weight_decay: float = 0.0  # AdamW decoupled weight decay (Alpaca: 0)
+    max_grad_norm: float = 1.0  # gradient clipping; keeps early tiny-model steps stable
+    max_length: int = 512  # tokens per example (Alpaca's recipe); longer ones are cut from the right
+    seed: int = 0  # model-independent randomness: data order, dropout
+    bf16: bool = False  # bf16 autocast; only on GPUs (13-58x slower on this CPU, see ml-probe)
+    deepspeed: str | None = None  # DeepSpeed JSON config path (ZeRO), for multi-GPU runs
+    threads: int | None = None  # torch intra-op threads on CPU; None leaves torch's default
+    logging_steps: int = 10  # log (and write train_log.jsonl) every this many steps
+    save_steps: int = 500  # checkpoint every this many steps (besides on SIGTERM)
+    save_total_limit: int = 1  # checkpoints kept; 1 is enough to resume and saves disk
+    chunk_size: int | None = None  # head+CE over this many positions at a time, checkpointed
+
+    def __post_init__(self) -> None:
+        if (self.layer_weights is None) == (self.scheme is None):
+            raise ValueError("TuneConfig: give exactly one of layer_weights or scheme")
+        if self.scheme is not None and self.scheme not in SCHEMES:
+            raise ValueError(f"TuneConfig.scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
+        if self.layer_weights is not None:
+            if self.layers:
+                raise ValueError("TuneConfig.layers goes with a scheme, not with layer_weights")
+            self.layer_weights = {int(k): float(v) for k, v in self.layer_weights.items()}
+        self.layers = tuple(int(layer) for layer in self.layers)
+        if any(layer < 1 for layer in self.layers):
+            raise ValueError(f"TuneConfig.layers must be >= 1 (layers are 1-indexed), got {self.layers}")
+        if (self.max_steps is None) == (self.epochs is None):
+            raise ValueError("TuneConfig: give exactly one of max_steps or epochs")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"TuneConfig.max_steps must be >= 1, got {self.max_steps}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise ValueError(f"TuneConfig.epochs must be > 0, got {self.epochs}")
+        for name in (
+            "batch_size",
+            "grad_accum",
+            "max_length",
+            "logging_steps",
+            "save_steps",
+            "save_total_limit",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TuneConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("threads", "chunk_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"TuneConfig.{name} must be >= 1 or None, got {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"TuneConfig.lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"TuneConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0:
+            raise ValueError(f"TuneConfig.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.max_grad_norm <= 0:
+            raise ValueError(f"TuneConfig.max_grad_norm must be > 0, got {self.max_grad_norm}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(
+                f"TuneConfig.scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}"
+            )
+        if self.deepspeed is not None and not Path(self.deepspeed).is_file():
+            raise ValueError(f"TuneConfig.deepspeed: no such file {self.deepspeed}")
+
+    def resolved_weights(self, n_layers: int) -> dict[int, float]:
+        """The validated ``{layer: weight}`` for a model with ``n_layers`` decoder layers."""
+        if self.scheme is not None:
+            return resolve_layer_weights(self.scheme, n_layers, self.layers)
+        return resolve_layer_weights(self.layer_weights, n_layers)
+
+
+class LiteTrainer(Trainer):
+    """A Trainer whose loss is ``lite_loss`` over the hidden states of one forward pass."""
+
+    def __init__(self, *args, layer_weights: Mapping[int, float], chunk_size: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.layer_weights = dict(layer_weights)
+        self.chunk_size = chunk_size
+        # lite_loss is a per-micro-batch mean: let the Trainer divide by the accumulation steps.
+        self.loss_is_scaled_for_ga = False
+        self._ce_sums: dict[int, torch.Tensor] = {}
+        self._ce_batches = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # Through the (possibly DDP/DeepSpeed-wrapped) model's own forward so the wrappers see every
+        # parameter used; logits_to_keep=1 makes the built-in head cost one position, and the real
+        # final-layer logits are computed once, inside lite_loss.
+        outputs = model(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            output_hidden_states=True,
+            use_cache=False,
+            logits_to_keep=1,
+        )
+        core = self.accelerator.unwrap_model(model)
+        loss, per_layer = lite_loss(
+            outputs.hidden_states,
+            inputs["labels"],
+            core.model.norm,
+            core.lm_head,
+            self.layer_weights,
+            self.chunk_size,
+        )
+        if model.training:
+            for layer, ce in per_layer.items():
+                self._ce_sums[layer] = self._ce_sums.get(layer, 0.0) + ce
+            self._ce_batches += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._ce_batches:
+            # mean CE per weighted layer since the last log, averaged over processes
+            layers = sorted(self._ce_sums)
+            means = (
+                torch.stack([torch.as_tensor(self._ce_sums[k]) for k in layers]).float() / self._ce_batches
+            )
+            means = self.accelerator.reduce(means.to(self.args.device), reduction="mean")
+            for layer, value in zip(layers, means.tolist(), strict=True):
+                logs[f"ce_layer_{layer}"] = round(value, 6)
+            self._ce_sums, self._ce_batches = {}, 0
+        super().log(logs, start_time)
+
+
+class JsonlLogCallback(TrainerCallback):
+    """Mirror the Trainer's logs into ``train_log.jsonl`` (rewritten atomically at each log)."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        # keep the records of the run being resumed, drop any logged after its last checkpoint
+        old = read_jsonl(path) if path.exists() else []
+        self.records = [r for r in old if r.get("step", 0) <= resume_step]
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            self.records.append({"step": state.global_step, **logs})
+            write_jsonl(self.path, self.records)
+
+
+class PreemptionCallback(TrainerCallback):
+    """On SIGTERM: save a checkpoint at the end of the current step and stop training.
+
+    The handler only sets a flag; the Trainer acts on it between steps, where a checkpoint is
+    consistent. Under several processes the flag is max-reduced so all ranks save and stop together.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.stopped = False
+        self._previous = None
+
+    def install(self) -> None:
+        self._previous = signal.signal(signal.SIGTERM, self._on_signal)
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def _on_signal(self, signum, frame) -> None:
+        print("lite tune: SIGTERM received; saving a checkpoint after this step", file=sys.stderr, flush=True)
+        self.requested = True
+
+    def on_step_end(self, args, state, control, **kwargs):
+        flag = self.requested
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            tensor = torch.tensor([int(flag)], device=args.device)
+            torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+            flag = bool(tensor.item())
+        if flag:
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped = True
+        return control
+
+
+class Preempted(RuntimeError):
+    """Training stopped on SIGTERM after saving a checkpoint; rerun the command to resume."""
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint (``trainer_state.json`` is written last) under ``folder``."""
+    if not folder.is_dir():
+        return None
+    steps = []
+    for child in folder.iterdir():
+        suffix = child.name.removeprefix(CHECKPOINT_PREFIX)
+        if (
+            child.name.startswith(CHECKPOINT_PREFIX)
+            and suffix.isdigit()
+            and (child / "trainer_state.json").is_file()
+        ):
+            steps.append((int(suffix), child))
+    return max(steps)[1] if steps else None
+
+
+def tune(
+    base: str | os.PathLike, train: str | os.PathLike, out: str | os.PathLike, config: TuneConfig
+) -> dict:
+    """Tune ``base`` on ``train`` into ``out``; resumes from ``out/checkpoints`` if a run was cut short.
+
+    Returns the resolved config (also saved as ``out/resolved_config.json``). Raises ``Preempted``
+    when SIGTERM stopped the run (a checkpoint was saved; the final model was not written).
+    """
+    out = Path(out)
+    ckpt_dir = out / "checkpoints"
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    if config.deepspeed is not None:
+        _check_deepspeed_config(config.deepspeed)
+    # TrainingArguments first: with ZeRO-3 it makes from_pretrained load the weights partitioned.
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir),
+        max_steps=config.max_steps if config.max_steps is not None else -1,
+        num_train_epochs=config.epochs if config.epochs is not None else 1.0,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        lr_scheduler_type=config.scheduler,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=config.bf16,
+        deepspeed=config.deepspeed,
+        use_cpu=not torch.cuda.is_available(),
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        report_to=[],
+        remove_unused_columns=False,  # the collator's keys are exactly what compute_loss reads
+        dataloader_num_workers=0,
+    )
+    tokenizer = load_tokenizer(base)
+    model = load_model(base, dtype="float32")  # fp32 master weights; bf16 is autocast only
+    n_layers = decoder_layer_count(model)
+    weights = config.resolved_weights(n_layers)
+    dataset = TrainDataset(train, tokenizer, config.max_length)
+
+    resume = last_checkpoint(ckpt_dir)
+    resume_step = (
+        0 if resume is None else json.loads((resume / "trainer_state.json").read_text())["global_step"]
+    )
+    preemption = PreemptionCallback()
+    trainer = LiteTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=PaddingCollator(tokenizer.pad_token_id),
+        layer_weights=weights,
+        chunk_size=config.chunk_size,
+        callbacks=[JsonlLogCallback(out / "train_log.jsonl", resume_step), preemption],
+    )
+    if resume is not None:
+        print(f"lite tune: resuming from {resume} (step {resume_step})", file=sys.stderr)
+    preemption.install()
+    try:
+        result = trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
+    finally:
+        preemption.uninstall()
+    if preemption.stopped:
+        raise Preempted(f"stopped by SIGTERM at step {trainer.state.global_step}; checkpoint in {ckpt_dir}")
+
+    resolved = {
+        "base": str(base),
+        "train": str(train),
+        "n_layers": n_layers,
+        "layer_weights": {str(k): v for k, v in weights.items()},
+        "n_examples": len(dataset),
+        "global_step": trainer.state.global_step,
+        "resumed_from_step": resume_step,
+        "train_loss": result.training_loss,
+        "tune": dataclasses.asdict(config),
+    }
+    _write_final(trainer, tokenizer, out, resolved)
+    return resolved
+
+
+def _write_final(trainer: Trainer, tokenizer, out: Path, resolved: dict) -> None:
+    """Final weights + tokenizer into ``out``, resolved config last (it marks the folder complete)."""
+    staging = out / ".final.tmp"
+    if trainer.is_world_process_zero():
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))  # every rank: ZeRO-3 gathers the partitioned weights here
+    if not trainer.is_world_process_zero():
+        return
+    save_tokenizer(tokenizer, staging)
+    for item in staging.iterdir():
+        target = out / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    staging.rmdir()
+    save_resolved_config(out, resolved)
+
+
+def _check_deepspeed_config(path: str) -> None:
+    config = json.loads(Path(path).read_text(encoding="utf-8"))
+    zero = config.get("zero_optimization", {})
+    if zero.get("stage") == 3 and not zero.get("stage3_gather_16bit_weights_on_model_save", False):
+        raise ValueError(
+            f"{path}: ZeRO stage 3 needs zero_optimization.stage3_gather_16bit_weights_on_model_save=true, "
+            "otherwise the final model folder would hold no usable weights"
+        )
+
+
+def parse_weights(text: str) -> dict[int, float]:
+    """``"2:1,4:1,8:1"`` -> ``{2: 1.0, 4: 1.0, 8: 1.0}``."""
+    weights = {}
+    for item in text.split(","):
+        layer, sep, weight = item.strip().partition(":")
+        if not sep:
+            raise ValueError(f"--weights item {item!r} is not LAYER:WEIGHT")
+        try:
+            weights[int(layer)] = float(weight)
+        except ValueError:
+            raise ValueError(f"--weights item {item!r} is not LAYER:WEIGHT with numbers") from None
+    return weights
+
+
+def parse_layers(text: str) -> tuple[int, ...]:
+    """``"2,4,6,8"`` -> ``(2, 4, 6, 8)``."""
+    try:
+        return tuple(int(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise ValueError(f"--layers {text!r} is not a comma-separated list of integers") from None

@@ -1,0 +1,45 @@
+# Analysis: alignment and calibration tables from traces; semantic similarity of responses.
+
+
+rule align:
+    input:
+        "results/{model}/traces/{tuning}/{evalset}.jsonl",
+    output:
+        alignment="results/{model}/analysis/{tuning}/{evalset}/alignment.csv",
+        calibration="results/{model}/analysis/{tuning}/{evalset}/calibration.csv",
+    log:
+        "logs/{model}/align/{tuning}/{evalset}.log",
+    benchmark:
+        "results/benchmarks/{model}/align/{tuning}/{evalset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=resource("cpu", "mem_mb"),
+        runtime=resource("cpu", "runtime"),
+    shell:
+        "lite align --traces {input} --out-alignment {output.alignment}"
+        " --out-calibration {output.calibration} > {log} 2>&1"
+
+
+rule similarity:
+    input:
+        a="results/{model}/generations/lite/{evalset}/final.jsonl",
+        b="results/{model}/generations/lite/{evalset}/{decoder}.jsonl",
+    output:
+        "results/{model}/similarity/{evalset}/final~{decoder}.csv",
+    log:
+        "logs/{model}/similarity/{evalset}/{decoder}.log",
+    benchmark:
+        "results/benchmarks/{model}/similarity/{evalset}/{decoder}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=resource("cpu", "mem_mb"),
+        runtime=resource("cpu", "runtime"),
+    params:
+        spacy_model=config["similarity"]["spacy_model"],
+    shell:
+        "lite similarity --a {input.a} --b {input.b} --spacy-model {params.spacy_model}"
+        " --out {output} > {log} 2>&1"

@@ -1,0 +1,84 @@
+# Generation: every decoder on every eval set, traces of every layer, calibrated thresholds.
+
+
+rule generate:
+    input:
+        unpack(decoder_inputs),
+    output:
+        "results/{model}/generations/{tuning}/{evalset}/{decoder}.jsonl",
+    log:
+        "logs/{model}/generate/{tuning}/{evalset}/{decoder}.log",
+    benchmark:
+        "results/benchmarks/{model}/generate/{tuning}/{evalset}/{decoder}.tsv"
+    conda:
+        "../../envs/model.yaml"
+    threads: resource("generate", "cpus", 1)
+    resources:
+        mem_mb=resource("generate", "mem_mb"),
+        runtime=resource("generate", "runtime"),
+        gpu=resource("generate", "gpus", 0),
+    params:
+        checkpoints=checkpoints_arg,
+        thresholds=thresholds_arg,
+        max_new_tokens=config["generation"]["max_new_tokens"],
+        batch_size=config["generation"].get("batch_size", 8),
+        seed=config["generation"].get("seed", 0),
+    shell:
+        "lite generate --model {input.model} --evalset {input.evalset} --decoder {wildcards.decoder}"
+        " --model-name {wildcards.model} --tuning {wildcards.tuning} --evalset-name {wildcards.evalset}"
+        " --checkpoints {params.checkpoints} {params.thresholds}"
+        " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} --seed {params.seed}"
+        " --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule trace:
+    input:
+        model="results/{model}/tuned/{tuning}",
+        evalset="results/data/eval/{evalset}.jsonl",
+    output:
+        "results/{model}/traces/{tuning}/{evalset}.jsonl",
+    log:
+        "logs/{model}/trace/{tuning}/{evalset}.log",
+    benchmark:
+        "results/benchmarks/{model}/trace/{tuning}/{evalset}.tsv"
+    conda:
+        "../../envs/model.yaml"
+    threads: resource("generate", "cpus", 1)
+    resources:
+        mem_mb=resource("generate", "mem_mb"),
+        runtime=resource("generate", "runtime"),
+        gpu=resource("generate", "gpus", 0),
+    params:
+        max_new_tokens=config["generation"]["max_new_tokens"],
+        batch_size=config["generation"].get("batch_size", 8),
+    shell:
+        "lite trace --model {input.model} --evalset {input.evalset}"
+        " --model-name {wildcards.model} --tuning {wildcards.tuning} --evalset-name {wildcards.evalset}"
+        " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size}"
+        " --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule calibrated_thresholds:
+    input:
+        "results/{model}/traces/lite/calibration.jsonl",
+    output:
+        "results/{model}/thresholds/calibrated.json",
+    log:
+        "logs/{model}/thresholds.log",
+    benchmark:
+        "results/benchmarks/{model}/thresholds.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=resource("cpu", "mem_mb"),
+        runtime=resource("cpu", "runtime"),
+    params:
+        layers=lambda wildcards: ",".join(
+            map(str, PLAN.checkpoints(wildcards.model)[:-1])
+        ),
+        target=config["calibration"].get("target", 0.95),
+        min_count=config["calibration"].get("min_count", 20),
+    shell:
+        "lite thresholds --traces {input} --layers {params.layers} --target {params.target}"
+        " --min-count {params.min_count} --out {output} > {log} 2>&1"

@@ -1,0 +1,28 @@
+# Judging: each pair of systems judged in both orders (offline reference judge or Claude).
+
+
+# Claude needs the internet, which compute nodes often lack: judge on the submitting host.
+localrules:
+    judge,
+
+
+rule judge:
+    input:
+        unpack(judge_inputs),
+    output:
+        "results/{model}/judgments/{judge}/{evalset}/{pair}.jsonl",
+    log:
+        "logs/{model}/judge/{judge}/{evalset}/{pair}.log",
+    benchmark:
+        "results/benchmarks/{model}/judge/{judge}/{evalset}/{pair}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=resource("cpu", "mem_mb"),
+        runtime=resource("cpu", "runtime"),
+    params:
+        judge=config["judge"],
+        args=judge_args(),
+    shell:
+        "lite judge {params.args} --a {input.a} --b {input.b} --out {output} > {log} 2>&1"

@@ -1,0 +1,64 @@
+# Tuning: build the base model, then standard IT, LITE and weighted LITE with the same recipe.
+
+
+rule init_model:
+    input:
+        train="results/data/train.jsonl",
+    output:
+        directory("results/{model}/base"),
+    log:
+        "logs/{model}/init_model.log",
+    benchmark:
+        "results/benchmarks/{model}/init_model.tsv"
+    conda:
+        "../../envs/model.yaml"
+    threads: 1
+    resources:
+        mem_mb=resource("generate", "mem_mb"),
+        runtime=resource("generate", "runtime"),
+    params:
+        args=lambda wildcards: " ".join(
+            f"--{key.replace('_', '-')} {value}"
+            for key, value in config["models"][wildcards.model]["base"].items()
+            if key != "n_layers"
+        ),
+    shell:
+        "lite init-model {params.args} --train {input.train} --out {output} > {log} 2>&1"
+
+
+rule tune:
+    input:
+        base="results/{model}/base",
+        train="results/data/train.jsonl",
+    output:
+        directory("results/{model}/tuned/{tuning}"),
+    log:
+        "logs/{model}/tune/{tuning}.log",
+    benchmark:
+        "results/benchmarks/{model}/tune/{tuning}.tsv"
+    conda:
+        "../../envs/model.yaml"
+    threads: resource("tune", "cpus", 1)
+    resources:
+        mem_mb=resource("tune", "mem_mb"),
+        runtime=resource("tune", "runtime"),
+        gpu=resource("tune", "gpus", 0),
+    params:
+        scheme=lambda wildcards: config["tunings"][wildcards.tuning]["scheme"],
+        checkpoints=checkpoints_arg,
+        args=" ".join(
+            f"--{key.replace('_', '-')} {value}"
+            for key, value in config["train"].items()
+            if value is not None and not isinstance(value, bool)
+        )
+        + (" --bf16" if config["train"].get("bf16") else ""),
+        launcher=(
+            f"torchrun --standalone --nproc-per-node {resource('tune', 'gpus')} -m lite.cli"
+            if resource("tune", "gpus", 0) > 1
+            else "lite"
+        ),
+    shell:
+        "{params.launcher} tune --base {input.base} --train {input.train} --out {output}"
+        " --checkpoint-dir results/{wildcards.model}/checkpoints/{wildcards.tuning}"
+        " --scheme {params.scheme} --layers {params.checkpoints} {params.args}"
+        " --threads {threads} > {log} 2>&1"
