@@ -32,6 +32,10 @@ def test_default_config_passes(config):
         (lambda c: c["generation"]["decoders"].append("fixed-L5"), "fixed-L5"),
         (lambda c: c["models"]["tiny10"].update(tunings=["it"]), "models.tiny10.tunings"),
         (lambda c: c["data"]["eval"].update(calibration={"source": "synthetic"}), "data.eval.calibration"),
+        (
+            lambda c: c["models"]["tiny8"]["thresholds"].pop("aggressive"),
+            "models.tiny8.thresholds.aggressive",
+        ),
     ],
 )
 def test_bad_config_names_the_key(config, edit, message):

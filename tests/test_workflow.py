@@ -32,7 +32,9 @@ def copy_workflow(dest: Path, config: dict | None = None) -> Path:
     """A copy of the workflow (Snakefile, rules, schema, report) with its own config.yaml."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Snakefile", dest / "Snakefile")
-    shutil.copytree(ROOT / "workflow", dest / "workflow", ignore=shutil.ignore_patterns("lite", "__pycache__"))
+    shutil.copytree(
+        ROOT / "workflow", dest / "workflow", ignore=shutil.ignore_patterns("lite", "__pycache__")
+    )
     config = yaml.safe_load(CI_CONFIG.read_text()) if config is None else config
     (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return dest

@@ -97,7 +97,12 @@ def _as_trace(record: dict, index: int) -> _Trace:
     if np.any((confidence < 0) | (confidence > 1)):
         raise InputError(f"{label} field 'layer_confidence': probabilities must lie in [0, 1]")
     return _Trace(
-        str(record["model"]), str(record["tuning"]), str(record["evalset"]), str(record["id"]), argmax, confidence
+        str(record["model"]),
+        str(record["tuning"]),
+        str(record["evalset"]),
+        str(record["id"]),
+        argmax,
+        confidence,
     )
 
 

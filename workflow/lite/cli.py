@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(f"lite.commands.{COMMANDS[name][0]}")
-    parser = argparse.ArgumentParser(prog=f"lite {name}", description=module.__doc__)
+    parser = argparse.ArgumentParser(
+        prog=f"lite {name}", description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     module.run(args)

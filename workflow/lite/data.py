@@ -55,6 +55,11 @@ def read_train_records(path: str | os.PathLike) -> list[dict]:
     ``input``. Errors name the file, the line (JSONL) or 1-based record index (JSON array), and the
     field. An empty dataset is an error too.
     """
+    return [record for _, record in read_numbered_records(path)]
+
+
+def read_numbered_records(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """Like ``read_train_records``, each record paired with its line (JSONL) or index (JSON array)."""
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     if text.lstrip().startswith("["):
@@ -74,25 +79,24 @@ def read_train_records(path: str | os.PathLike) -> list[dict]:
                 raise InputError(f"{where(path, number)}: not valid JSON ({err.msg})") from None
     if not numbered:
         raise InputError(f"{where(path)}: the training set is empty")
-    records = []
-    for number, item in numbered:
-        if not isinstance(item, dict):
-            raise InputError(f"{where(path, number)}: expected a JSON object, got {type(item).__name__}")
-        for field in ("instruction", "output"):
-            if field not in item:
-                raise InputError(f"{where(path, number, field)}: missing")
-            if not isinstance(item[field], str):
-                raise InputError(
-                    f"{where(path, number, field)}: expected a string, got {type(item[field]).__name__}"
-                )
-        if item.get("input") is not None and not isinstance(item["input"], str):
+    return [(number, _validated(path, number, item)) for number, item in numbered]
+
+
+def _validated(path, number: int, item) -> dict:
+    if not isinstance(item, dict):
+        raise InputError(f"{where(path, number)}: expected a JSON object, got {type(item).__name__}")
+    for field in ("instruction", "output"):
+        if field not in item:
+            raise InputError(f"{where(path, number, field)}: missing")
+        if not isinstance(item[field], str):
             raise InputError(
-                f"{where(path, number, 'input')}: expected a string, got {type(item['input']).__name__}"
+                f"{where(path, number, field)}: expected a string, got {type(item[field]).__name__}"
             )
-        records.append(
-            {"instruction": item["instruction"], "input": item.get("input") or "", "output": item["output"]}
+    if item.get("input") is not None and not isinstance(item["input"], str):
+        raise InputError(
+            f"{where(path, number, 'input')}: expected a string, got {type(item['input']).__name__}"
         )
-    return records
+    return {"instruction": item["instruction"], "input": item.get("input") or "", "output": item["output"]}
 
 
 class TrainDataset(torch.utils.data.Dataset):
@@ -100,11 +104,11 @@ class TrainDataset(torch.utils.data.Dataset):
 
     def __init__(self, path: str | os.PathLike, tokenizer, max_length: int):
         self.examples = []
-        for index, record in enumerate(read_train_records(path), start=1):
+        for number, record in read_numbered_records(path):
             try:
                 self.examples.append(encode_example(tokenizer, record, max_length))
             except InputError as err:
-                raise InputError(f"{where(path, index)}: {err}") from None
+                raise InputError(f"{where(path, number)}: {err}") from None
 
     def __len__(self) -> int:
         return len(self.examples)

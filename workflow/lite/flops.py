@@ -78,7 +78,9 @@ class ModelShape:
 
 
 # LLaMA-2-7B, the paper's main model (for the check-cost reference figure).
-LLAMA2_7B = ModelShape(hidden=4096, intermediate=11008, heads=32, kv_heads=32, head_dim=128, vocab=32000, layers=32)
+LLAMA2_7B = ModelShape(
+    hidden=4096, intermediate=11008, heads=32, kv_heads=32, head_dim=128, vocab=32000, layers=32
+)
 
 
 def layer_flops(shape: ModelShape, queries: int, keys: int) -> int:
@@ -120,7 +122,9 @@ def _check(shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[int], he
             raise ValueError(f"exit layer {layer} is outside 1..{shape.layers}")
 
 
-def nocache_flops(shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[int], heads: Sequence[int]) -> int:
+def nocache_flops(
+    shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[int], heads: Sequence[int]
+) -> int:
     """Whole response, paper accounting (see the module docstring)."""
     _check(shape, prompt_tokens, exit_layers, heads)
     return sum(
@@ -129,7 +133,9 @@ def nocache_flops(shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[i
     )
 
 
-def kvcache_flops(shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[int], heads: Sequence[int]) -> int:
+def kvcache_flops(
+    shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[int], heads: Sequence[int]
+) -> int:
     """Whole response, KV-cache accounting with exact catch-up (see the module docstring)."""
     _check(shape, prompt_tokens, exit_layers, heads)
     if not exit_layers:

@@ -44,6 +44,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp makes 0600 files; results on a shared cluster folder should follow the umask
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -73,7 +77,9 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             except json.JSONDecodeError as err:
                 raise InputError(f"{where(path, number)}: not valid JSON ({err.msg})") from None
             if not isinstance(record, dict):
-                raise InputError(f"{where(path, number)}: expected a JSON object, got {type(record).__name__}")
+                raise InputError(
+                    f"{where(path, number)}: expected a JSON object, got {type(record).__name__}"
+                )
             records.append(record)
     return records
 

@@ -66,6 +66,17 @@ def check_config(config: dict) -> None:
                 f"generation.decoders: {decoder} is not a checkpoint of the main model "
                 f"(checkpoints: {main['checkpoints']})"
             )
+    plan = Plan(config)
+    for name, model in config["models"].items():
+        for tuning in model["tunings"]:
+            for decoder in plan.decoders(name, tuning):
+                kind = decoder.removeprefix("dynamic-")
+                if (
+                    decoder.startswith("dynamic-")
+                    and kind != "calibrated"
+                    and kind not in model["thresholds"]
+                ):
+                    raise ConfigError(f"models.{name}.thresholds.{kind}: required by the decoder {decoder}")
     if config["judge"]["name"] == "claude" and "claude" not in config["judge"]:
         raise ConfigError("judge.claude: settings are required when judge.name is claude")
 
@@ -178,14 +189,19 @@ class Plan:
             return [
                 path
                 for model in self.models
-                for path in self.judgments(model, [headline]) + self.generations(model, "lite", ["final", dyn])
+                for path in self.judgments(model, [headline])
+                + self.generations(model, "lite", ["final", dyn])
             ]
         if name == "fig3":
             return self.judgments(m, [Pair("it.final", f"it.{d}") for d in self.fixed_decoders(m)])
         if name == "fig4":
             return self.judgments(m, [Pair("it.final", "lite.final")])
         if name in ("fig5", "fig13", "fig14"):
-            tunings = {"fig5": ["it", "lite"], "fig13": ["it", "lite_weighted"], "fig14": ["lite", "lite_weighted"]}
+            tunings = {
+                "fig5": ["it", "lite"],
+                "fig13": ["it", "lite_weighted"],
+                "fig14": ["lite", "lite_weighted"],
+            }
             return self.alignments(tunings[name])
         if name in ("fig6", "fig11", "fig15"):
             tuning = {"fig6": "lite", "fig11": "it", "fig15": "lite_weighted"}[name]
@@ -200,7 +216,9 @@ class Plan:
             ]
         if name == "fig12":
             aggressive = Pair("lite.final", "lite.dynamic-aggressive")
-            return self.judgments(m, [aggressive]) + self.generations(m, "lite", ["final", "dynamic-aggressive"])
+            return self.judgments(m, [aggressive]) + self.generations(
+                m, "lite", ["final", "dynamic-aggressive"]
+            )
         if name == "table2":
             return [self.similarity(m, e, dyn) for e in self.evalsets]
         if name == "table3":
@@ -238,9 +256,11 @@ class Plan:
         return [a for a in FIGURES + TABLES if needs.get(a, True)]
 
     def all_targets(self) -> list[str]:
+        """Every artefact, plus every judged pair (some decoders appear in no figure)."""
         figures = [f"results/figures/{a}.pdf" for a in self.artefacts() if a.startswith("fig")]
         tables = [f"results/tables/{a}.csv" for a in self.artefacts() if a.startswith("table")]
-        return figures + tables
+        judgments = [path for model in self.models for path in self.judgments(model)]
+        return figures + tables + _unique(judgments)
 
 
 def _unique(items: list[str]) -> list[str]:

@@ -73,7 +73,9 @@ def _by_id(records: Sequence[dict], label: str) -> dict[str, dict]:
 def _single(records: dict[str, dict], field: str, label: str) -> str | None:
     values = {r.get(field) for r in records.values()}
     if len(values) > 1:
-        raise InputError(f"{label} records field {field!r}: one file per system, found {sorted(map(str, values))}")
+        raise InputError(
+            f"{label} records field {field!r}: one file per system, found {sorted(map(str, values))}"
+        )
     return values.pop() if values else None
 
 
@@ -99,8 +101,8 @@ def similarity(records_a: Sequence[dict], records_b: Sequence[dict], nlp=None) -
     texts_b = [b[i]["text"] for i in ids]
     from tqdm import tqdm
 
-    docs_a = list(tqdm(nlp.pipe(texts_a), total=len(ids), desc="spaCy A", disable=None))
-    docs_b = list(tqdm(nlp.pipe(texts_b), total=len(ids), desc="spaCy B", disable=None))
+    docs_a = list(tqdm(nlp.pipe(texts_a), total=len(ids), desc="spaCy A", disable=False))
+    docs_b = list(tqdm(nlp.pipe(texts_b), total=len(ids), desc="spaCy B", disable=False))
     rows = []
     with warnings.catch_warnings():
         # W007: en_core_web_sm has no word vectors; the paper used it as is (see module docstring)

@@ -33,7 +33,10 @@ from dataclasses import dataclass, field
 
 from lite.datasets import eval_record
 
-# Short, common words: under a ~1.3k BPE each is one token, so list tasks cost one token per item.
+# 48 short, common words, each one BPE token. Why so few: with 364 words a tiny LLaMA (8 layers,
+# hidden 128, 900 steps of 32) learned no copying at all (repeat, reverse: 0 % exact match); with a
+# closed list this small it learns to copy within a few minutes. The cost is a smaller BPE
+# vocabulary (~850 tokens instead of the ~1.3k that would match LLaMA-2-7B's head/layer ratio).
 WORDS: tuple[str, ...] = (
     "cat", "dog", "fox", "owl", "bee", "cow", "pig", "hen", "ant", "bat", "sun", "moon",
     "star", "tree", "car", "box", "cup", "hat", "pen", "key", "map", "book", "ship", "lamp",

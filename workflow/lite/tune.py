@@ -6,7 +6,8 @@ SIGTERM handler that saves a checkpoint and stops, and automatic resumption.
 
 Folder layout of ``out`` (a ``from_pretrained``-able model folder when finished)::
 
-    out/checkpoints/checkpoint-<step>/   Trainer checkpoints (resumed from automatically)
+    out/checkpoints/checkpoint-<step>/   Trainer checkpoints, resumed from automatically (elsewhere
+                                          with ``checkpoint_dir`` / ``--checkpoint-dir``)
     out/train_log.jsonl                   one record per Trainer log: loss, lr, ce_layer_<i>, ...
     out/config.json, model.safetensors, tokenizer files, resolved_config.json (written last)
 
@@ -248,15 +249,22 @@ def last_checkpoint(folder: Path) -> Path | None:
 
 
 def tune(
-    base: str | os.PathLike, train: str | os.PathLike, out: str | os.PathLike, config: TuneConfig
+    base: str | os.PathLike,
+    train: str | os.PathLike,
+    out: str | os.PathLike,
+    config: TuneConfig,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> dict:
-    """Tune ``base`` on ``train`` into ``out``; resumes from ``out/checkpoints`` if a run was cut short.
+    """Tune ``base`` on ``train`` into ``out``; resumes from ``checkpoint_dir`` if a run was cut short.
+
+    ``checkpoint_dir`` defaults to ``out/checkpoints``. A workflow whose engine deletes a failed
+    job's output folder (Snakemake does, for ``directory()`` outputs) should keep it elsewhere.
 
     Returns the resolved config (also saved as ``out/resolved_config.json``). Raises ``Preempted``
     when SIGTERM stopped the run (a checkpoint was saved; the final model was not written).
     """
     out = Path(out)
-    ckpt_dir = out / "checkpoints"
+    ckpt_dir = out / "checkpoints" if checkpoint_dir is None else Path(checkpoint_dir)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     if config.deepspeed is not None:
@@ -289,6 +297,11 @@ def tune(
     tokenizer = load_tokenizer(base)
     model = load_model(base, dtype="float32")  # fp32 master weights; bf16 is autocast only
     n_layers = decoder_layer_count(model)
+    max_positions = getattr(model.config, "max_position_embeddings", None)
+    if max_positions is not None and config.max_length > max_positions:
+        raise ValueError(
+            f"TuneConfig.max_length={config.max_length} exceeds the model's {max_positions} positions"
+        )
     weights = config.resolved_weights(n_layers)
     dataset = TrainDataset(train, tokenizer, config.max_length)
 
@@ -323,6 +336,7 @@ def tune(
         "layer_weights": {str(k): v for k, v in weights.items()},
         "n_examples": len(dataset),
         "global_step": trainer.state.global_step,
+        "checkpoint_dir": str(ckpt_dir),
         "resumed_from_step": resume_step,
         "train_loss": result.training_loss,
         "tune": dataclasses.asdict(config),

@@ -4,6 +4,7 @@
 import json
 import re
 
+import lite.judge
 import lite.plan
 from snakemake.utils import validate
 
@@ -11,11 +12,8 @@ validate(config, schema="../schemas/config.schema.yaml")
 lite.plan.check_config(config)
 PLAN = lite.plan.Plan(config)
 
-if config["judge"]["name"] == "claude":
-    # Fail before any GPU work when the judge could not run at the end.
-    import lite.judge
-
-    lite.judge.check_claude_ready(config["judge"]["claude"])
+# Fail before any GPU work when the configured judge could not run at the end.
+lite.judge.check_claude_ready(config)
 
 
 def _alternatives(names):
@@ -28,6 +26,7 @@ wildcard_constraints:
     evalset=_alternatives([*PLAN.evalsets, lite.plan.CALIBRATION_SET]),
     decoder=r"final|fixed-L\d+|dynamic-(paper|aggressive|calibrated)|random-half|random-k|sequential",
     judge="reference|claude",
+    source="alpaca|vicuna|koala|wizardlm|selfinstruct",
     pair=r"[a-z_]+\.[A-Za-z0-9-]+~[a-z_]+\.[A-Za-z0-9-]+",
     artefact=_alternatives([*lite.plan.FIGURES, *lite.plan.TABLES]),
 
@@ -49,14 +48,24 @@ def data_source(wildcards):
 
 
 def source_args(source):
-    args = f"--source {source['source']}"
+    """Command-line flags of one data source (its file comes in as the rule's input)."""
+    args = [f"--source {source['source']}"]
     if source.get("n") is not None:
-        args += f" --n {source['n']}"
+        args.append(f"--n {source['n']}")
     if source.get("seed") is not None:
-        args += f" --seed {source['seed']}"
-    if source.get("path") is not None:
-        args += f" --path {source['path']}"
-    return args
+        args.append(f"--seed {source['seed']}")
+    return " ".join(args)
+
+
+def source_file(source):
+    """The raw file a data source is read from: a local copy, or the pinned download."""
+    if source["source"] == "synthetic":
+        return []
+    return source.get("path") or f"results/downloads/{source['source']}"
+
+
+def path_arg(wildcards, input):
+    return f"--path {input[0]}" if len(input) else ""
 
 
 def checkpoints_arg(wildcards):
@@ -95,31 +104,18 @@ def judge_inputs(wildcards):
     }
 
 
-def judge_args():
-    settings = config["judge"]
-    if settings["name"] != "claude":
-        return "--judge reference"
-    claude = settings["claude"]
-    args = [
-        "--judge claude",
-        f"--model {claude['model']}",
-        f"--max-tokens {claude['max_tokens']}",
-        f"--prompt {claude['prompt']}",
-        f"--sampling {claude['sampling']}",
-        f"--concurrency {claude['concurrency']}",
-        "--cache-dir results/judge_cache",
-        "--cost-table results/judge_cost.csv",
-    ]
-    if claude.get("batches"):
-        args.append("--batches")
-    return " ".join(args)
-
-
 def artefact_inputs(wildcards):
     return PLAN.artefact_inputs(wildcards.artefact)
 
 
 def artefact_args(wildcards):
-    if wildcards.artefact in ("fig9", "fig10"):
-        return f"--evalset {PLAN.category_evalset(wildcards.artefact)}"
-    return ""
+    """Options of one figure or table: which dynamic decoder, eval set and layers it shows."""
+    name = wildcards.artefact
+    args = []
+    if name in ("fig1", "fig7", "fig8", "fig9", "fig10", "table1", "table3"):
+        args.append(f"--dynamic {PLAN.dynamic}")
+    if name in ("fig9", "fig10"):
+        args.append(f"--evalset {PLAN.category_evalset(name)}")
+    if name in ("fig6", "fig11", "fig15"):
+        args.append(f"--layers {','.join(map(str, PLAN.checkpoints(PLAN.main)[:-1]))}")
+    return " ".join(args)

@@ -1,7 +1,25 @@
 # Data: the instruction-tuning set and the eval sets, in the common formats of docs/records.md.
 
 
+# Downloads need the internet, which compute nodes often lack: fetch on the submitting host.
+localrules:
+    download,
+
+
+rule download:
+    output:
+        "results/downloads/{source}",
+    log:
+        "logs/data/download/{source}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "lite download --source {wildcards.source} --out {output} > {log} 2>&1"
+
+
 rule prepare_train:
+    input:
+        source_file(config["data"]["train"]),
     output:
         "results/data/train.jsonl",
     log:
@@ -16,11 +34,14 @@ rule prepare_train:
         runtime=resource("cpu", "runtime"),
     params:
         source=source_args(config["data"]["train"]),
+        path=path_arg,
     shell:
-        "lite prepare-train {params.source} --out {output} > {log} 2>&1"
+        "lite prepare-train {params.source} {params.path} --out {output} > {log} 2>&1"
 
 
 rule prepare_eval:
+    input:
+        lambda wildcards: source_file(data_source(wildcards)),
     output:
         "results/data/eval/{evalset}.jsonl",
     log:
@@ -35,5 +56,7 @@ rule prepare_eval:
         runtime=resource("cpu", "runtime"),
     params:
         source=lambda wildcards: source_args(data_source(wildcards)),
+        path=path_arg,
     shell:
-        "lite prepare-eval {params.source} --name {wildcards.evalset} --out {output} > {log} 2>&1"
+        "lite prepare-eval {params.source} {params.path} --name {wildcards.evalset}"
+        " --out {output} > {log} 2>&1"

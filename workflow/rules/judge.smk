@@ -22,7 +22,6 @@ rule judge:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=resource("cpu", "runtime"),
     params:
-        judge=config["judge"],
-        args=judge_args(),
+        args=lite.judge.judge_cli_args(config),
     shell:
         "lite judge {params.args} --a {input.a} --b {input.b} --out {output} > {log} 2>&1"

@@ -47,5 +47,7 @@ rule table:
     resources:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=resource("cpu", "runtime"),
+    params:
+        args=artefact_args,
     shell:
-        "lite table {wildcards.artefact} --out {output.csv} {input} > {log} 2>&1"
+        "lite table {wildcards.artefact} --out {output.csv} {params.args} {input} > {log} 2>&1"

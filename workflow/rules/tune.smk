@@ -45,11 +45,14 @@ rule tune:
         gpu=resource("tune", "gpus", 0),
     params:
         scheme=lambda wildcards: config["tunings"][wildcards.tuning]["scheme"],
+        max_steps=lambda wildcards: config["tunings"][wildcards.tuning].get(
+            "max_steps", config["train"]["max_steps"]
+        ),
         checkpoints=checkpoints_arg,
         args=" ".join(
             f"--{key.replace('_', '-')} {value}"
             for key, value in config["train"].items()
-            if value is not None and not isinstance(value, bool)
+            if value is not None and not isinstance(value, bool) and key != "max_steps"
         )
         + (" --bf16" if config["train"].get("bf16") else ""),
         launcher=(
@@ -60,5 +63,6 @@ rule tune:
     shell:
         "{params.launcher} tune --base {input.base} --train {input.train} --out {output}"
         " --checkpoint-dir results/{wildcards.model}/checkpoints/{wildcards.tuning}"
-        " --scheme {params.scheme} --layers {params.checkpoints} {params.args}"
+        " --scheme {params.scheme} --layers {params.checkpoints} --max-steps {params.max_steps}"
+        " {params.args}"
         " --threads {threads} > {log} 2>&1"

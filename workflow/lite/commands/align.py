@@ -1,7 +1,7 @@
 """Alignment and calibration tables from trace records.
 
-    lite align --traces results/tiny8/traces/lite/vic.jsonl \
-        --out-alignment results/tiny8/analysis/lite/vic/alignment.csv \
+    lite align --traces results/tiny8/traces/lite/vic.jsonl \\
+        --out-alignment results/tiny8/analysis/lite/vic/alignment.csv \\
         --out-calibration results/tiny8/analysis/lite/vic/calibration.csv
 
 Rows are grouped by the records' model, tuning and evalset fields, so several trace files can be
@@ -25,9 +25,12 @@ def _bins(text: str) -> tuple[float, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the example command's layout
     parser.add_argument("--traces", nargs="+", required=True, metavar="FILE", help="trace records (JSONL)")
     parser.add_argument("--out-alignment", required=True, metavar="CSV", help="%% alignment per layer")
-    parser.add_argument("--out-calibration", required=True, metavar="CSV", help="alignment per confidence bin")
+    parser.add_argument(
+        "--out-calibration", required=True, metavar="CSV", help="alignment per confidence bin"
+    )
     parser.add_argument(
         "--bins",
         type=_bins,
@@ -45,5 +48,8 @@ def run(args: argparse.Namespace) -> None:
             frame.to_csv(handle, index=False)
         save_resolved_config(path, {"command": "align", "traces": list(args.traces), "bins": list(args.bins)})
     for row in align.itertuples():
-        print(f"{row.model}/{row.tuning}/{row.evalset} layer {row.layer}: {row.alignment_pct:.1f}% "
-              f"of {row.count} positions", file=sys.stderr)
+        print(
+            f"{row.model}/{row.tuning}/{row.evalset} layer {row.layer}: {row.alignment_pct:.1f}% "
+            f"of {row.count} positions",
+            file=sys.stderr,
+        )

@@ -1,4 +1,4 @@
-"""Build or convert the base model and tokenizer into an HF folder.
+r"""Build or convert the base model and tokenizer into an HF folder.
 
     lite init-model --kind tiny --train results/data/train.jsonl --out results/tiny8/base \
         --layers 8 --hidden 128 --heads 4 --kv-heads 4 --intermediate 512 --vocab 1280 --seed 0
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> None:
     records = read_train_records(args.train)
     texts = (text for record in records for text in (render_prompt(record), record["output"]))
     tokenizer = modeling.train_tokenizer(texts, spec.vocab_size)
+    tokenizer.model_max_length = spec.max_positions
     model = modeling.build_tiny_model(spec, tokenizer, seed=args.seed)
     modeling.save_model(model, tokenizer, args.out)
     save_resolved_config(

@@ -1,7 +1,7 @@
 """spaCy semantic similarity between two systems' responses to the same prompts.
 
-    lite similarity --a results/tiny8/generations/lite/vic/final.jsonl \
-        --b results/tiny8/generations/lite/vic/dynamic-paper.jsonl \
+    lite similarity --a results/tiny8/generations/lite/vic/final.jsonl \\
+        --b results/tiny8/generations/lite/vic/dynamic-paper.jsonl \\
         --spacy-model en_core_web_sm --out results/tiny8/similarity/lite/vic/final~dynamic-paper.csv
 
 Writes one row per prompt id (see ``lite.similarity.similarity``) and prints the mean; the
@@ -19,6 +19,7 @@ from lite.io import atomic_write, read_jsonl, save_resolved_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the example command's layout
     parser.add_argument("--a", required=True, metavar="GEN", help="generation records of system A")
     parser.add_argument("--b", required=True, metavar="GEN", help="generation records of system B")
     parser.add_argument(
@@ -38,7 +39,12 @@ def run(args: argparse.Namespace) -> None:
         frame.to_csv(handle, index=False)
     save_resolved_config(
         args.out,
-        {"command": "similarity", "a": args.a, "b": args.b, "spacy_model": args.spacy_model,
-         "pipeline_loaded": similarity.pipeline_id(nlp)},
+        {
+            "command": "similarity",
+            "a": args.a,
+            "b": args.b,
+            "spacy_model": args.spacy_model,
+            "pipeline_loaded": similarity.pipeline_id(nlp),
+        },
     )
     print(f"mean similarity over {len(frame)} responses: {frame['similarity'].mean():.4f}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Choose per-layer exit thresholds from calibration traces.
 
-    lite thresholds --traces results/tiny8/traces/lite/calib.jsonl --layers 2,4,6 \
+    lite thresholds --traces results/tiny8/traces/lite/calib.jsonl --layers 2,4,6 \\
         --target 0.95 --min-count 20 --out results/tiny8/thresholds/calibrated.json
 
 For each layer: the smallest observed confidence c such that positions with confidence >= c
@@ -21,10 +21,13 @@ def _layers(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--layers: comma-separated integers expected, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--layers: comma-separated integers expected, got {text!r}"
+        ) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the example command's layout
     parser.add_argument("--traces", nargs="+", required=True, metavar="FILE", help="trace records (JSONL)")
     parser.add_argument("--layers", type=_layers, required=True, help="checkpoint layers, e.g. 2,4,6")
     parser.add_argument("--target", type=float, default=0.95, help="required alignment (default 0.95)")
@@ -40,8 +43,11 @@ def run(args: argparse.Namespace) -> None:
     write_json(args.out, analysis.thresholds_document(thresholds, config.target, config.min_count))
     save_resolved_config(args.out, {"command": "thresholds", "traces": list(args.traces), **vars_of(config)})
     for row in table.itertuples():
-        print(f"layer {row.layer}: threshold {row.threshold:.4g} ({row.count} positions above, "
-              f"alignment {row.alignment:.3f})", file=sys.stderr)
+        print(
+            f"layer {row.layer}: threshold {row.threshold:.4g} ({row.count} positions above, "
+            f"alignment {row.alignment:.3f})",
+            file=sys.stderr,
+        )
 
 
 def vars_of(config: analysis.ThresholdConfig) -> dict:

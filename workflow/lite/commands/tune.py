@@ -1,4 +1,4 @@
-"""Instruction-tune a model with the LITE loss (IT, LITE or weighted LITE).
+r"""Instruction-tune a model with the LITE loss (IT, LITE or weighted LITE).
 
     lite tune --base results/tiny8/base --train results/data/train.jsonl --out results/tiny8/tuned/lite \
         --scheme uniform --layers 2,4,6,8 --max-steps 900 --batch-size 32 --lr 2e-3
@@ -7,9 +7,10 @@
 
 Choose the loss with ``--scheme uniform|linear|final_only`` (+ ``--layers``; the final layer is
 always included) or ``--weights LAYER:W,...``. Rerunning the same command after an interruption
-resumes from the last checkpoint in ``OUT/checkpoints/``. On SIGTERM a checkpoint is saved and the
-command exits with status 143 (nothing final written). When done, OUT is a model folder with the
-tokenizer, ``train_log.jsonl`` (per-layer CE) and ``resolved_config.json``.
+resumes from the last checkpoint in ``--checkpoint-dir`` (default ``OUT/checkpoints/``). On
+SIGTERM a checkpoint is saved and the command exits with status 143 (nothing final written).
+When done, OUT is a model folder with the tokenizer, ``train_log.jsonl`` (per-layer CE) and
+``resolved_config.json``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True, help="base model folder (from lite init-model)")
     parser.add_argument("--train", required=True, help="training records, JSONL or JSON array (Alpaca)")
     parser.add_argument("--out", required=True, help="output model folder")
+    parser.add_argument(
+        "--checkpoint-dir", help="where checkpoints go and are resumed from (default: OUT/checkpoints)"
+    )
     loss = parser.add_mutually_exclusive_group(required=True)
     loss.add_argument("--scheme", choices=("uniform", "linear", "final_only"), help="layer weighting scheme")
     loss.add_argument("--weights", help="explicit weights LAYER:W,... e.g. 2:1,4:1,8:1 (IT: N:1)")
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> None:
         chunk_size=args.chunk_size,
     )
     try:
-        tune(args.base, args.train, args.out, config)
+        tune(args.base, args.train, args.out, config, checkpoint_dir=args.checkpoint_dir)
     except Preempted as err:
         print(f"lite tune: {err}; rerun the same command to resume", file=sys.stderr)
         raise SystemExit(143) from None

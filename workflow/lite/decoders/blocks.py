@@ -66,7 +66,9 @@ class PaddedBatch:
     def append(self, tokens: torch.Tensor) -> PaddedBatch:
         """The batch with one more real column ``tokens`` (batch,) on the right."""
         column = torch.ones((tokens.shape[0], 1), dtype=torch.bool)
-        return PaddedBatch(torch.cat([self.ids, tokens[:, None]], dim=1), torch.cat([self.real, column], dim=1))
+        return PaddedBatch(
+            torch.cat([self.ids, tokens[:, None]], dim=1), torch.cat([self.real, column], dim=1)
+        )
 
     def position_ids(self) -> torch.Tensor:
         """(batch, seq) RoPE positions: 0 at each row's first real token (padding gets 0, unused)."""
@@ -81,6 +83,12 @@ class Span:
     position_embeddings: tuple[torch.Tensor, torch.Tensor]  # RoPE (cos, sin), each (batch, q, head_dim)
     mask: torch.Tensor | None  # (batch, 1, q, kv) additive float, or None when no masking is needed
     cache_position: torch.Tensor  # (q,) slots of the block in the cache; only old transformers use it
+
+    def select(self, rows: torch.Tensor) -> Span:
+        """The span of a subset of the batch rows (``rows``: (batch,) bool or indices)."""
+        cos, sin = self.position_embeddings
+        mask = None if self.mask is None else self.mask[rows]
+        return Span(self.position_ids[rows], (cos[rows], sin[rows]), mask, self.cache_position)
 
 
 def make_span(model, hidden: torch.Tensor, key_real: torch.Tensor, position_ids: torch.Tensor) -> Span:

@@ -137,9 +137,8 @@ def exit_nocache(
     ``checkpoints`` are ascending layers ending with the final layer N. Per token, the full prefix
     runs from the embeddings through the checkpoints one segment at a time; after each segment the
     head reads the last position and ``policy`` says which undecided rows exit there. The loop stops
-    at the first checkpoint where no generating row is left undecided, so deeper layers are never
-    computed for a token that has exited (in a batch, rows that exited early ride along until the
-    deepest row of the batch is decided; their later results are discarded).
+    at the first checkpoint where no generating row is left undecided, and a row that has exited
+    leaves the batch computation, so deeper layers are never computed for a token that has exited.
     """
     total = n_layers(model)
     checkpoints = list(checkpoints)
@@ -150,29 +149,37 @@ def exit_nocache(
     size = len(prompts)
     step = 0
     while True:
-        hidden = embed(model, batch.ids)  # (batch, seq, hidden)
-        span = make_span(model, hidden, batch.real, batch.position_ids())
+        # Only rows still generating are computed, and a row leaves the computation once it exits.
+        rows = out.active.nonzero()[:, 0]  # (rows,) batch indices being computed
+        hidden = embed(model, batch.ids[rows])  # (rows, seq, hidden)
+        real = batch.real[rows]  # (rows, seq)
+        span = make_span(model, hidden, real, PaddedBatch(batch.ids[rows], real).position_ids())
         tokens = torch.zeros(size, dtype=torch.long)  # (batch,)
         layers = torch.zeros(size, dtype=torch.long)  # (batch,)
         confidence = torch.zeros(size)  # (batch,)
         visited = torch.zeros(size, dtype=torch.long)  # (batch,) heads read while undecided
-        undecided = torch.ones(size, dtype=torch.bool)  # (batch,)
+        undecided = out.active.clone()  # (batch,)
         previous = 0
         for index, layer in enumerate(checkpoints):
-            hidden = run_layers(model, hidden, previous + 1, layer, span)
+            hidden = run_layers(model, hidden, previous + 1, layer, span)  # (rows, seq, hidden)
             previous = layer
             head = exit_head(model, hidden)
+            head_tokens = torch.zeros(size, dtype=torch.long).index_copy(0, rows, head.tokens)  # (batch,)
+            head_confidence = torch.zeros(size).index_copy(0, rows, head.confidence)  # (batch,)
             visited += undecided.long()
             if layer == total:
                 leave = undecided
             else:
-                leave = undecided & policy.exits(step, index, head.confidence)
-            tokens = torch.where(leave, head.tokens, tokens)
+                leave = undecided & policy.exits(step, index, head_confidence)
+            tokens = torch.where(leave, head_tokens, tokens)
             layers = torch.where(leave, torch.full_like(layers, layer), layers)
-            confidence = torch.where(leave, head.confidence, confidence)
+            confidence = torch.where(leave, head_confidence, confidence)
             undecided = undecided & ~leave
-            if not bool((undecided & out.active).any()):
+            keep = undecided[rows]  # (rows,)
+            if not bool(keep.any()):
                 break
+            if not bool(keep.all()):
+                rows, hidden, span = rows[keep], hidden[keep], span.select(keep)
         heads = visited if policy.uses_confidence else torch.ones_like(visited)
         out.add(tokens, layers, confidence, heads)
         if out.finished:

@@ -31,7 +31,8 @@ class JudgePrompt:
         fields = {name for _, name, _, _ in string.Formatter().parse(self.template) if name is not None}
         if fields != set(SLOTS):
             raise InputError(
-                f"prompt {self.name!r} field 'template': slots must be exactly {sorted(SLOTS)}, got {sorted(fields)}"
+                f"prompt {self.name!r} field 'template': slots must be exactly {sorted(SLOTS)}, "
+                f"got {sorted(fields)}"
             )
 
     @property

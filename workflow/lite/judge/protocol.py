@@ -113,7 +113,8 @@ def judge_pair(judge: Judge, pair: Pair) -> list[dict]:
     replies = judge.judge(asks_for(pair))
     settings = judge.settings()
     return [
-        judgment(pair, inst, replies[2 * i], replies[2 * i + 1], settings) for i, inst in enumerate(pair.instances)
+        judgment(pair, inst, replies[2 * i], replies[2 * i + 1], settings)
+        for i, inst in enumerate(pair.instances)
     ]
 
 

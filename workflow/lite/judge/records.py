@@ -77,7 +77,8 @@ def _read_generations(path: str | os.PathLike) -> tuple[str, dict[str, tuple[int
             )
         if record["id"] in by_id:
             raise InputError(
-                f"{where(path, number, 'id')}: duplicate id {record['id']!r} (first on line {by_id[record['id']][0]})"
+                f"{where(path, number, 'id')}: duplicate id {record['id']!r} "
+                f"(first on line {by_id[record['id']][0]})"
             )
         by_id[record["id"]] = (number, record)
     return system, by_id
@@ -112,7 +113,9 @@ def load_pair(path_a: str | os.PathLike, path_b: str | os.PathLike) -> Pair:
                 raise InputError(f"{where(path_a, line_a, field)}: {rec_a[field]!r} differs from line 1")
             if rec_b[field] != first_a[field]:
                 raise InputError(f"{where(path_b, line_b, field)}: {rec_b[field]!r} differs from {path_a}")
-        if rec_a["instruction"] != rec_b["instruction"] or (rec_a.get("input") or "") != (rec_b.get("input") or ""):
+        if rec_a["instruction"] != rec_b["instruction"] or (rec_a.get("input") or "") != (
+            rec_b.get("input") or ""
+        ):
             raise InputError(
                 f"{where(path_b, line_b, 'instruction')}: id {key!r} has a different prompt than in {path_a}"
             )
@@ -146,5 +149,7 @@ def read_judgments(path: str | os.PathLike) -> list[dict]:
             if field not in record:
                 raise InputError(f"{where(path, number, field)}: missing")
         if len(record["orders"]) != 2:
-            raise InputError(f"{where(path, number, 'orders')}: expected both orders, got {len(record['orders'])}")
+            raise InputError(
+                f"{where(path, number, 'orders')}: expected both orders, got {len(record['orders'])}"
+            )
     return records

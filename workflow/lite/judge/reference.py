@@ -9,8 +9,8 @@ Used by the embedded default (synthetic sets have gold answers; no network). Sco
   an exact match reaches 10.
 
 It writes its scores as the text "s1 s2", which goes through the same parser and bidirectional
-protocol as Claude's replies. It cannot be swayed by order, so its inconsistency rate is 0 unless
-two answers tie in one order and not the other, which cannot happen either.
+protocol as Claude's replies. Order cannot sway it, so its inconsistency rate is 0 (the protocol
+still computes it, as for any judge).
 """
 
 from __future__ import annotations

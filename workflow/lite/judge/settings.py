@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 
 from lite.io import InputError
 
@@ -30,7 +31,9 @@ class JudgeSetupError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class ClaudeSettings:
-    model: str = "claude-sonnet-4-5"  # any Messages API model id; recorded in every judgment
+    # Any Messages API model id; recorded in every judgment. (claude-sonnet-4-5 reaches end of life
+    # on 2026-11-30 per anthropic 2.14's deprecation table.)
+    model: str = "claude-sonnet-5-5"
     max_tokens: int = 512  # reply budget; the scores come first, the explanation after
     prompt: str = "pairwise-v1"  # a file under lite/judge/prompts/
     sampling: str = "none"  # none | temperature0 (see the module docstring)
@@ -47,7 +50,9 @@ class ClaudeSettings:
         if not isinstance(self.model, str) or not self.model.strip():
             raise InputError("judge.claude field 'model': must be a non-empty model id")
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
-            raise InputError(f"judge.claude field 'max_tokens': must be a positive integer, got {self.max_tokens!r}")
+            raise InputError(
+                f"judge.claude field 'max_tokens': must be a positive integer, got {self.max_tokens!r}"
+            )
         if self.sampling not in SAMPLING:
             raise InputError(
                 f"judge.claude field 'sampling': {self.sampling!r}; choose from {', '.join(SAMPLING)}"
@@ -55,11 +60,14 @@ class ClaudeSettings:
         if self.api_version is not None and (
             not isinstance(self.api_version, str) or len(self.api_version) != 10
         ):
-            raise InputError(f"judge.claude field 'api_version': expected YYYY-MM-DD, got {self.api_version!r}")
+            raise InputError(
+                f"judge.claude field 'api_version': expected YYYY-MM-DD, got {self.api_version!r}"
+            )
         if self.sampling == "temperature0" and self.request_api_version() >= NO_SAMPLING_SINCE:
             raise InputError(
-                f"judge.claude field 'sampling': temperature0 needs an API version before {NO_SAMPLING_SINCE} "
-                f"(the API rejects temperature from then on); set api_version: {LEGACY_API_VERSION} or sampling: none"
+                "judge.claude field 'sampling': temperature0 needs an API version before "
+                f"{NO_SAMPLING_SINCE} (the API rejects temperature from then on); "
+                f"set api_version: {LEGACY_API_VERSION} or sampling: none"
             )
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise InputError(f"judge.claude field 'concurrency': must be >= 1, got {self.concurrency!r}")
@@ -87,7 +95,9 @@ class ClaudeSettings:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(section) - known)
         if unknown:
-            raise InputError(f"judge.claude: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise InputError(
+                f"judge.claude: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         return cls(**section)
 
 
@@ -96,10 +106,11 @@ def api_key_from_env() -> str:
     key = os.environ.get(KEY_ENV)
     if key is None or not key.strip():
         raise JudgeSetupError(
-            f"judge: claude needs an Anthropic API key in the environment variable {KEY_ENV}, which is not set. "
-            f"Create a key at https://console.anthropic.com/settings/keys and run `export {KEY_ENV}=<your key>` "
-            "in the shell that starts the workflow (on SLURM the jobs inherit it), or set judge.name: reference "
-            "to judge offline. A gateway or a local server can stand in for the API via ANTHROPIC_BASE_URL."
+            f"judge: claude needs an Anthropic API key in the environment variable {KEY_ENV}, "
+            "which is not set. Create a key at https://console.anthropic.com/settings/keys and run "
+            f"`export {KEY_ENV}=<your key>` in the shell that starts the workflow (SLURM jobs inherit "
+            "it), or set judge.name: reference to judge offline. A gateway or a local server can "
+            "stand in for the API via ANTHROPIC_BASE_URL."
         )
     return key.strip()
 
@@ -127,3 +138,33 @@ def check_claude_ready(config: dict) -> ClaudeSettings | None:
     settings = ClaudeSettings.from_config(section)
     api_key_from_env()
     return settings
+
+
+def judge_cli_args(config: dict) -> str:
+    """The ``lite judge`` flags for a workflow config's judge section (shell-quoted), for the rule.
+
+    ``--judge reference`` for the offline judge; for Claude every setting as a flag, so the rule's
+    command line (and Snakemake's params) show exactly what the judge ran with.
+    """
+    name = judge_name(config)
+    if name != "claude":
+        return f"--judge {shlex.quote(name)}"
+    judge = config.get("judge")
+    s = ClaudeSettings.from_config(judge.get("claude") if isinstance(judge, dict) else None)
+    flags = {
+        "--model": s.model,
+        "--max-tokens": s.max_tokens,
+        "--prompt": s.prompt,
+        "--sampling": s.sampling,
+        "--concurrency": s.concurrency,
+        "--max-retries": s.max_retries,
+        "--timeout": s.timeout_s,
+        "--poll-interval": s.poll_interval_s,
+        "--cache-dir": s.cache_dir,
+    }
+    args = ["--judge", "claude"] + [part for flag, value in flags.items() for part in (flag, str(value))]
+    if s.api_version is not None:
+        args += ["--api-version", s.api_version]
+    if s.batches:
+        args.append("--batches")
+    return shlex.join(args)

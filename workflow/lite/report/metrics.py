@@ -40,7 +40,10 @@ def judge_name(record: dict) -> str:
 
 
 def quality(judgments: Iterable[dict], by: Sequence[str] = ("model", "judge", "evalset")) -> pd.DataFrame:
-    """Per (``by``..., system_a, system_b): n, score_a, score_b, wins, ties, losses, inconsistent_pct, unparsed."""
+    """Quality per (``by``..., system_a, system_b).
+
+    Columns: n, score_a, score_b, wins, ties, losses, inconsistent_pct, unparsed (see module doc).
+    """
     keys = [*by, "system_a", "system_b"]
     rows, seen = [], set()
     for record in judgments:
@@ -83,7 +86,9 @@ def quality(judgments: Iterable[dict], by: Sequence[str] = ("model", "judge", "e
     return pd.DataFrame(out, columns=columns)
 
 
-def pair_quality(judgments: Iterable[dict], x: str, y: str, by: Sequence[str] = ("model", "evalset")) -> pd.DataFrame:
+def pair_quality(
+    judgments: Iterable[dict], x: str, y: str, by: Sequence[str] = ("model", "evalset")
+) -> pd.DataFrame:
     """Quality of systems ``x`` and ``y`` judged against each other, seen from ``x``.
 
     Columns: ``by``..., judge, n, score_x, score_y, wins, ties, losses (for x), inconsistent_pct,
@@ -108,13 +113,25 @@ def pair_quality(judgments: Iterable[dict], x: str, y: str, by: Sequence[str] = 
                 "unparsed": row["unparsed"],
             }
         )
-    columns = [*by, "judge", "n", "score_x", "score_y", "wins", "ties", "losses", "inconsistent_pct", "unparsed"]
+    columns = [
+        *by,
+        "judge",
+        "n",
+        "score_x",
+        "score_y",
+        "wins",
+        "ties",
+        "losses",
+        "inconsistent_pct",
+        "unparsed",
+    ]
     out = pd.DataFrame(rows, columns=columns)
     dup = out.duplicated(list(by), keep=False)
     if dup.any():
         raise InputError(
             f"judgments of {x} vs {y}: several judges or both pair orders for "
-            f"{out.loc[dup, list(by)].drop_duplicates().to_dict('records')}; pass one judge's files, one order"
+            f"{out.loc[dup, list(by)].drop_duplicates().to_dict('records')}; "
+            "pass one judge's files, one order"
         )
     return out
 
@@ -152,7 +169,9 @@ def system_summary(generations: Iterable[dict], by: Sequence[str] = ("model", "e
         for accounting in ACCOUNTINGS:
             row[f"flops_{accounting}"] = sum(_flops(r, accounting) for r in records.values())
         rows.append(row)
-    return pd.DataFrame(rows, columns=[*by, "system", "n", "tokens", "mean_length", *(f"flops_{a}" for a in ACCOUNTINGS)])
+    return pd.DataFrame(
+        rows, columns=[*by, "system", "n", "tokens", "mean_length", *(f"flops_{a}" for a in ACCOUNTINGS)]
+    )
 
 
 def compare_cost(
@@ -202,7 +221,9 @@ def compare_cost(
     return pd.DataFrame(rows, columns=columns)
 
 
-def exit_shares(generations: Iterable[dict], system: str, by: Sequence[str] = ("model", "evalset")) -> pd.DataFrame:
+def exit_shares(
+    generations: Iterable[dict], system: str, by: Sequence[str] = ("model", "evalset")
+) -> pd.DataFrame:
     """Share of generated tokens produced by each exit layer under ``system``, per ``by`` group.
 
     Every checkpoint layer named in the records appears, with 0 where no token exited there.
@@ -225,8 +246,12 @@ def exit_shares(generations: Iterable[dict], system: str, by: Sequence[str] = ("
         total = sum(layers.values())
         for layer, tokens in sorted(layers.items()):
             rows.append(
-                {**dict(zip(by, key, strict=True)), "layer": layer, "tokens": tokens,
-                 "share_pct": 100.0 * tokens / total if total else np.nan}
+                {
+                    **dict(zip(by, key, strict=True)),
+                    "layer": layer,
+                    "tokens": tokens,
+                    "share_pct": 100.0 * tokens / total if total else np.nan,
+                }
             )
     return pd.DataFrame(rows, columns=[*by, "layer", "tokens", "share_pct"])
 
@@ -248,10 +273,17 @@ def eval_stats(records: Iterable[dict]) -> pd.DataFrame:
         words = [len(f"{r.get('instruction', '')} {r.get('input') or ''}".split()) for r in by_id.values()]
         categories = sorted({str(r.get("category")) for r in by_id.values() if r.get("category") is not None})
         rows.append(
-            {"evalset": evalset, "count": len(by_id), "categories": len(categories),
-             "mean_prompt_words": float(np.mean(words)), "category_names": ", ".join(categories)}
+            {
+                "evalset": evalset,
+                "count": len(by_id),
+                "categories": len(categories),
+                "mean_prompt_words": float(np.mean(words)),
+                "category_names": ", ".join(categories),
+            }
         )
-    return pd.DataFrame(rows, columns=["evalset", "count", "categories", "mean_prompt_words", "category_names"])
+    return pd.DataFrame(
+        rows, columns=["evalset", "count", "categories", "mean_prompt_words", "category_names"]
+    )
 
 
 def similarity_summary(frame: pd.DataFrame) -> pd.DataFrame:

@@ -87,8 +87,8 @@ def grouped_bars(ax, groups: list[str], series: dict[str, list[float]], styles: 
     for k, (name, values) in enumerate(series.items()):
         offset = (k - (len(series) - 1) / 2) * width
         ax.bar(x + offset, values, width, **styles[name])
-    ax.set_xticks(x, groups, rotation=30 if max((len(g) for g in groups), default=0) > 8 else 0, ha="right"
-                  if max((len(g) for g in groups), default=0) > 8 else "center")
+    long_names = max((len(str(g)) for g in groups), default=0) > 8  # category names: slant to fit
+    ax.set_xticks(x, groups, rotation=30 if long_names else 0, ha="right" if long_names else "center")
     ax.grid(**GRID)
 
 

@@ -1,0 +1,259 @@
+"""``lite bench``: widening preserves the model, the table's ratios and checks, the command's files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from lite import bench
+from lite.cli import main as lite_main
+from lite.decoders.engines import greedy_cached
+from lite.io import InputError, read_json
+from lite.modeling import TinyModelSpec, build_tiny_model, save_model, train_tokenizer
+from lite.prompts import render_prompt
+
+EVAL = [
+    {"id": "e1", "instruction": "Add 3 and 4.", "input": "", "category": "math", "reference": "7"},
+    {"id": "e2", "instruction": "Reverse the words.", "input": "red green blue", "category": "words",
+     "reference": None},
+    {"id": "e3", "instruction": "Sort 5 3 9.", "input": "", "category": "sort", "reference": "3 5 9"},
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    """Two sharpened 4-layer models sharing a tokenizer, saved as model folders ("lite" and "it")."""
+    tmp = tmp_path_factory.mktemp("bench")
+    texts = [render_prompt(r) for r in EVAL] + [
+        f"Add {a} and {b}. {a + b}" for a in range(20) for b in range(5)
+    ]
+    tokenizer = train_tokenizer(texts, 300)
+    spec = TinyModelSpec(
+        num_layers=4, hidden_size=64, num_heads=4, num_kv_heads=2, intermediate_size=128, vocab_size=300
+    )
+    dirs = {}
+    for name, seed in (("lite", 0), ("it", 1)):
+        model = build_tiny_model(spec, tokenizer, seed=seed)
+        with torch.no_grad():
+            model.lm_head.weight.mul_(20.0)
+        dirs[name] = save_model(model, tokenizer, tmp / name)
+    evalset = tmp / "eval.jsonl"
+    evalset.write_text("".join(json.dumps(r) + "\n" for r in EVAL))
+    return dirs, evalset
+
+
+def test_widen_computes_the_same_function(tiny_llama):
+    wide = bench.widen(tiny_llama, 3)
+    config = wide.config
+    assert (config.hidden_size, config.intermediate_size, config.num_attention_heads) == (192, 384, 12)
+    assert config.num_key_value_heads == 6 and config.head_dim == 16
+    ids = torch.tensor([[5, 17, 33, 8, 9, 60, 61]])
+    with torch.no_grad():
+        assert torch.allclose(tiny_llama(ids).logits, wide(ids).logits, atol=1e-4)
+    prompt = [[5, 17, 33]]
+    same = [
+        greedy_cached(m, prompt, 4, max_new_tokens=12, eos_ids=set(), pad_id=0)[0].token_ids
+        for m in (tiny_llama, wide)
+    ]
+    assert same[0] == same[1]
+    assert bench.widen(tiny_llama, 1) is tiny_llama
+
+
+def test_measure_and_summarize(tiny_llama):
+    with torch.no_grad():
+        tiny_llama.lm_head.weight.mul_(20.0)
+    config = bench.BenchConfig(prompts=2, max_new_tokens=6, repeats=2, draft_layers=(1, 3), draft_tokens=3)
+    prompts = [[5, 17, 33], [8, 9, 10, 11]]
+    raw = bench.measure(tiny_llama, prompts, [1, 2, 3], {1: 0.5, 2: 0.5, 3: 0.5}, config, 0, "tiny")
+    decoders = [*bench.DECODERS, "speculative-L1", "speculative-L3"]
+    assert sorted(raw["decoder"]) == sorted(decoders * 2)
+    assert (raw["tokens"] == 12).all() and raw["same_tokens"].all()
+    table = bench.summarize(raw, threads=1)
+    assert list(table["decoder"]) == decoders
+    row = table.set_index("decoder")
+    assert (
+        row.loc["hf-generate", "speedup_vs_hf"] == 1.0
+        and row.loc["dynamic-nocache", "speedup_vs_nocache"] == 1.0
+    )
+    assert row.loc["hf-generate", "flops_vs_final"] == 1.0
+    # the paper's procedure recomputes prefixes: more FLOPs than the cached exit of the same tokens
+    assert row.loc["dynamic-nocache", "flops"] > row.loc["dynamic-cached", "flops"]
+    assert 0.0 <= row.loc["speculative-L3", "acceptance"] <= 1.0
+    assert row.loc["dynamic-cached", "mean_exit_layer"] == row.loc["dynamic-nocache", "mean_exit_layer"]
+    ratio = row["tokens_per_s"] / row.loc["hf-generate", "tokens_per_s"]
+    assert row["speedup_vs_hf"].tolist() == pytest.approx(ratio.tolist())
+
+
+def test_summarize_flags_a_mismatch_and_draws():
+    raw = pd.DataFrame(
+        [
+            {
+                "model": "m",
+                "decoder": "hf-generate",
+                "repeat": 0,
+                "seconds": 2.0,
+                "tokens": 10,
+                "flops": 100,
+                "same_tokens": True,
+            },
+            {
+                "model": "m",
+                "decoder": "dynamic-nocache",
+                "repeat": 0,
+                "seconds": 8.0,
+                "tokens": 10,
+                "flops": 900,
+                "same_tokens": True,
+                "mean_exit_layer": 3.0,
+            },
+            {
+                "model": "m",
+                "decoder": "dynamic-cached",
+                "repeat": 0,
+                "seconds": 1.0,
+                "tokens": 10,
+                "flops": 60,
+                "same_tokens": False,
+                "mean_exit_layer": 3.0,
+            },
+            {
+                "model": "m",
+                "decoder": "dynamic-cached",
+                "repeat": 1,
+                "seconds": 3.0,
+                "tokens": 10,
+                "flops": 60,
+                "same_tokens": True,
+                "mean_exit_layer": 3.0,
+            },
+        ]
+    )
+    table = bench.summarize(raw, threads=2).set_index("decoder")
+    assert table.loc["dynamic-cached", "seconds"] == 2.0  # median of the repeats
+    assert not table.loc["dynamic-cached", "same_tokens"]  # one bad repeat marks the row
+    assert table.loc["dynamic-cached", "speedup_vs_nocache"] == 4.0
+    assert table.loc["dynamic-cached", "flops_vs_final"] == 0.6
+
+
+def test_figure_and_table_need_no_torch(tmp_path):
+    code = (
+        "import sys, pandas as pd; from lite import bench; "
+        "t = pd.DataFrame({'model': ['m', 'm'], 'decoder': ['hf-generate', 'dynamic-cached'], "
+        "'speedup_vs_hf': [1.0, 1.5], 'tokens_per_s': [10.0, 15.0], 'flops_vs_final': [1.0, 0.5]}); "
+        f"bench.draw(t, {str(tmp_path / 'f.pdf')!r}); "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert (tmp_path / "f.pdf").stat().st_size > 0 and (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="BenchConfig.repeats"):
+        bench.BenchConfig(repeats=0)
+    with pytest.raises(ValueError, match="BenchConfig.draft_layers"):
+        bench.BenchConfig(draft_layers=())
+    with pytest.raises(ValueError, match="BenchConfig.widths"):
+        bench.BenchConfig(widths=(0,))
+    assert set(bench.machine()) >= {"cpu", "cores", "platform"}
+
+
+def test_cli_writes_table_figure_and_acceptance(tmp_path, model_dirs):
+    dirs, evalset = model_dirs
+    out, figure, accept = tmp_path / "t" / "latency.csv", tmp_path / "f" / "latency.pdf", tmp_path / "acc.csv"
+    lite_main(
+        [
+            "bench",
+            "--model",
+            str(dirs["lite"]),
+            "--evalset",
+            str(evalset),
+            "--checkpoints",
+            "2,4",
+            "--thresholds",
+            '{"2": 0.5}',
+            "--out",
+            str(out),
+            "--figure",
+            str(figure),
+            "--prompts",
+            "2",
+            "--max-new-tokens",
+            "5",
+            "--repeats",
+            "1",
+            "--draft-layers",
+            "1,2",
+            "--widths",
+            "1,2",
+            "--compare",
+            f"it={dirs['it']}",
+            "--acceptance-out",
+            str(accept),
+        ]
+    )
+    table = pd.read_csv(out)
+    assert len(table) == 2 * 6 and table["same_tokens"].all()
+    assert set(table["model"]) == {"lite h64 4L", "lite h128 4L (x2)"}
+    for path in (out.with_suffix(".md"), figure, figure.with_suffix(".png")):
+        assert path.stat().st_size > 0
+    config = read_json(out.with_name("latency.csv.config.json"))
+    assert config["machine"]["torch_threads"] == 1 and len(config["repeats"]) == 12
+    rates = pd.read_csv(accept)
+    assert list(rates["model"]) == ["lite"] * 3 + ["it"] * 3 and list(rates["draft_layer"]) == [1, 2, 3] * 2
+    assert rates["acceptance"].between(0, 1).all()
+
+
+def test_cli_errors(tmp_path, model_dirs):
+    dirs, evalset = model_dirs
+    common = [
+        "--evalset",
+        str(evalset),
+        "--checkpoints",
+        "2,3",
+        "--out",
+        str(tmp_path / "l.csv"),
+        "--figure",
+        str(tmp_path / "l.pdf"),
+        "--max-new-tokens",
+        "3",
+        "--repeats",
+        "1",
+    ]
+    with pytest.raises(InputError, match="no threshold for checkpoint layer 3"):
+        lite_main(["bench", "--model", str(dirs["lite"]), "--thresholds", '{"2": 0.5}', *common])
+    with pytest.raises(InputError, match="not a model folder"):
+        lite_main(["bench", "--model", str(tmp_path), "--thresholds", '{"2": 0.5, "3": 0.5}', *common])
+    with pytest.raises(InputError, match="--compare: expected NAME=MODEL_DIR"):
+        lite_main(
+            [
+                "bench",
+                "--model",
+                str(dirs["lite"]),
+                "--thresholds",
+                '{"2": 0.5, "3": 0.5}',
+                *common,
+                "--compare",
+                "it",
+                "--acceptance-out",
+                str(tmp_path / "a.csv"),
+            ]
+        )
+    with pytest.raises(InputError, match="BenchConfig.repeats"):
+        lite_main(
+            [
+                "bench",
+                "--model",
+                str(dirs["lite"]),
+                "--thresholds",
+                '{"2": 0.5, "3": 0.5}',
+                *common,
+                "--repeats",
+                "0",
+            ]
+        )
+    assert not (tmp_path / "l.csv").exists()

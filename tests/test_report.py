@@ -1,0 +1,480 @@
+"""Figures and tables build from small synthetic records, and their numbers are the right ones."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lite import analysis, cli, report
+from lite.io import InputError, read_json, read_jsonl, write_jsonl
+from lite.report import metrics, tables
+from lite.report.inputs import load_inputs
+
+N_LAYERS = 8
+CHECKPOINTS = [2, 4, 6, 8]
+EVALSETS = {"vic": ["generic", "math"], "wiz": ["code", "writing"]}
+DECODERS = {
+    "it": ["final", "fixed-L2", "fixed-L4"],
+    "lite": ["final", "dynamic-paper", "dynamic-aggressive", "random-half", "random-k", "sequential"],
+    "lite_weighted": ["final"],
+}
+# how often a layer agrees with the final one, per tuning (LITE's intermediate layers align more)
+AGREEMENT = {"it": 0.4, "lite": 0.85, "lite_weighted": 0.75}
+
+
+def _flops(exit_layers: list[int]) -> dict:
+    # a stand-in cost model: proportional to the layers run, plus a head per token
+    nocache = float(sum(1000 * layer + 50 for layer in exit_layers))
+    return {"nocache": nocache, "kvcache": nocache / 4}
+
+
+def make_records(models=("tiny8", "tiny8b"), n_prompts: int = 6, seed: int = 0) -> dict[str, list[dict]]:
+    """Consistent generation, trace, judgment and eval records for every model/tuning/evalset/decoder.
+
+    Returns {"generations": [...], "traces": [...], "judgments": [...], "evals": {evalset: [...]}}.
+    """
+    rng = np.random.default_rng(seed)
+    out = {"generations": [], "traces": [], "judgments": [], "evals": {}}
+    for evalset, categories in EVALSETS.items():
+        prompts = [
+            {
+                "id": f"{evalset}_{i}",
+                "instruction": f"Say {i} words about thing {i}",
+                "input": "x" if i % 2 else "",
+                "category": categories[i % len(categories)],
+                "reference": None,
+            }
+            for i in range(n_prompts)
+        ]
+        out["evals"][evalset] = prompts
+        for model in models:
+            for tuning, decoders in DECODERS.items():
+                systems = {}
+                for decoder in decoders:
+                    for prompt in prompts:
+                        length = int(rng.integers(3, 10))
+                        if decoder == "final":
+                            exits = [N_LAYERS] * length
+                        elif decoder.startswith("fixed-L"):
+                            exits = [int(decoder[7:])] * length
+                        else:
+                            exits = [int(x) for x in rng.choice(CHECKPOINTS, size=length)]
+                        record = {
+                            "model": model,
+                            "tuning": tuning,
+                            "evalset": evalset,
+                            "decoder": decoder,
+                            **prompt,
+                            "text": " ".join(f"w{t}" for t in range(length)),
+                            "token_ids": [int(t) for t in rng.integers(3, 90, size=length)],
+                            "exit_layers": exits,
+                            "confidences": [float(c) for c in rng.uniform(0.3, 1, length)],
+                            "n_layers": N_LAYERS,
+                            "checkpoints": CHECKPOINTS,
+                            "prompt_tokens": 12,
+                            "flops": _flops(exits),
+                        }
+                        out["generations"].append(record)
+                        systems.setdefault(decoder, []).append(record)
+                    if decoder != "final":
+                        out["judgments"] += _judge(
+                            rng, model, evalset, f"{tuning}.final", f"{tuning}.{decoder}", prompts
+                        )
+                for prompt, final in zip(prompts, systems["final"], strict=True):
+                    out["traces"].append(_trace(rng, model, tuning, evalset, prompt, final["token_ids"]))
+            out["judgments"] += _judge(rng, model, evalset, "it.final", "lite.final", prompts)
+    return out
+
+
+def _judge(rng, model, evalset, a, b, prompts) -> list[dict]:
+    records = []
+    for k, prompt in enumerate(prompts):
+        first, second = int(rng.integers(4, 10)), int(rng.integers(4, 10))
+        parsed = k != 0  # one unparseable instance per pair
+        consistent = k != 1
+        outcome = (
+            None
+            if not parsed
+            else ("tie" if not consistent or first == second else "win" if first > second else "loss")
+        )
+        records.append(
+            {
+                "model": model,
+                "evalset": evalset,
+                "id": prompt["id"],
+                "category": prompt["category"],
+                "system_a": a,
+                "system_b": b,
+                "orders": [
+                    {"first": "a", "scores": [first, second], "raw": f"{first} {second}", "parsed": parsed},
+                    {"first": "b", "scores": [second, first], "raw": f"{second} {first}", "parsed": True},
+                ],
+                "score_a": float(first) if parsed else None,
+                "score_b": float(second) if parsed else None,
+                "outcome": outcome,
+                "consistent": consistent,
+                "parsed": parsed,
+                "judge": {
+                    "name": "reference",
+                    "model": None,
+                    "prompt_version": "v1",
+                    "api_version": None,
+                    "sampling": {},
+                },
+            }
+        )
+    return records
+
+
+def _trace(rng, model, tuning, evalset, prompt, token_ids) -> dict:
+    argmax, confidence = [], []
+    for token in token_ids:
+        row, conf = [], []
+        for _layer in range(1, N_LAYERS):
+            agree = rng.random() < AGREEMENT[tuning]
+            row.append(token if agree else int(rng.integers(3, 90)) + 100)
+            conf.append(float(rng.uniform(0.7, 1.0) if agree else rng.uniform(0.0, 0.7)))
+        argmax.append([*row, token])
+        confidence.append([*conf, float(rng.uniform(0.5, 1.0))])
+    return {
+        "model": model,
+        "tuning": tuning,
+        "evalset": evalset,
+        "id": prompt["id"],
+        "category": prompt["category"],
+        "token_ids": token_ids,
+        "layer_argmax": argmax,
+        "layer_confidence": confidence,
+    }
+
+
+def _group(records: list[dict], *keys: str) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
+        groups.setdefault(tuple(record[k] for k in keys), []).append(record)
+    return groups
+
+
+@pytest.fixture(scope="module")
+def record_files(tmp_path_factory) -> dict[str, list[str]]:
+    """The fixture written to disk the way the workflow lays it out; paths grouped by kind."""
+    root = tmp_path_factory.mktemp("results")
+    records = make_records()
+    files = {
+        "generations": [],
+        "traces": [],
+        "judgments": [],
+        "evals": [],
+        "alignment": [],
+        "calibration": [],
+        "similarity": [],
+    }
+    for (model, tuning, evalset, decoder), recs in _group(
+        records["generations"], "model", "tuning", "evalset", "decoder"
+    ).items():
+        path = root / model / "generations" / tuning / evalset / f"{decoder}.jsonl"
+        write_jsonl(path, recs)
+        files["generations"].append(str(path))
+    for (model, tuning, evalset), recs in _group(records["traces"], "model", "tuning", "evalset").items():
+        path = root / model / "traces" / tuning / f"{evalset}.jsonl"
+        write_jsonl(path, recs)
+        files["traces"].append(str(path))
+        for kind, frame in (
+            ("alignment", analysis.alignment(recs)),
+            ("calibration", analysis.calibration(recs)),
+        ):
+            out = root / model / "analysis" / tuning / evalset / f"{kind}.csv"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(out, index=False)
+            files[kind].append(str(out))
+    for (model, evalset, a, b), recs in _group(
+        records["judgments"], "model", "evalset", "system_a", "system_b"
+    ).items():
+        path = root / model / "judgments" / "reference" / evalset / f"{a}~{b}.jsonl"
+        write_jsonl(path, recs)
+        files["judgments"].append(str(path))
+    for evalset, recs in records["evals"].items():
+        path = root / "data" / "eval" / f"{evalset}.jsonl"
+        write_jsonl(path, recs)
+        files["evals"].append(str(path))
+        # similarity tables as lite similarity writes them (values made up, spaCy is tested elsewhere)
+        sim = pd.DataFrame(
+            {
+                "model": "tiny8",
+                "evalset": evalset,
+                "id": [r["id"] for r in recs],
+                "category": [r["category"] for r in recs],
+                "system_a": "lite.final",
+                "system_b": "lite.dynamic-paper",
+                "similarity": np.linspace(0.8, 1.0, len(recs)),
+            }
+        )
+        path = root / "tiny8" / "similarity" / evalset / "final~dynamic-paper.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sim.to_csv(path, index=False)
+        files["similarity"].append(str(path))
+    files["root"] = [str(root)]
+    return files
+
+
+def _inputs_for(name: str, files: dict[str, list[str]]) -> list[str]:
+    if name in ("fig5", "fig13", "fig14"):
+        return files["alignment"]
+    if name in ("fig6", "fig11", "fig15"):
+        return files["calibration"]
+    if name == "table2":
+        return files["similarity"]
+    if name == "table4":
+        return files["evals"]
+    return files["judgments"] + files["generations"]
+
+
+@pytest.mark.parametrize("name", list(report.ARTEFACTS))
+def test_every_artefact_builds(name, record_files, tmp_path):
+    artefact = report.ARTEFACTS[name]
+    options = {"evalset": "wiz"} if name in ("fig9", "fig10") else {}
+    suffix = ".pdf" if artefact.kind == "figure" else ".csv"
+    out = tmp_path / f"{name}{suffix}"
+    written = report.build(name, artefact.kind, _inputs_for(name, record_files), out, **options)
+    twin = out.with_suffix(".png" if artefact.kind == "figure" else ".md")
+    assert written == [out, twin]
+    if artefact.kind == "figure":
+        assert out.read_bytes().startswith(b"%PDF") and out.stat().st_size > 1000
+        assert twin.read_bytes().startswith(b"\x89PNG") and twin.stat().st_size > 1000
+    else:
+        frame = pd.read_csv(out)
+        assert len(frame) > 0
+        assert twin.read_text().count("\n|") >= len(frame) + 1
+    config = read_json(out.with_name(out.name + ".config.json"))
+    assert config["artefact"] == name and config["inputs"]
+    assert artefact.caption and artefact.needs
+
+
+def test_table1_equals_hand_computation(tmp_path):
+    """Two prompts: final costs 100 + 300, dynamic 50 + 150 -> 50 % saved (no cache)."""
+    base = {
+        "model": "m",
+        "tuning": "lite",
+        "evalset": "vic",
+        "category": "c",
+        "instruction": "i",
+        "input": "",
+    }
+    records = [
+        {
+            **base,
+            "decoder": "final",
+            "id": "a",
+            "token_ids": [1, 2],
+            "flops": {"nocache": 100.0, "kvcache": 40.0},
+        },
+        {
+            **base,
+            "decoder": "final",
+            "id": "b",
+            "token_ids": [1],
+            "flops": {"nocache": 300.0, "kvcache": 60.0},
+        },
+        {
+            **base,
+            "decoder": "dynamic-paper",
+            "id": "a",
+            "token_ids": [1],
+            "flops": {"nocache": 50.0, "kvcache": 30.0},
+        },
+        {
+            **base,
+            "decoder": "dynamic-paper",
+            "id": "b",
+            "token_ids": [1, 2, 3],
+            "flops": {"nocache": 150.0, "kvcache": 45.0},
+        },
+    ]
+    write_jsonl(tmp_path / "final.jsonl", records[:2])
+    write_jsonl(tmp_path / "dyn.jsonl", records[2:])
+    out = tmp_path / "table1.csv"
+    cli.main(
+        ["table", "table1", "--out", str(out), str(tmp_path / "final.jsonl"), str(tmp_path / "dyn.jsonl")]
+    )
+    frame = pd.read_csv(out)
+    row = frame[frame["evalset"] == "vic"].iloc[0]
+    assert row["n"] == 2
+    assert row["final_flops_nocache"] == 400.0 and row["dynamic_flops_nocache"] == 200.0
+    assert row["saved_pct_nocache"] == pytest.approx(50.0)
+    assert row["saved_pct_kvcache"] == pytest.approx(25.0)  # 75 of 100
+    mean = frame[frame["evalset"] == "mean"].iloc[0]
+    assert mean["saved_pct_nocache"] == pytest.approx(50.0) and np.isnan(mean["final_flops_nocache"])
+    assert "| m | vic | 2 |" in (tmp_path / "table1.md").read_text()
+
+
+def test_table1_on_fixture_matches_record_sums(record_files, tmp_path):
+    inputs = load_inputs(record_files["generations"])
+    frame = report.make("table1", inputs, model="tiny8")
+    for evalset in EVALSETS:
+        final = [
+            g
+            for g in inputs.generations
+            if (g["model"], g["tuning"], g["evalset"], g["decoder"]) == ("tiny8", "lite", evalset, "final")
+        ]
+        dyn = [
+            g
+            for g in inputs.generations
+            if (g["model"], g["tuning"], g["evalset"], g["decoder"])
+            == ("tiny8", "lite", evalset, "dynamic-paper")
+        ]
+        expected = 100 * (
+            1 - sum(g["flops"]["nocache"] for g in dyn) / sum(g["flops"]["nocache"] for g in final)
+        )
+        got = frame[frame["evalset"] == evalset]["saved_pct_nocache"].item()
+        assert got == pytest.approx(expected)
+    assert set(frame["model"]) == {"tiny8"}
+
+
+def _judgment(a, b, sa, sb, outcome, consistent=True, parsed=True, rid="1", judge="reference"):
+    return {
+        "model": "m",
+        "evalset": "vic",
+        "id": rid,
+        "category": "c",
+        "system_a": a,
+        "system_b": b,
+        "orders": [],
+        "score_a": sa,
+        "score_b": sb,
+        "outcome": outcome,
+        "consistent": consistent,
+        "parsed": parsed,
+        "judge": {"name": judge},
+    }
+
+
+def test_quality_flips_pairs_and_counts_failures():
+    judgments = [
+        _judgment("lite.dyn", "lite.final", 8.0, 6.0, "win", rid="1"),
+        _judgment("lite.dyn", "lite.final", 5.0, 7.0, "loss", rid="2"),
+        _judgment("lite.dyn", "lite.final", 6.5, 6.5, "tie", consistent=False, rid="3"),
+        _judgment("lite.dyn", "lite.final", None, None, None, parsed=False, rid="4"),
+    ]
+    q = metrics.pair_quality(judgments, "lite.final", "lite.dyn").iloc[0]
+    assert q["n"] == 4 and q["unparsed"] == 1
+    assert q["score_x"] == pytest.approx((6 + 7 + 6.5) / 3) and q["score_y"] == pytest.approx(
+        (8 + 5 + 6.5) / 3
+    )
+    assert (q["wins"], q["ties"], q["losses"]) == (1, 1, 1)  # seen from lite.final: dyn's loss is its win
+    assert q["inconsistent_pct"] == pytest.approx(100 / 3)
+    with pytest.raises(InputError, match="several judges"):
+        metrics.pair_quality(
+            judgments + [_judgment("lite.dyn", "lite.final", 1.0, 2.0, "loss", judge="claude")],
+            "lite.final",
+            "lite.dyn",
+        )
+    with pytest.raises(InputError, match="given twice"):
+        metrics.quality(judgments + judgments[:1])
+
+
+def test_table6_uses_each_baseline(record_files):
+    inputs = load_inputs(record_files["judgments"] + record_files["generations"])
+    frame = report.make("table6", inputs)
+    systems = list(dict.fromkeys(frame["system"]))
+    assert systems == [
+        "lite.dynamic-aggressive",
+        "lite.dynamic-paper",
+        "lite.random-half",
+        "lite.random-k",
+        "lite.sequential",
+    ]
+    row = frame[
+        (frame["model"] == "tiny8") & (frame["system"] == "lite.random-k") & (frame["evalset"] == "vic")
+    ]
+    direct = metrics.pair_quality(inputs.judgments, "lite.random-k", "lite.final")
+    direct = direct[(direct["model"] == "tiny8") & (direct["evalset"] == "vic")]
+    assert row["score"].item() == pytest.approx(direct["score_x"].item())
+    assert row["unparsed"].item() == 1  # one unparseable instance per pair in the fixture
+
+
+def test_table4_from_eval_files(record_files):
+    frame = report.make("table4", load_inputs(record_files["evals"]))
+    assert frame["evalset"].tolist() == ["vic", "wiz"]
+    assert frame["count"].tolist() == [6, 6] and frame["categories"].tolist() == [2, 2]
+    # "Say i words about thing i" has 6 words; odd ids add the one-word input
+    assert frame["mean_prompt_words"].tolist() == [6.5, 6.5]
+
+
+def test_alignment_figure_from_traces_or_tables_agree(record_files):
+    from_tables = load_inputs(record_files["alignment"]).alignment
+    from_traces = analysis.alignment(load_inputs(record_files["traces"]).traces)
+    keys = ["model", "tuning", "evalset", "layer"]
+    merged = from_tables.merge(from_traces, on=keys, suffixes=("_csv", "_trace"))
+    assert len(merged) == len(from_traces)
+    np.testing.assert_allclose(merged["alignment_pct_csv"], merged["alignment_pct_trace"])
+    # the fixture's LITE layers agree more often than IT's, as the paper's do
+    early = from_traces[(from_traces["layer"] == 2) & (from_traces["model"] == "tiny8")]
+    assert (
+        early[early["tuning"] == "lite"]["alignment_pct"].min()
+        > early[early["tuning"] == "it"]["alignment_pct"].max()
+    )
+
+
+def test_exit_shares_cover_every_checkpoint(record_files):
+    inputs = load_inputs(record_files["generations"])
+    shares = metrics.exit_shares(inputs.generations, "lite.dynamic-paper")
+    for _, part in shares.groupby(["model", "evalset"]):
+        assert part["layer"].tolist() == CHECKPOINTS
+        assert part["share_pct"].sum() == pytest.approx(100.0)
+
+
+def test_bad_inputs_are_named(record_files, tmp_path):
+    with pytest.raises(InputError, match="needs option"):
+        report.build("fig9", "figure", record_files["judgments"], tmp_path / "f.pdf")
+    with pytest.raises(InputError, match="takes no option"):
+        report.build("fig5", "figure", record_files["alignment"], tmp_path / "f.pdf", evalset="vic")
+    with pytest.raises(InputError, match="no judgments of it.final vs lite.final"):
+        report.build("fig4", "figure", record_files["generations"][:1], tmp_path / "f.pdf")
+    mixed = tmp_path / "mixed.jsonl"
+    first_gen = json.loads(open(record_files["generations"][0]).readline())
+    first_judgment = json.loads(open(record_files["judgments"][0]).readline())
+    write_jsonl(mixed, [first_gen, first_judgment])
+    with pytest.raises(InputError, match=r"mixed.jsonl:2: file mixes"):
+        load_inputs([mixed])
+    final, dynamic = (
+        next(p for p in record_files["generations"] if p.endswith(f"tiny8/generations/lite/vic/{d}"))
+        for d in ("final.jsonl", "dynamic-paper.jsonl")
+    )
+    broken = tmp_path / "broken.jsonl"
+    write_jsonl(broken, [{k: v for k, v in r.items() if k != "flops"} for r in read_jsonl(dynamic)])
+    with pytest.raises(InputError, match=r"broken.jsonl:1: missing field 'flops'"):
+        report.make("table1", load_inputs([final, broken]))
+    assert not (tmp_path / "f.pdf").exists()
+
+
+def test_markdown_twin_formats_numbers():
+    frame = pd.DataFrame(
+        {
+            "evalset": ["vic", "a|b"],
+            "flops": [1.23e9, 5.0e4],
+            "pct": [33.333, 1.0],
+            "n": [4, 5],
+            "x": [np.nan, 0.5],
+        }
+    )
+    text = tables.to_markdown(frame, "caption")
+    assert text.startswith("caption")
+    assert "| vic | 1.230e+09 | 33.33 | 4 | – |" in text
+    assert "| a\\|b | 5.000e+04 | 1.00 | 5 | 0.50 |" in text
+
+
+def test_report_side_never_imports_gpu_libraries():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lite.analysis, lite.similarity, lite.report, lite.report.options, lite.commands.figure, "
+        "lite.commands.table, lite.commands.align, lite.commands.thresholds, lite.commands.similarity; "
+        "bad = sorted(m for m in ('torch', 'transformers') if m in sys.modules); "
+        "print(bad); sys.exit(bool(bad))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

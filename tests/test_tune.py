@@ -1,0 +1,160 @@
+"""`lite tune` end to end on a tiny model: outputs, per-layer logs, resume, SIGTERM, config checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lite import tune as tune_module
+from lite.cli import main
+from lite.io import read_jsonl
+from lite.tune import Preempted, TuneConfig, last_checkpoint, parse_layers, parse_weights, tune
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A 40-record training file and a 4-layer base model built by `lite init-model`."""
+    root = tmp_path_factory.mktemp("tune")
+    train = root / "train.jsonl"
+    records = [
+        {"instruction": f"Add {a} and {b}.", "input": "", "output": str(a + b)}
+        for a in range(5)
+        for b in range(4)
+    ] + [
+        {"instruction": "Repeat the word.", "input": w, "output": f"{w} {w}"} for w in "abcdefghijklmnopqrst"
+    ]
+    train.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    base = root / "base"
+    main(
+        ["init-model", "--kind", "tiny", "--train", str(train), "--out", str(base), "--layers", "4"]
+        + ["--hidden", "32", "--heads", "4", "--kv-heads", "2", "--intermediate", "64", "--vocab", "300"]
+    )
+    return root, base, train
+
+
+def _run(base, train, out, *extra):
+    main(["tune", "--base", str(base), "--train", str(train), "--out", str(out), "--batch-size", "4", *extra])
+
+
+def test_three_step_lite_run_writes_model_log_and_config(workspace):
+    root, base, train = workspace
+    out = root / "lite"
+    _run(base, train, out, "--scheme", "uniform", "--layers", "2", "--max-steps", "3", "--logging-steps", "1")
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    base_model = AutoModelForCausalLM.from_pretrained(base)
+    ids = torch.tensor([tokenizer("Add 1 and 2.")["input_ids"]])
+    with torch.no_grad():
+        assert not torch.allclose(model(ids).logits, base_model(ids).logits)  # it did train
+    steps = [r for r in read_jsonl(out / "train_log.jsonl") if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    for record in steps:
+        assert {"ce_layer_2", "ce_layer_4"} <= set(record)
+        assert "ce_layer_1" not in record and "ce_layer_3" not in record
+        # the logged loss is the uniform mean of the logged per-layer CEs
+        assert record["loss"] == pytest.approx((record["ce_layer_2"] + record["ce_layer_4"]) / 2, rel=1e-4)
+    resolved = json.loads((out / "resolved_config.json").read_text())
+    assert resolved["layer_weights"] == {"2": 1.0, "4": 1.0}
+    assert resolved["n_layers"] == 4 and resolved["global_step"] == 3
+    assert resolved["tune"]["scheme"] == "uniform" and resolved["tune"]["max_steps"] == 3
+    assert not (out / ".final.tmp").exists()
+
+
+@pytest.mark.parametrize("outside", [False, True])
+def test_rerun_resumes_from_the_last_checkpoint(workspace, outside):
+    root, base, train = workspace
+    out = root / f"resume-{outside}"
+    ckpts = root / f"ckpts-{outside}" if outside else out / "checkpoints"
+    common = ("--weights", "4:1", "--save-steps", "2", "--logging-steps", "1")
+    if outside:
+        common += ("--checkpoint-dir", str(ckpts))
+    _run(base, train, out, *common, "--max-steps", "2")
+    assert last_checkpoint(ckpts).name == "checkpoint-2"
+    _run(base, train, out, *common, "--max-steps", "4")
+    resolved = json.loads((out / "resolved_config.json").read_text())
+    assert resolved["resumed_from_step"] == 2
+    assert resolved["global_step"] == 4
+    assert (out / "checkpoints").exists() != outside
+    state = json.loads((last_checkpoint(ckpts) / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    # the second run logged only steps 3 and 4: it continued from 2, it did not restart at 0
+    assert [r["step"] for r in read_jsonl(out / "train_log.jsonl") if "loss" in r] == [1, 2, 3, 4]
+
+
+def test_sigterm_saves_a_checkpoint_stops_and_the_rerun_resumes(workspace, monkeypatch):
+    root, base, train = workspace
+    out = root / "preempted"
+    config = TuneConfig(layer_weights={4: 1.0}, max_steps=5, batch_size=4, save_steps=100, logging_steps=1)
+    original = tune_module.LiteTrainer.compute_loss
+
+    def compute_loss_then_sigterm(self, model, inputs, *args, **kwargs):
+        if self.state.global_step == 1:  # during step 2, as a SLURM preemption would
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(tune_module.LiteTrainer, "compute_loss", compute_loss_then_sigterm)
+    with pytest.raises(Preempted, match="step 2"):
+        tune(base, train, out, config)
+    assert last_checkpoint(out / "checkpoints").name == "checkpoint-2"  # saved although save_steps=100
+    assert not (out / "model.safetensors").exists()  # no final model from an interrupted run
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler removed again
+    monkeypatch.setattr(tune_module.LiteTrainer, "compute_loss", original)
+    resolved = tune(base, train, out, config)
+    assert resolved["resumed_from_step"] == 2 and resolved["global_step"] == 5
+    assert (out / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({}, "exactly one of layer_weights or scheme"),
+        ({"scheme": "uniform", "layer_weights": {8: 1}}, "exactly one of layer_weights or scheme"),
+        ({"scheme": "cubic"}, "TuneConfig.scheme"),
+        ({"layer_weights": {8: 1}, "layers": (2,)}, "TuneConfig.layers goes with a scheme"),
+        ({"scheme": "uniform", "layers": (0, 2)}, "TuneConfig.layers must be >= 1"),
+        ({"scheme": "uniform", "max_steps": None}, "exactly one of max_steps or epochs"),
+        ({"scheme": "uniform", "epochs": 1.0}, "exactly one of max_steps or epochs"),
+        ({"scheme": "uniform", "batch_size": 0}, "TuneConfig.batch_size"),
+        ({"scheme": "uniform", "lr": 0.0}, "TuneConfig.lr"),
+        ({"scheme": "uniform", "warmup_ratio": 1.0}, "TuneConfig.warmup_ratio"),
+        ({"scheme": "uniform", "scheduler": "step"}, "TuneConfig.scheduler"),
+        ({"scheme": "uniform", "chunk_size": 0}, "TuneConfig.chunk_size"),
+        ({"scheme": "uniform", "deepspeed": "/nonexistent/ds.json"}, "TuneConfig.deepspeed"),
+    ],
+)
+def test_config_validation_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        TuneConfig(**{"max_steps": 3, **kwargs})
+
+
+def test_weights_resolve_against_the_model_depth():
+    assert TuneConfig(scheme="linear", layers=(2, 4), max_steps=1).resolved_weights(6) == {
+        2: 1.0,
+        4: 2.0,
+        6: 3.0,
+    }
+    with pytest.raises(ValueError, match="layer 9 is out of range: layers are 1..8"):
+        TuneConfig(layer_weights={9: 1.0}, max_steps=1).resolved_weights(8)
+
+
+def test_cli_parsers():
+    assert parse_weights("2:1, 4:0.5,8:1") == {2: 1.0, 4: 0.5, 8: 1.0}
+    assert parse_layers("2,4,6,8") == (2, 4, 6, 8)
+    with pytest.raises(ValueError, match="LAYER:WEIGHT"):
+        parse_weights("2=1")
+    with pytest.raises(ValueError, match="comma-separated"):
+        parse_layers("2,x")
+
+
+def test_zero3_config_without_16bit_gathering_is_refused(tmp_path, workspace):
+    _, base, train = workspace
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps({"zero_optimization": {"stage": 3}}))
+    config = TuneConfig(scheme="uniform", max_steps=1, deepspeed=str(ds))
+    with pytest.raises(ValueError, match="stage3_gather_16bit_weights_on_model_save"):
+        tune(base, train, tmp_path / "out", config)

@@ -1,0 +1,178 @@
+"""Latency benchmark of the decoders on the same prompts -> latency table (CSV + Markdown) and figure.
+
+    lite bench --model results/tiny8/tuned/lite --evalset results/data/eval/vicuna.jsonl \
+        --checkpoints 2,4,6,8 --thresholds '{"2": 0.95, "4": 0.9, "6": 0.8}' \
+        --out results/tables/latency.csv --figure results/figures/latency.pdf \
+        --prompts 4 --max-new-tokens 256 --repeats 3 --draft-layers 2 --draft-tokens 4 --widths 1,4 \
+        --threads 1 [--compare it=results/tiny8/tuned/it --acceptance-out results/tables/acceptance.csv]
+
+Times HF ``generate`` (final layer, KV cache), lite's own final-layer loop, the paper's no-cache
+dynamic exit, the KV-cached dynamic exit and self-speculative decoding from each draft layer, side
+by side (see ``lite.bench``). ``--widths 1,4`` also measures a 4x wider copy of the model that
+computes the same function. With ``--acceptance-out`` the acceptance rate of self-speculative
+decoding from every layer below N is measured for this model and each ``--compare NAME=DIR`` one.
+Every output is written atomically; ``OUT.config.json`` holds the settings, the machine and every
+timed repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lite.io import InputError
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise InputError(f"{flag}: give at least one value")
+    return values
+
+
+def _compare(items: list[str]) -> dict[str, str]:
+    models = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--compare: expected NAME=MODEL_DIR, got {item!r}")
+        models[name] = path
+    return models
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="LITE-tuned HF model folder (model + tokenizer)")
+    parser.add_argument("--name", default="lite", help="label of this model in the tables (default lite)")
+    parser.add_argument("--evalset", required=True, help="eval records (JSONL); the first --prompts are used")
+    parser.add_argument("--checkpoints", required=True, help="exit layers, comma-separated, e.g. 2,4,6,8")
+    parser.add_argument("--thresholds", required=True, help="dynamic-exit thresholds: file or inline JSON")
+    parser.add_argument("--out", required=True, help="latency table (CSV); a Markdown twin goes beside it")
+    parser.add_argument("--figure", required=True, help="latency figure (PDF); a PNG twin goes beside it")
+    parser.add_argument("--prompts", type=int, default=4, help="prompts decoded, one at a time (default 4)")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="tokens per response (default 256)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per decoder (default 3)")
+    parser.add_argument("--draft-layers", default="2", help="speculative draft layers, e.g. 2,4 (default 2)")
+    parser.add_argument("--draft-tokens", type=int, default=4, help="drafts per verification (default 4)")
+    parser.add_argument(
+        "--draft-threshold",
+        type=float,
+        default=None,
+        help="stop drafting below this confidence (default off)",
+    )
+    parser.add_argument("--widths", default="1", help="widen factors to measure, e.g. 1,4 (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="torch seed (default 0)")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="another tuning's model for the acceptance table (repeatable), e.g. it=results/tiny8/tuned/it",
+    )
+    parser.add_argument(
+        "--acceptance-out",
+        default=None,
+        help="acceptance table (CSV): per draft layer, this model and the --compare ones",
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    import pandas as pd
+    import torch
+    from tqdm import tqdm
+
+    from lite import bench
+    from lite.data import encode_prompt
+    from lite.datasets import read_eval_records
+    from lite.decoding import pad_id, parse_checkpoints, parse_thresholds
+    from lite.io import atomic_write, save_resolved_config
+    from lite.modeling import load_model, load_tokenizer
+    from lite.report.tables import to_markdown
+
+    compare = _compare(args.compare)
+    if compare and args.acceptance_out is None:
+        raise InputError("--compare needs --acceptance-out (where the acceptance table goes)")
+    try:
+        config = bench.BenchConfig(
+            prompts=args.prompts,
+            max_new_tokens=args.max_new_tokens,
+            repeats=args.repeats,
+            draft_layers=_ints(args.draft_layers, "--draft-layers"),
+            draft_tokens=args.draft_tokens,
+            draft_threshold=args.draft_threshold,
+            widths=_ints(args.widths, "--widths"),
+            threads=args.threads,
+            seed=args.seed,
+        )
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    checkpoints = parse_checkpoints(args.checkpoints)
+    thresholds = parse_thresholds(args.thresholds)
+    for path in (args.model, *compare.values()):
+        if not Path(path, "config.json").is_file():
+            raise InputError(f"{path}: not a model folder (no config.json)")
+    torch.set_num_threads(config.threads)
+    records = read_eval_records(args.evalset)[: config.prompts]
+    tokenizer = load_tokenizer(args.model)
+    model = load_model(args.model).eval()
+    total = model.config.num_hidden_layers
+    missing = [c for c in checkpoints if c != total and c not in thresholds]
+    if missing:
+        raise InputError(f"--thresholds: no threshold for checkpoint layer {missing[0]}")
+    prompts = [encode_prompt(tokenizer, record) for record in records]
+    pad = pad_id(tokenizer)
+
+    steps = len(config.widths) * config.repeats * (len(bench.DECODERS) + len(config.draft_layers))
+    raw = []
+    with tqdm(total=steps, desc="bench", unit="run", file=sys.stderr) as bar:
+
+        def progress(text: str) -> None:
+            bar.set_postfix_str(text)
+            bar.update(1)
+
+        for factor in config.widths:
+            wide = bench.widen(model, factor)
+            label = f"{args.name} h{wide.config.hidden_size} {total}L" + (
+                f" (x{factor})" if factor > 1 else ""
+            )
+            raw.append(bench.measure(wide, prompts, checkpoints, thresholds, config, pad, label, progress))
+    frame = pd.concat(raw, ignore_index=True)
+    table = bench.summarize(frame, config.threads)
+    out = Path(args.out)
+    with atomic_write(out) as handle:
+        table.to_csv(handle, index=False)
+    with atomic_write(out.with_suffix(".md")) as handle:
+        handle.write(
+            to_markdown(
+                table,
+                f"**latency.** {config.max_new_tokens} new tokens per prompt, "
+                f"{len(prompts)} prompts, batch 1, {config.threads} thread(s)",
+            )
+        )
+    written = [out, out.with_suffix(".md"), *bench.draw(table, args.figure)]
+    resolved = {
+        "command": "bench",
+        "model_dir": args.model,
+        "evalset_file": args.evalset,
+        "checkpoints": checkpoints,
+        "thresholds": thresholds,
+        "bench": config,
+        "machine": {**bench.machine(), "torch_threads": torch.get_num_threads()},
+        "versions": {"torch": torch.__version__},
+        "prompt_tokens": [len(p) for p in prompts],
+        "repeats": frame.to_dict(orient="records"),
+    }
+    for path in written:
+        save_resolved_config(path, resolved)
+    if args.acceptance_out is not None:
+        models = {args.name: model, **{name: load_model(path).eval() for name, path in compare.items()}}
+        rates = bench.acceptance(models, prompts, config.draft_tokens, config.max_new_tokens, pad)
+        with atomic_write(args.acceptance_out) as handle:
+            rates.to_csv(handle, index=False)
+        save_resolved_config(args.acceptance_out, {**resolved, "compare": compare, "repeats": None})
+        written.append(Path(args.acceptance_out))
+    print("wrote " + ", ".join(map(str, written)), file=sys.stderr)

@@ -1,0 +1,138 @@
+"""Greedy generation with one decoder over an eval set -> generation records (JSONL).
+
+    lite generate --model results/tiny8/tuned/lite --evalset results/data/eval/vic.jsonl \
+        --decoder dynamic-paper --out results/tiny8/generations/lite/vic/dynamic-paper.jsonl \
+        --model-name tiny8 --tuning lite --evalset-name vic --checkpoints 2,4,6,8 \
+        [--thresholds FILE_OR_JSON] --max-new-tokens 64 --batch-size 8 --seed 0 --threads 2 [--limit K]
+
+Decoders: final, fixed-L{k}, dynamic[-paper|-aggressive|-calibrated] (need --thresholds),
+random-half, random-k, sequential (see ``lite.decoding``). The records are written atomically and
+``OUT.config.json`` beside them records the settings that produced them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lite.io import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--decoder", required=True, help="decoder name, e.g. final, fixed-L4, dynamic-paper")
+    parser.add_argument(
+        "--checkpoints", required=True, help="checkpoint layers, comma-separated, e.g. 2,4,6,8"
+    )
+    parser.add_argument(
+        "--thresholds",
+        default=None,
+        help='dynamic decoders: a thresholds file ({"thresholds": {"2": 0.9, ...}}) or that JSON inline',
+    )
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared with ``lite trace``."""
+    parser.add_argument("--model", required=True, help="HF model folder (model + tokenizer)")
+    parser.add_argument("--evalset", required=True, help="eval records, JSONL (docs/records.md)")
+    parser.add_argument("--out", required=True, help="output JSONL")
+    parser.add_argument(
+        "--model-name", required=True, help="base model name written into records, e.g. tiny8"
+    )
+    parser.add_argument("--tuning", required=True, help="tuning name written into records, e.g. lite")
+    parser.add_argument("--evalset-name", required=True, help="eval set name written into records, e.g. vic")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=64, help="longest response in tokens (default 64)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts decoded together (default 8)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the random baselines and torch (default 0)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="only the first K eval records")
+
+
+def load_inputs(args: argparse.Namespace):
+    """Seed, threads, eval records, model and tokenizer (imports torch only here)."""
+    import torch
+
+    from lite.datasets import read_eval_records
+    from lite.modeling import load_model, load_tokenizer
+
+    for name in ("max_new_tokens", "batch_size"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be >= 1, got {args.limit}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    records = read_eval_records(args.evalset)
+    if args.limit is not None:
+        records = records[: args.limit]
+    if not Path(args.model, "config.json").is_file():
+        raise InputError(f"{args.model}: not a model folder (no config.json)")
+    return records, load_model(args.model), load_tokenizer(args.model)
+
+
+def base_config(args: argparse.Namespace, records: list[dict], model, tokenizer) -> dict:
+    import torch
+    import transformers
+
+    from lite.decoding import pad_id, stop_ids
+
+    return {
+        "model_dir": args.model,
+        "evalset_file": args.evalset,
+        "model": args.model_name,
+        "tuning": args.tuning,
+        "evalset": args.evalset_name,
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "threads": args.threads,
+        "limit": args.limit,
+        "n_records": len(records),
+        "n_layers": model.config.num_hidden_layers,
+        "eos_ids": sorted(stop_ids(model, tokenizer)),
+        "pad_id": pad_id(tokenizer),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    from lite.decoding import (
+        RunLabels,
+        decoder_from_name,
+        generate_records,
+        parse_checkpoints,
+        parse_thresholds,
+    )
+    from lite.io import save_resolved_config, write_jsonl
+
+    checkpoints = parse_checkpoints(args.checkpoints)
+    thresholds = None if args.thresholds is None else parse_thresholds(args.thresholds)
+    labels = RunLabels(args.model_name, args.tuning, args.evalset_name)
+    # Check the decoder name before the (slower) model load, then again against the model's depth.
+    decoder_from_name(args.decoder, checkpoints, thresholds, args.seed)
+    records, model, tokenizer = load_inputs(args)
+    spec = decoder_from_name(
+        args.decoder, checkpoints, thresholds, args.seed, n_layers=model.config.num_hidden_layers
+    )
+    out = generate_records(
+        model,
+        tokenizer,
+        records,
+        spec,
+        labels,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+    )
+    write_jsonl(args.out, out)
+    config = base_config(args, records, model, tokenizer)
+    config.update({"command": "generate", "decoder": spec, "thresholds_source": args.thresholds})
+    save_resolved_config(args.out, config)

@@ -1,0 +1,81 @@
+"""Write one eval set in the common eval format (docs/records.md).
+
+    lite prepare-eval --source synthetic --name vicuna --n 100 --seed 1 --out results/data/eval/vicuna.jsonl
+    lite prepare-eval --source vicuna --path question.jsonl --limit 40 --out results/data/eval/vicuna.jsonl
+    lite prepare-eval --source koala --out results/data/eval/koala.jsonl
+
+``synthetic`` generates the synthetic mirror ``--name`` (vicuna, koala, wizardlm, selfinstruct or
+calibration; see lite.synthetic) with gold references. The real sources (vicuna, koala, wizardlm,
+selfinstruct) read the upstream file at ``--path``, or, without it, download the pinned file into
+``--download-dir`` and verify its checksum first. ``--n`` (alias ``--limit``) is the number of
+prompts to generate (synthetic) or keep from the start of the file (real; default all).
+The resolved settings go to ``OUT.config.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+
+SOURCES = ("synthetic", "vicuna", "koala", "wizardlm", "selfinstruct")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", required=True, choices=SOURCES, help="where the prompts come from")
+    parser.add_argument("--out", required=True, help="output JSONL file")
+    parser.add_argument("--name", help="eval set name; synthetic: which mirror to generate (required)")
+    parser.add_argument(
+        "--n",
+        "--limit",
+        dest="n",
+        type=int,
+        help="prompts to generate (synthetic) or keep (real; default all)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="synthetic: generator seed")
+    parser.add_argument("--families", help="synthetic: comma-separated task families (default all)")
+    parser.add_argument("--path", help="real sources: the upstream file (default: download the pinned file)")
+    parser.add_argument(
+        "--download-dir", default="results/data/sources", help="real sources without --path: download folder"
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    from lite.datasets import load_source, write_eval_records
+    from lite.download import checksum_of, pinned_file
+    from lite.io import InputError, save_resolved_config
+
+    config = {"source": args.source, "name": args.name, "n": args.n, "out": args.out}
+    if args.source == "synthetic":
+        from lite import synthetic
+
+        if args.path is not None:
+            raise InputError("--path is for the real sources; synthetic data is generated")
+        if args.name is None or args.name not in synthetic.EVAL_SETS:
+            raise InputError(f"--source synthetic needs --name, one of {', '.join(synthetic.EVAL_SETS)}")
+        families = (
+            None if args.families is None else [f.strip() for f in args.families.split(",") if f.strip()]
+        )
+        n = synthetic.DEFAULT_SIZES[args.name] if args.n is None else args.n
+        try:
+            spec = synthetic.SyntheticSpec(
+                families=tuple(synthetic.FAMILIES) if families is None else tuple(families),
+                sizes={args.name: n},
+                seed=args.seed,
+            )
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        records = spec.make(args.name)
+        config.update(n=n, seed=args.seed, families=list(spec.families), synthetic=synthetic.describe())
+    else:
+        if args.families is not None:
+            raise InputError("--families is for --source synthetic")
+        path = pinned_file(args.source, args.download_dir) if args.path is None else args.path
+        records = load_source(args.source, path, limit=args.n)
+        config.update(path=str(path), input_sha256=checksum_of(path, "sha256"))
+
+    count = write_eval_records(args.out, records)
+    config["records"] = count
+    config["categories"] = dict(sorted(collections.Counter(r["category"] for r in records).items()))
+    save_resolved_config(args.out, config)
+    print(f"wrote {count} eval records to {args.out}; categories: {config['categories']}", file=sys.stderr)

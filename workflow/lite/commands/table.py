@@ -1,0 +1,26 @@
+"""Write one of the paper's tables as CSV plus a Markdown twin.
+
+    lite table table1 --out results/tables/table1.csv results/tiny8/generations/lite/*/final.jsonl \\
+        results/tiny8/generations/lite/*/dynamic-paper.jsonl
+
+Inputs are recognised by their fields (generation, trace, judgment or eval records; alignment,
+calibration or similarity CSVs), never by their paths. The list below says what each table needs
+and which options it takes; the resolved config is written beside each output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lite import report
+from lite.report import options
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    options.add_arguments(parser, "table")
+
+
+def run(args: argparse.Namespace) -> None:
+    written = report.build(args.name, "table", args.inputs, args.out, **options.options_from(args))
+    print("wrote " + ", ".join(map(str, written)), file=sys.stderr)

@@ -1,0 +1,35 @@
+"""Final-layer greedy generation recording every layer's argmax and confidence -> trace records (JSONL).
+
+    lite trace --model results/tiny8/tuned/lite --evalset results/data/eval/vic.jsonl \
+        --out results/tiny8/traces/lite/vic.jsonl --model-name tiny8 --tuning lite --evalset-name vic \
+        --max-new-tokens 64 --batch-size 8 --seed 0 --threads 2 [--limit K]
+
+Row t, column i-1 of ``layer_argmax`` / ``layer_confidence`` is layer i's argmax token / max softmax
+probability at generated position t (docs/records.md "Trace record"). Written atomically, with
+``OUT.config.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lite.commands.generate import add_common_arguments, base_config, load_inputs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> None:
+    from lite.decoding import RunLabels, trace_records
+    from lite.io import save_resolved_config, write_jsonl
+
+    labels = RunLabels(args.model_name, args.tuning, args.evalset_name)
+    records, model, tokenizer = load_inputs(args)
+    out = trace_records(
+        model, tokenizer, records, labels, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
+    )
+    write_jsonl(args.out, out)
+    config = base_config(args, records, model, tokenizer)
+    config["command"] = "trace"
+    save_resolved_config(args.out, config)

@@ -1,0 +1,32 @@
+"""Pairwise judging of two systems' generations, in both orders (the paper's Claude protocol).
+
+Judges: ``reference`` (offline, scores against gold answers) and ``claude`` (the anthropic SDK,
+cached, retried, optionally via Message Batches). Both go through the same prompt-order
+protocol and write the judgment records of ``docs/records.md``. Nothing here imports torch.
+
+    lite judge --judge reference --a GEN_A.jsonl --b GEN_B.jsonl --out FILE.jsonl
+
+The workflow calls :func:`check_claude_ready` at start, before any GPU work.
+"""
+
+from lite.judge.protocol import Ask, Reply, judge_pair, summarize
+from lite.judge.records import load_pair, read_judgments
+from lite.judge.reference import ReferenceJudge
+from lite.judge.run import JudgingFailed, judge_files
+from lite.judge.settings import ClaudeSettings, JudgeSetupError, check_claude_ready, judge_cli_args
+
+__all__ = [
+    "Ask",
+    "ClaudeSettings",
+    "JudgeSetupError",
+    "JudgingFailed",
+    "ReferenceJudge",
+    "Reply",
+    "check_claude_ready",
+    "judge_cli_args",
+    "judge_files",
+    "judge_pair",
+    "load_pair",
+    "read_judgments",
+    "summarize",
+]

@@ -1,0 +1,98 @@
+"""One judging run end to end: two generation files in; judgments, summary, config and cost out.
+
+Outputs beside ``out``: ``out.config.json`` (resolved settings), ``out.summary.json`` (counts,
+win/tie/loss, inconsistency rate, unparseable and failed orders) and, for Claude, one row per run
+in the cost table (default ``out.cost.csv``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+from lite.io import save_resolved_config, write_json, write_jsonl
+from lite.judge.cost import append_cost_row, cost_row
+from lite.judge.protocol import judge_pair, summarize
+from lite.judge.records import load_pair
+from lite.judge.reference import ReferenceJudge
+from lite.judge.settings import ClaudeSettings
+
+log = logging.getLogger(__name__)
+
+
+class JudgingFailed(RuntimeError):
+    """More calls failed than allowed; the judgments were written with the failures recorded."""
+
+
+def summary_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".summary.json")
+
+
+def make_judge(name: str, claude: ClaudeSettings | None = None):
+    if name == "reference":
+        return ReferenceJudge()
+    if name == "claude":
+        from lite.judge.claude import ClaudeJudge  # the SDK is imported only when needed
+
+        return ClaudeJudge(claude if claude is not None else ClaudeSettings())
+    raise ValueError(f"unknown judge {name!r}; choose from reference, claude")
+
+
+def judge_files(
+    judge_name: str,
+    path_a: str | os.PathLike,
+    path_b: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    claude: ClaudeSettings | None = None,
+    cost_table: str | os.PathLike | None = None,
+    max_failures: int = 0,
+    judge=None,
+) -> dict:
+    """Judge ``path_a`` against ``path_b`` into ``out``; returns the summary.
+
+    Raises :class:`JudgingFailed` after writing everything when more than ``max_failures``
+    orders failed, so a workflow reruns the job (paying only for the failed calls).
+    """
+    pair = load_pair(path_a, path_b)
+    if judge is None:
+        judge = make_judge(judge_name, claude)
+    records = judge_pair(judge, pair)
+    summary = summarize(records)
+    settings = judge.settings()
+    write_jsonl(out, records)
+    write_json(summary_path(out), summary)
+    resolved = {"judge": settings, "a": str(path_a), "b": str(path_b), "max_failures": max_failures}
+    if judge_name == "claude":
+        import anthropic
+
+        resolved["claude"] = dataclasses.asdict(judge.config)
+        resolved["prompt_sha256"] = judge.prompt.sha256
+        resolved["prompt_source"] = judge.prompt.source
+        resolved["anthropic_sdk"] = anthropic.__version__
+    save_resolved_config(out, resolved)
+    stats = getattr(judge, "stats", None)
+    if stats is not None:
+        from lite.judge.claude import now
+
+        mode = "batches" if judge.config.batches else "messages"
+        table = cost_table if cost_table is not None else Path(out).with_name(Path(out).name + ".cost.csv")
+        append_cost_row(
+            table, cost_row(stats, finished_at=now(), output=str(out), settings=settings, mode=mode)
+        )
+        summary = {
+            **summary,
+            "calls_made": stats.calls_made,
+            "cached": stats.cached,
+            "calls_failed": stats.calls_failed,
+        }
+    if summary["failed_orders"] > max_failures:
+        raise JudgingFailed(
+            f"{summary['failed_orders']} judge order(s) failed after all retries (allowed: {max_failures}); "
+            f"they are recorded with their errors in {out}. "
+            "Rerun to retry them: cached calls are not paid again."
+        )
+    return summary

@@ -1,0 +1,148 @@
+"""The paper's figures and tables, built from record files and analysis tables.
+
+    lite figure fig5 --out results/figures/fig5.pdf results/tiny8/analysis/*/*/alignment.csv
+    lite table table1 --out results/tables/table1.csv results/tiny8/generations/lite/*/*.jsonl
+
+``ARTEFACTS`` maps each artefact name to the function that builds it. The function's docstring
+is the artefact's caption (first paragraph) followed by an ``Inputs:`` line; ``caption(name)``
+returns the caption text for ``snakemake --report`` (the workflow renders it into its report
+folder). ``build`` loads the inputs, calls the function with the options given and writes the
+figure (PDF + PNG) or table (CSV + Markdown) atomically, with the resolved config beside it.
+
+This package never imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from lite.io import InputError, atomic_write, save_resolved_config
+from lite.report import figures, tables
+from lite.report.inputs import Inputs, load_inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class Artefact:
+    name: str
+    kind: str  # "figure" or "table"
+    function: Callable
+
+    @property
+    def caption(self) -> str:
+        doc = inspect.getdoc(self.function) or ""
+        return " ".join(doc.split("\n\n")[0].split())
+
+    @property
+    def needs(self) -> str:
+        doc = inspect.getdoc(self.function) or ""
+        start = doc.find("Inputs:")
+        return " ".join(doc[start + len("Inputs:") :].split()) if start >= 0 else ""
+
+    @property
+    def options(self) -> dict[str, object]:
+        """Keyword options and their defaults (``inspect.Parameter.empty`` for required ones)."""
+        params = inspect.signature(self.function).parameters
+        return {n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+_FIGURES = [
+    "fig1",
+    "fig3",
+    "fig4",
+    "fig5",
+    "fig6",
+    "fig7",
+    "fig8",
+    "fig9",
+    "fig10",
+    "fig11",
+    "fig12",
+    "fig13",
+    "fig14",
+    "fig15",
+]
+_TABLES = {
+    "table1": tables.table1,
+    "table2": tables.table2,
+    "table3": tables.table3,
+    "table4": tables.table4,
+    "table6": tables.table6,
+    "quality": tables.quality_table,
+}
+
+ARTEFACTS: dict[str, Artefact] = {
+    **{name: Artefact(name, "figure", getattr(figures, name)) for name in _FIGURES},
+    **{name: Artefact(name, "table", function) for name, function in _TABLES.items()},
+}
+
+
+def caption(name: str) -> str:
+    return ARTEFACTS[name].caption
+
+
+def _resolve(name: str, kind: str) -> Artefact:
+    artefact = ARTEFACTS.get(name)
+    if artefact is None or artefact.kind != kind:
+        names = [n for n, a in ARTEFACTS.items() if a.kind == kind]
+        raise InputError(f"unknown {kind} {name!r}; choose from {', '.join(names)}")
+    return artefact
+
+
+def _check_options(artefact: Artefact, options: dict) -> None:
+    known = artefact.options
+    unknown = set(options) - set(known)
+    if unknown:
+        raise InputError(
+            f"{artefact.name} takes no option {sorted(unknown)}; its options: {sorted(known) or 'none'}"
+        )
+    missing = [n for n, d in known.items() if d is inspect.Parameter.empty and n not in options]
+    if missing:
+        raise InputError(f"{artefact.name} needs option(s) {missing}")
+
+
+def make(name: str, inputs: Inputs, **options):
+    """Build artefact ``name`` from loaded inputs: a matplotlib figure or a data frame."""
+    artefact = ARTEFACTS.get(name)
+    if artefact is None:
+        raise InputError(f"unknown artefact {name!r}; choose from {', '.join(ARTEFACTS)}")
+    _check_options(artefact, options)
+    return artefact.function(inputs, **options)
+
+
+def build(
+    name: str, kind: str, paths: Iterable[str | os.PathLike], out: str | os.PathLike, **options
+) -> list[Path]:
+    """Load ``paths``, build artefact ``name`` and write it to ``out`` (+ twin); returns written paths."""
+    artefact = _resolve(name, kind)
+    _check_options(artefact, options)
+    paths = [str(p) for p in paths]
+    inputs = load_inputs(paths)
+    result = artefact.function(inputs, **options)
+    out = Path(out)
+    if kind == "figure":
+        from lite.report.style import save_figure
+
+        written = save_figure(result, out)
+    else:
+        markdown = out.with_suffix(".md")
+        with atomic_write(out) as handle:
+            result.to_csv(handle, index=False)
+        with atomic_write(markdown) as handle:
+            handle.write(tables.to_markdown(result, f"**{name}.** {artefact.caption}"))
+        written = [out, markdown]
+    config = {
+        "artefact": name,
+        "kind": kind,
+        "inputs": paths,
+        "options": {
+            **{k: v for k, v in artefact.options.items() if v is not inspect.Parameter.empty},
+            **options,
+        },
+    }
+    for path in written:
+        save_resolved_config(path, config)
+    return written

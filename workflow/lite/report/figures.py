@@ -1,0 +1,487 @@
+"""The paper's figures, laid out like the paper: a row per base model, a panel per eval set.
+
+Each function takes the loaded ``Inputs`` and keyword options and returns a matplotlib figure;
+``lite.report.build`` saves it as PDF + PNG. A function's docstring starts with its caption and
+has an ``Inputs:`` line naming the files it needs (``lite figure --help`` lists them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from lite import analysis
+from lite.io import InputError
+from lite.report import style
+from lite.report.inputs import Inputs
+from lite.report.metrics import compare_cost, exit_shares, pair_quality, system_summary
+
+SCORE_LABEL = "judge score (1-10)"
+COST_LABEL = "FLOPs (% of final layer)"
+
+
+def _order(*columns: Sequence) -> list:
+    """Distinct values in order of first appearance (the workflow passes eval sets in config order)."""
+    seen: dict = {}
+    for column in columns:
+        for value in column:
+            if value is not None and not (isinstance(value, float) and np.isnan(value)):
+                seen.setdefault(value, None)
+    return list(seen)
+
+
+def _evalsets(inputs: Inputs) -> list[str]:
+    frames = [
+        f["evalset"] for f in (inputs.alignment, inputs.calibration, inputs.similarity) if f is not None
+    ]
+    records = inputs.generations + inputs.judgments + inputs.traces + inputs.evals
+    return _order([r.get("evalset") for r in records], *frames)
+
+
+def _sorted_like(values, order: list) -> list:
+    values = list(dict.fromkeys(values))
+    return sorted(values, key=lambda v: order.index(v) if v in order else len(order))
+
+
+def _empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _require(frame: pd.DataFrame, what: str) -> None:
+    if frame.empty:
+        raise InputError(f"no {what} among the inputs")
+
+
+def _legend(fig, axes) -> None:
+    handles, labels = {}, []
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if handles:
+        fig.legend(
+            [handles[k] for k in labels], labels, loc="outside lower center", ncols=min(len(labels), 4)
+        )
+
+
+def _quality_cost(inputs: Inputs, tuning: str, final: str, dynamic: str, title: str):
+    x, y = f"{tuning}.{final}", f"{tuning}.{dynamic}"
+    quality = pair_quality(inputs.judgments, x, y)
+    cost = compare_cost(inputs.generations, x, y)
+    if quality.empty and cost.empty:
+        raise InputError(f"no judgments of {x} vs {y} and no generations of both among the inputs")
+    order = _evalsets(inputs)
+    models = _order(quality["model"], cost["model"])
+    fig, axes = style.grid(len(models), 2, width=4.4)
+    styles = {x: style.system_style(x), y: style.system_style(y)}
+    for r, model in enumerate(models):
+        ax_q, ax_c = axes[r]
+        q = quality[quality["model"] == model].set_index("evalset")
+        if q.empty:
+            _empty(ax_q, "no judgments")
+        else:
+            sets = _sorted_like(q.index, order)
+            style.grouped_bars(
+                ax_q, sets, {x: q.loc[sets, "score_x"].tolist(), y: q.loc[sets, "score_y"].tolist()}, styles
+            )
+            ax_q.set_ylim(0, 10)
+            ax_q.set_ylabel(SCORE_LABEL)
+        ax_q.set_title(f"{model}: quality ({title})")
+        c = cost[cost["model"] == model].set_index("evalset")
+        if c.empty:
+            _empty(ax_c, "no generations")
+        else:
+            sets = _sorted_like(c.index, order)
+            pct = c.loc[sets, "pct_of_final_nocache"].tolist()
+            style.grouped_bars(ax_c, sets, {x: [100.0] * len(sets), y: pct}, styles)
+            width = 0.4
+            for i, value in enumerate(pct):
+                ax_c.text(i + width / 2, value + 2, f"{value:.0f}%", ha="center", va="bottom", fontsize=8)
+            ax_c.set_ylim(0, 115)
+            ax_c.set_ylabel(COST_LABEL)
+        ax_c.set_title(f"{model}: cost (no KV cache)")
+    _legend(fig, axes)
+    return fig
+
+
+def fig1(inputs: Inputs, *, tuning: str = "lite", final: str = "final", dynamic: str = "dynamic-paper"):
+    """Quality (judge score) and cost (FLOPs, % of final-layer generation) of final-layer vs
+    dynamic early-exit generation per eval set; one row per base model.
+
+    Inputs: judgments of {tuning}.{final} vs {tuning}.{dynamic}; generation records of both systems.
+    """
+    return _quality_cost(inputs, tuning, final, dynamic, "dynamic exit")
+
+
+def fig12(inputs: Inputs, *, tuning: str = "lite", final: str = "final", dynamic: str = "dynamic-aggressive"):
+    """Quality and cost of dynamic early exit with the aggressive thresholds vs final-layer
+    generation, per eval set; one row per base model.
+
+    Inputs: judgments of {tuning}.{final} vs {tuning}.{dynamic}; generation records of both systems.
+    """
+    return _quality_cost(inputs, tuning, final, dynamic, "aggressive thresholds")
+
+
+def fig3(inputs: Inputs, *, tuning: str = "it", final: str = "final"):
+    """Quality of responses generated from fixed intermediate layers of the instruction-tuned model,
+    each judged against the same model's final layer; a panel per eval set.
+
+    Inputs: judgments of {tuning}.fixed-L{k} vs {tuning}.{final} for each exit layer k.
+    """
+    reference = f"{tuning}.{final}"
+    pattern = re.compile(rf"^{re.escape(tuning)}\.fixed-L(\d+)$")
+    systems = {s for j in inputs.judgments for s in (j.get("system_a"), j.get("system_b"))}
+    fixed = sorted((int(m.group(1)), s) for s in systems if s and (m := pattern.match(s)))
+    parts = []
+    for layer, system in fixed:
+        part = pair_quality(inputs.judgments, system, reference)
+        parts.append(part.assign(layer=layer))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    _require(frame, f"judgments of {tuning}.fixed-L<k> vs {reference}")
+    order, models = _evalsets(inputs), _order(frame["model"])
+    sets = _sorted_like(frame["evalset"], order)
+    fig, axes = style.grid(len(models), len(sets))
+    fixed_style = {
+        **style.system_style(f"{tuning}.fixed"),
+        "label": f"{style.tuning_name(tuning)} fixed exit",
+    }
+    styles = {"fixed": fixed_style, "final": style.system_style(reference)}
+    for r, model in enumerate(models):
+        for c, evalset in enumerate(sets):
+            ax = axes[r, c]
+            part = frame[(frame["model"] == model) & (frame["evalset"] == evalset)].sort_values("layer")
+            if part.empty:
+                _empty(ax, "no judgments")
+            else:
+                labels = [f"L{k}" for k in part["layer"]]
+                style.grouped_bars(
+                    ax, labels, {"fixed": part["score_x"].tolist(), "final": part["score_y"].tolist()}, styles
+                )
+                ax.set_ylim(0, 10)
+                ax.set_xlabel("exit layer")
+                ax.set_ylabel(SCORE_LABEL)
+            ax.set_title(f"{model} / {evalset}")
+    _legend(fig, axes)
+    return fig
+
+
+def fig4(inputs: Inputs, *, a: str = "it.final", b: str = "lite.final"):
+    """Quality of the instruction-tuned model's final layer vs the LITE model's final layer:
+    mean judge score per eval set (left) and the outcome split from the first system's side (right).
+
+    Inputs: judgments of {a} vs {b}.
+    """
+    frame = pair_quality(inputs.judgments, a, b)
+    _require(frame, f"judgments of {a} vs {b}")
+    order, models = _evalsets(inputs), _order(frame["model"])
+    fig, axes = style.grid(len(models), 2, width=4.4)
+    styles = {a: style.system_style(a), b: style.system_style(b)}
+    for r, model in enumerate(models):
+        part = frame[frame["model"] == model].set_index("evalset")
+        sets = _sorted_like(part.index, order)
+        ax_s, ax_o = axes[r]
+        style.grouped_bars(
+            ax_s, sets, {a: part.loc[sets, "score_x"].tolist(), b: part.loc[sets, "score_y"].tolist()}, styles
+        )
+        ax_s.set_ylim(0, 10)
+        ax_s.set_ylabel(SCORE_LABEL)
+        ax_s.set_title(f"{model}: mean score")
+        total = part.loc[sets, ["wins", "ties", "losses"]].sum(axis=1).replace(0, np.nan)
+        left = np.zeros(len(sets))
+        colours = {
+            "wins": style.system_style(a)["edgecolor"],
+            "ties": "#BBBBBB",
+            "losses": style.system_style(b)["edgecolor"],
+        }
+        names = {
+            "wins": f"{style.system_label(a)} better",
+            "ties": "tie",
+            "losses": f"{style.system_label(b)} better",
+        }
+        for outcome in ("wins", "ties", "losses"):
+            share = (100.0 * part.loc[sets, outcome] / total).fillna(0).to_numpy()
+            ax_o.barh(sets, share, left=left, color=colours[outcome], alpha=0.7, label=names[outcome])
+            left += share
+        ax_o.set_xlim(0, 100)
+        ax_o.set_xlabel("share of instances (%)")
+        ax_o.invert_yaxis()
+        ax_o.set_title(f"{model}: outcomes")
+    _legend(fig, axes)
+    return fig
+
+
+def _alignment_frame(inputs: Inputs) -> pd.DataFrame:
+    if inputs.alignment is not None:
+        frame = inputs.alignment
+        if inputs.traces:
+            frame = pd.concat([frame, analysis.alignment(inputs.traces)], ignore_index=True)
+        return frame
+    return analysis.alignment(inputs.traces)
+
+
+def _alignment_figure(inputs: Inputs, tunings: Sequence[str]):
+    frame = _alignment_frame(inputs)
+    frame = frame[frame["tuning"].isin(list(tunings))]
+    _require(frame, f"alignment tables or traces of tunings {list(tunings)}")
+    order, models = _evalsets(inputs), _order(frame["model"])
+    sets = _sorted_like(frame["evalset"], order)
+    fig, axes = style.grid(len(models), len(sets))
+    for r, model in enumerate(models):
+        for c, evalset in enumerate(sets):
+            ax = axes[r, c]
+            part = frame[(frame["model"] == model) & (frame["evalset"] == evalset)]
+            for tuning in tunings:
+                line = part[part["tuning"] == tuning].sort_values("layer")
+                if not line.empty:
+                    ax.plot(
+                        line["layer"],
+                        line["alignment_pct"],
+                        marker="o",
+                        markersize=3,
+                        color=style.tuning_color(tuning),
+                        label=style.tuning_name(tuning),
+                    )
+            ax.set_ylim(0, 105)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("layer")
+            ax.set_ylabel("alignment with final layer (%)")
+            ax.set_title(f"{model} / {evalset}")
+            ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    return fig
+
+
+def fig5(inputs: Inputs, *, tunings: Sequence[str] = ("it", "lite")):
+    """Alignment of every layer's argmax token with the final layer's during final-layer greedy
+    generation (% of generated positions), instruction tuning vs LITE; a panel per eval set.
+
+    Inputs: alignment CSVs (lite align) or trace records of the tunings compared.
+    """
+    return _alignment_figure(inputs, tunings)
+
+
+def fig13(inputs: Inputs, *, tunings: Sequence[str] = ("it", "lite_weighted")):
+    """Alignment of every layer with the final layer (%), instruction tuning vs weighted LITE.
+
+    Inputs: alignment CSVs (lite align) or trace records of the tunings compared.
+    """
+    return _alignment_figure(inputs, tunings)
+
+
+def fig14(inputs: Inputs, *, tunings: Sequence[str] = ("lite", "lite_weighted")):
+    """Alignment of every layer with the final layer (%), LITE vs weighted LITE.
+
+    Inputs: alignment CSVs (lite align) or trace records of the tunings compared.
+    """
+    return _alignment_figure(inputs, tunings)
+
+
+def _calibration_figure(inputs: Inputs, tuning: str, layers: Sequence[int] | None):
+    if inputs.calibration is not None:
+        frame = inputs.calibration
+    else:
+        frame = analysis.calibration(inputs.traces)
+    frame = frame[frame["tuning"] == tuning]
+    _require(frame, f"calibration tables or traces of tuning {tuning!r}")
+    if layers is None:
+        # every checkpoint named by the generation records, else every layer but the final one
+        named = {
+            int(k)
+            for g in inputs.generations
+            if g.get("tuning") == tuning
+            for k in g.get("checkpoints") or []
+        }
+        deepest = int(frame["layer"].max())
+        layers = sorted(named - {deepest}) or list(range(1, deepest))
+    missing = set(layers) - set(frame["layer"])
+    if missing:
+        raise InputError(f"calibration of {tuning!r} has no layers {sorted(missing)}")
+    colors = style.layer_colors(layers)
+    order, models = _evalsets(inputs), _order(frame["model"])
+    sets = _sorted_like(frame["evalset"], order)
+    bins = frame[["bin", "bin_low"]].drop_duplicates().sort_values("bin_low")["bin"].tolist()
+    fig, axes = style.grid(len(models), len(sets), width=4.2)
+    for r, model in enumerate(models):
+        for c, evalset in enumerate(sets):
+            ax = axes[r, c]
+            part = frame[(frame["model"] == model) & (frame["evalset"] == evalset)]
+            for layer in layers:
+                line = part[part["layer"] == layer].set_index("bin").reindex(bins)
+                ax.plot(
+                    range(len(bins)),
+                    line["alignment_pct"],
+                    marker="o",
+                    markersize=3,
+                    color=colors[layer],
+                    label=f"layer {layer}",
+                )
+            ax.set_xticks(range(len(bins)), bins, rotation=45, ha="right", fontsize=7)
+            ax.set_ylim(0, 105)
+            ax.set_xlabel("confidence (max softmax probability)")
+            ax.set_ylabel("alignment with final layer (%)")
+            ax.set_title(f"{model} / {evalset}: {style.tuning_name(tuning)}")
+            ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    return fig
+
+
+def fig6(inputs: Inputs, *, tuning: str = "lite", layers: Sequence[int] | None = None):
+    """Confidence vs alignment of the checkpoint layers of the LITE model: per confidence bin, the
+    % of positions where the layer's token equals the final layer's; a panel per eval set.
+
+    Inputs: calibration CSVs (lite align) or trace records of {tuning}.
+    """
+    return _calibration_figure(inputs, tuning, layers)
+
+
+def fig11(inputs: Inputs, *, tuning: str = "it", layers: Sequence[int] | None = None):
+    """Confidence vs alignment of the checkpoint layers of the instruction-tuned (IT) model.
+
+    Inputs: calibration CSVs (lite align) or trace records of {tuning}.
+    """
+    return _calibration_figure(inputs, tuning, layers)
+
+
+def fig15(inputs: Inputs, *, tuning: str = "lite_weighted", layers: Sequence[int] | None = None):
+    """Confidence vs alignment of the checkpoint layers of the weighted-LITE model.
+
+    Inputs: calibration CSVs (lite align) or trace records of {tuning}.
+    """
+    return _calibration_figure(inputs, tuning, layers)
+
+
+def fig7(inputs: Inputs, *, tuning: str = "lite", final: str = "final", dynamic: str = "dynamic-paper"):
+    """Mean response length (generated tokens, EOS included) of final-layer vs dynamic early-exit
+    generation, per eval set; a panel per base model.
+
+    Inputs: generation records of {tuning}.{final} and {tuning}.{dynamic}.
+    """
+    x, y = f"{tuning}.{final}", f"{tuning}.{dynamic}"
+    frame = system_summary(inputs.generations)
+    frame = frame[frame["system"].isin([x, y])]
+    _require(frame, f"generation records of {x} or {y}")
+    order, models = _evalsets(inputs), _order(frame["model"])
+    fig, axes = style.grid(1, len(models), width=4.4)
+    for c, model in enumerate(models):
+        ax = axes[0, c]
+        part = frame[frame["model"] == model].pivot(index="evalset", columns="system", values="mean_length")
+        sets = _sorted_like(part.index, order)
+        series = {s: part.reindex(sets)[s].tolist() for s in (x, y) if s in part}
+        style.grouped_bars(ax, sets, series, {s: style.system_style(s) for s in series})
+        ax.set_ylabel("mean response length (tokens)")
+        ax.set_title(model)
+    _legend(fig, axes)
+    return fig
+
+
+def fig8(inputs: Inputs, *, tuning: str = "lite", dynamic: str = "dynamic-paper"):
+    """Share of generated tokens produced at each exit layer under dynamic early exit; a panel per
+    eval set, a row per base model.
+
+    Inputs: generation records of {tuning}.{dynamic}.
+    """
+    system = f"{tuning}.{dynamic}"
+    frame = exit_shares(inputs.generations, system)
+    _require(frame, f"generation records of {system}")
+    order, models = _evalsets(inputs), _order(frame["model"])
+    sets = _sorted_like(frame["evalset"], order)
+    fig, axes = style.grid(len(models), len(sets))
+    bar = style.system_style(system)
+    for r, model in enumerate(models):
+        for c, evalset in enumerate(sets):
+            ax = axes[r, c]
+            part = frame[(frame["model"] == model) & (frame["evalset"] == evalset)]
+            if part.empty:
+                _empty(ax, "no generations")
+            else:
+                labels = [str(k) for k in part["layer"]]
+                ax.bar(labels, part["share_pct"], **bar)
+                ax.set_ylim(0, 100)
+                ax.grid(**style.GRID)
+                ax.set_xlabel("exit layer")
+                ax.set_ylabel("share of tokens (%)")
+            ax.set_title(f"{model} / {evalset}")
+    _legend(fig, axes)
+    return fig
+
+
+def _category_figure(inputs: Inputs, evalset: str, tuning: str, final: str, dynamic: str):
+    x, y = f"{tuning}.{final}", f"{tuning}.{dynamic}"
+    judgments = [j for j in inputs.judgments if j.get("evalset") == evalset]
+    generations = [g for g in inputs.generations if g.get("evalset") == evalset]
+    quality = pair_quality(judgments, x, y, by=("model", "evalset", "category"))
+    cost = compare_cost(generations, x, y, by=("model", "evalset", "category"))
+    if quality.empty and cost.empty:
+        raise InputError(
+            f"no judgments or generations of {x} vs {y} on eval set {evalset!r} among the inputs"
+        )
+    models = _order(quality["model"], cost["model"])
+    fig, axes = style.grid(len(models), 2, width=5.0)
+    styles = {x: style.system_style(x), y: style.system_style(y)}
+    for r, model in enumerate(models):
+        ax_q, ax_c = axes[r]
+        q = quality[quality["model"] == model].set_index("category")
+        if q.empty:
+            _empty(ax_q, "no judgments")
+        else:
+            cats = sorted(q.index, key=str)
+            style.grouped_bars(
+                ax_q, cats, {x: q.loc[cats, "score_x"].tolist(), y: q.loc[cats, "score_y"].tolist()}, styles
+            )
+            ax_q.set_ylim(0, 10)
+            ax_q.set_ylabel(SCORE_LABEL)
+        ax_q.set_title(f"{model} / {evalset}: quality by category")
+        c = cost[cost["model"] == model].set_index("category")
+        if c.empty:
+            _empty(ax_c, "no generations")
+        else:
+            cats = sorted(c.index, key=str)
+            style.grouped_bars(
+                ax_c, cats, {x: [100.0] * len(cats), y: c.loc[cats, "pct_of_final_nocache"].tolist()}, styles
+            )
+            ax_c.set_ylim(0, 115)
+            ax_c.set_ylabel(COST_LABEL)
+        ax_c.set_title(f"{model} / {evalset}: cost by category")
+    _legend(fig, axes)
+    return fig
+
+
+def fig9(
+    inputs: Inputs,
+    *,
+    evalset: str,
+    tuning: str = "lite",
+    final: str = "final",
+    dynamic: str = "dynamic-paper",
+):
+    """Category-level quality (judge score) and cost (FLOPs, % of final) of final-layer vs dynamic
+    early-exit generation on the first eval set (the paper's Vicuna).
+
+    Inputs: judgments of {tuning}.{final} vs {tuning}.{dynamic} and generation records of both on
+    --evalset.
+    """
+    return _category_figure(inputs, evalset, tuning, final, dynamic)
+
+
+def fig10(
+    inputs: Inputs,
+    *,
+    evalset: str,
+    tuning: str = "lite",
+    final: str = "final",
+    dynamic: str = "dynamic-paper",
+):
+    """Category-level quality and cost of final-layer vs dynamic early-exit generation on the third
+    eval set (the paper's WizardLM).
+
+    Inputs: judgments of {tuning}.{final} vs {tuning}.{dynamic} and generation records of both on
+    --evalset.
+    """
+    return _category_figure(inputs, evalset, tuning, final, dynamic)

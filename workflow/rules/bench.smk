@@ -1,0 +1,76 @@
+# Latency: every decoder side by side on the same prompts, from the main model's LITE tuning
+# (HF generate, no-cache and KV-cached dynamic exit, self-speculative), plus acceptance rates per
+# draft layer for every tuning of the main model. Not part of the paper; see DESIGN.md section 5.
+
+
+def bench_inputs(wildcards):
+    """The LITE model, the prompts and, for the acceptance table, the main model's other tunings."""
+    main = PLAN.main
+    inputs = {
+        "model": PLAN.tuned(main, "lite"),
+        "evalset": PLAN.eval_data(config["bench"]["evalset"]),
+    }
+    for tuning in PLAN.tunings(main):
+        if tuning != "lite":
+            inputs[f"compare_{tuning}"] = PLAN.tuned(main, tuning)
+    return inputs
+
+
+def bench_compare_args(wildcards, input):
+    return " ".join(
+        f"--compare {name.removeprefix('compare_')}={path}"
+        for name, path in input.items()
+        if name.startswith("compare_")
+    )
+
+
+def bench_thresholds(wildcards):
+    values = config["models"][PLAN.main]["thresholds"][config["bench"]["thresholds"]]
+    return json.dumps(values, sort_keys=True)
+
+
+rule bench:
+    input:
+        unpack(bench_inputs),
+    output:
+        csv=report(
+            "results/tables/latency.csv",
+            caption="../report/table.rst",
+            category="Tables",
+        ),
+        md="results/tables/latency.md",
+        pdf=report(
+            "results/figures/latency.pdf",
+            caption="../report/figure.rst",
+            category="Figures",
+        ),
+        png="results/figures/latency.png",
+        acceptance="results/tables/acceptance.csv",
+    log:
+        "logs/bench.log",
+    benchmark:
+        "results/benchmarks/bench.tsv"
+    conda:
+        "../../envs/model.yaml"
+    threads: resource("generate", "cpus", 1)
+    resources:
+        mem_mb=resource("generate", "mem_mb"),
+        runtime=resource("generate", "runtime"),
+        gpu=resource("generate", "gpus", 0),
+    params:
+        checkpoints=lambda wildcards: ",".join(map(str, PLAN.checkpoints(PLAN.main))),
+        thresholds=bench_thresholds,
+        compare=bench_compare_args,
+        prompts=config["bench"]["prompts"],
+        max_new_tokens=config["bench"]["max_new_tokens"],
+        repeats=config["bench"]["repeats"],
+        draft_layers=",".join(map(str, config["bench"]["draft_layers"])),
+        draft_tokens=config["bench"]["draft_tokens"],
+        widths=",".join(map(str, config["bench"]["widths"])),
+    shell:
+        "lite bench --model {input.model} --evalset {input.evalset} --checkpoints {params.checkpoints}"
+        " --thresholds '{params.thresholds}' --prompts {params.prompts}"
+        " --max-new-tokens {params.max_new_tokens} --repeats {params.repeats}"
+        " --draft-layers {params.draft_layers} --draft-tokens {params.draft_tokens}"
+        " --widths {params.widths} --threads {threads} {params.compare}"
+        " --out {output.csv} --figure {output.pdf} --acceptance-out {output.acceptance} > {log} 2>&1"
