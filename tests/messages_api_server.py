@@ -70,13 +70,18 @@ ERROR_TYPES = {
 }
 
 
-def default_answer(body: dict) -> str:
-    """Scores from the answers' word counts (order-independent, so consistent in both orders)."""
+def answers(body: dict) -> tuple[str, str]:
+    """(Assistant 1's answer, Assistant 2's answer) as the pairwise prompt of a request shows them."""
     content = body["messages"][-1]["content"]
     if isinstance(content, list):
         content = "".join(block.get("text", "") for block in content)
-    answers = dict(_ANSWER.findall(content))
-    scores = [min(10, 1 + len(answers.get(k, "").split())) for k in ("1", "2")]
+    found = dict(_ANSWER.findall(content))
+    return found.get("1", ""), found.get("2", "")
+
+
+def default_answer(body: dict) -> str:
+    """Scores from the answers' word counts (order-independent, so consistent in both orders)."""
+    scores = [min(10, 1 + len(answer.split())) for answer in answers(body)]
     return f"{scores[0]} {scores[1]}\nAssistant 1 and Assistant 2 were rated by length."
 
 

@@ -204,8 +204,10 @@ def test_cli_writes_table_figure_and_acceptance(tmp_path, model_dirs):
     config = read_json(out.with_name("latency.csv.config.json"))
     assert config["machine"]["torch_threads"] == 1 and len(config["repeats"]) == 12
     rates = pd.read_csv(accept)
-    assert list(rates["model"]) == ["lite"] * 3 + ["it"] * 3 and list(rates["draft_layer"]) == [1, 2, 3] * 2
-    assert rates["acceptance"].between(0, 1).all()
+    assert list(rates["model"]) == ["lite"] * 6 + ["it"] * 6 and list(rates["draft_layer"]) == [1, 2, 3] * 4
+    assert list(rates["responses"]) == (["until-eos"] * 3 + ["fixed-length"] * 3) * 2
+    fixed = rates[rates["responses"] == "fixed-length"]
+    assert (fixed["tokens"] == 2 * 5).all() and rates["acceptance"].dropna().between(0, 1).all()
 
 
 def test_cli_errors(tmp_path, model_dirs):

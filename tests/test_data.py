@@ -92,7 +92,7 @@ def test_reads_jsonl_and_json_arrays(tmp_path):
         # JSON array: the 1-based record index
         (
             '[{"instruction": "a", "output": "b"}, {"instruction": "a"}]',
-            r"train\.data:2 field 'output': missing",
+            r"train\.data:1 field 'output': missing",
         ),
         ("", r"train\.data: the training set is empty"),
         ("  \n\n", r"train\.data: the training set is empty"),

@@ -95,7 +95,7 @@ def test_write_train_records_validates(tmp_path):
     path = tmp_path / "t.jsonl"
     assert write_train_records(path, [{"instruction": "a", "input": "", "output": "b"}]) == 1
     assert read_jsonl(path) == [{"instruction": "a", "input": "", "output": "b"}]
-    with pytest.raises(InputError, match="field 'output': expected str"):
+    with pytest.raises(InputError, match="field 'output': expected a string"):
         write_train_records(tmp_path / "u.jsonl", [{"instruction": "a", "input": "", "output": 1}])
     assert not (tmp_path / "u.jsonl").exists()
 
@@ -131,7 +131,7 @@ def test_load_alpaca_names_line_of_bad_record(tmp_path):
     assert path.read_text().splitlines()[start_line - 1].strip() == "{"
     with pytest.raises(InputError) as err:
         load_alpaca(path)
-    assert f"{path}:{start_line} field 'output': expected str, got int" in str(err.value)
+    assert f"{path}:{start_line} field 'output': expected a string, got int" in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ model's own confidence quantiles, so each set splits the tokens between layers.
 from __future__ import annotations
 
 import random
-import statistics
 
 import pytest
 import torch
@@ -321,17 +320,15 @@ def test_speculative_rejects_bad_settings(sharp):
         Draft(1, 2, 1.5)
 
 
-def test_lite_like_model_accepts_more_than_random_layers(sharp):
-    """Acceptance grows with how well the draft layer agrees with the final one."""
+def test_acceptance_follows_agreement_of_draft_and_final_layer(sharp):
+    """A draft layer that nearly agrees with the final layer (LITE's aim) is accepted far more often."""
+    torch.manual_seed(0)
+    close = skip_top_layers(sharpen(LlamaForCausalLM(sharp.config).eval()), 3)
+    with torch.no_grad():  # layer 3 nudges the residual only slightly; layer 4 passes it through
+        close.model.layers[2].mlp.down_proj.weight.mul_(0.05)
+        close.model.layers[2].self_attn.o_proj.weight.mul_(0.05)
     rates = []
-    for quiet in (False, True):
-        model = sharpen(LlamaForCausalLM(sharp.config).eval()) if not quiet else None
-        if quiet:
-            torch.manual_seed(0)
-            model = skip_top_layers(sharpen(LlamaForCausalLM(sharp.config).eval()), 3)
-            with torch.no_grad():  # layer 3 perturbs the residual only slightly
-                model.model.layers[2].mlp.down_proj.weight.mul_(0.05)
-                model.model.layers[2].self_attn.o_proj.weight.mul_(0.05)
+    for model in (sharp, close):
         _, stats = speculative(model, PROMPTS[:8], Draft(2, 4), max_new_tokens=16, eos_ids=set(), pad_id=PAD)
-        rates.append(statistics.mean(s.rate for s in stats))
+        rates.append(sum(s.accepted for s in stats) / sum(s.proposed for s in stats))
     assert rates[1] > rates[0] + 0.3, rates

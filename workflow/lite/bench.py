@@ -31,7 +31,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -303,33 +303,42 @@ def acceptance(
     draft_tokens: int,
     max_new_tokens: int,
     pad_id: int,
+    eos_ids: Collection[int],
 ) -> pd.DataFrame:
-    """Acceptance rate of self-speculative decoding per draft layer (every layer below N) and model."""
+    """Acceptance rate of self-speculative decoding per model and draft layer (every layer below N).
+
+    Measured twice: responses ending at EOS (what the model really answers) and fixed-length ones
+    with EOS ignored (what the latency table decodes).
+    """
     from lite.decoders.blocks import n_layers
     from lite.decoders.speculative import Draft, speculative
 
     rows = []
     for name, model in models.items():
-        for layer in range(1, n_layers(model)):
-            _, stats = speculative(
-                model,
-                list(prompts),
-                Draft(layer, draft_tokens),
-                max_new_tokens=max_new_tokens,
-                eos_ids=set(),
-                pad_id=pad_id,
-            )
-            proposed, accepted = sum(s.proposed for s in stats), sum(s.accepted for s in stats)
-            tokens, rounds = max_new_tokens * len(prompts), sum(s.rounds for s in stats)
-            rows.append(
-                {
-                    "model": name,
-                    "draft_layer": layer,
-                    "draft_tokens": draft_tokens,
-                    "acceptance": accepted / proposed,
-                    "tokens_per_round": tokens / rounds,
-                }
-            )
+        for mode, stops in (("until-eos", set(eos_ids)), ("fixed-length", set())):
+            for layer in range(1, n_layers(model)):
+                gens, stats = speculative(
+                    model,
+                    list(prompts),
+                    Draft(layer, draft_tokens),
+                    max_new_tokens=max_new_tokens,
+                    eos_ids=stops,
+                    pad_id=pad_id,
+                )
+                proposed, accepted = sum(s.proposed for s in stats), sum(s.accepted for s in stats)
+                tokens = sum(len(g.token_ids) for g in gens)
+                rows.append(
+                    {
+                        "model": name,
+                        "responses": mode,
+                        "draft_layer": layer,
+                        "draft_tokens": draft_tokens,
+                        "tokens": tokens,
+                        "proposed": proposed,
+                        "acceptance": accepted / proposed if proposed else float("nan"),
+                        "tokens_per_round": tokens / sum(s.rounds for s in stats),
+                    }
+                )
     return pd.DataFrame(rows)
 
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("tune", "instruction-tune a model (IT, LITE or weighted LITE)"),
     "generate": ("generate", "greedy generation with one decoder (final, fixed, dynamic, baselines)"),
     "trace": ("trace", "final-layer generation recording every layer's argmax and confidence"),
+    "merge-shards": ("merge_shards", "merge the shard files of a sharded generation or trace"),
     "align": ("align", "alignment and calibration tables from traces"),
     "thresholds": ("thresholds", "choose per-layer exit thresholds from calibration traces"),
     "judge": ("judge", "pairwise judging of two systems' generations, both orders"),

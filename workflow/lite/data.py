@@ -8,22 +8,22 @@ their prompts with ``encode_prompt`` so generation starts from the very ids trai
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from lite.io import InputError, where
-from lite.prompts import render_prompt
+from lite.datasets import validate_train_record
+from lite.io import InputError, read_numbered, where
+from lite.prompts import render_prompt, template_of
 
 IGNORE_INDEX = -100  # label of positions the loss skips (torch's cross_entropy default)
 
 
 def encode_prompt(tokenizer, record: dict) -> list[int]:
     """Token ids of ``[BOS] prompt`` for ``record``: what the model conditions on."""
-    ids = tokenizer(render_prompt(record), add_special_tokens=False)["input_ids"]
+    ids = tokenizer(render_prompt(record, template_of(tokenizer)), add_special_tokens=False)["input_ids"]
     if tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id, *ids]
     return ids
@@ -59,44 +59,11 @@ def read_train_records(path: str | os.PathLike) -> list[dict]:
 
 
 def read_numbered_records(path: str | os.PathLike) -> list[tuple[int, dict]]:
-    """Like ``read_train_records``, each record paired with its line (JSONL) or index (JSON array)."""
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{where(path, err.lineno)}: not valid JSON ({err.msg})") from None
-        numbered = list(enumerate(items, start=1))
-    else:
-        numbered = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                numbered.append((number, json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise InputError(f"{where(path, number)}: not valid JSON ({err.msg})") from None
+    """Like ``read_train_records``, each record paired with its line in the file."""
+    numbered = read_numbered(path)
     if not numbered:
         raise InputError(f"{where(path)}: the training set is empty")
-    return [(number, _validated(path, number, item)) for number, item in numbered]
-
-
-def _validated(path, number: int, item) -> dict:
-    if not isinstance(item, dict):
-        raise InputError(f"{where(path, number)}: expected a JSON object, got {type(item).__name__}")
-    for field in ("instruction", "output"):
-        if field not in item:
-            raise InputError(f"{where(path, number, field)}: missing")
-        if not isinstance(item[field], str):
-            raise InputError(
-                f"{where(path, number, field)}: expected a string, got {type(item[field]).__name__}"
-            )
-    if item.get("input") is not None and not isinstance(item["input"], str):
-        raise InputError(
-            f"{where(path, number, 'input')}: expected a string, got {type(item['input']).__name__}"
-        )
-    return {"instruction": item["instruction"], "input": item.get("input") or "", "output": item["output"]}
+    return [(number, validate_train_record(item, path, number)) for number, item in numbered]
 
 
 class TrainDataset(torch.utils.data.Dataset):

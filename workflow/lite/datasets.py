@@ -12,13 +12,12 @@ imports torch.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from lite.io import InputError, where, write_jsonl
+from lite.io import InputError, numbered_json_array, numbered_jsonl, where, write_jsonl
 
 # field -> allowed JSON types; ``reference`` may be null, every other field must be a string.
 EVAL_FIELDS: dict[str, tuple[type, ...]] = {
@@ -61,7 +60,7 @@ def read_eval_records(path: str | os.PathLike) -> list[dict]:
     """Read an eval set in the common format; every field is checked and ids must be unique."""
     records = []
     seen: dict[str, int] = {}
-    for line, record in _numbered_jsonl(path):
+    for line, record in numbered_jsonl(path):
         validate_eval_record(record, path, line)
         if record["id"] in seen:
             first = seen[record["id"]]
@@ -113,13 +112,20 @@ def validate_train_record(
     if not isinstance(record, dict):
         raise InputError(f"{where(path, line)}: expected a JSON object, got {type(record).__name__}")
     for field in TRAIN_FIELDS:
+        if field == "input" and record.get(field) is None:
+            continue  # a missing or null input means none, as in Alpaca's no-input records
         if field not in record:
             raise InputError(f"{where(path, line, field)}: missing")
         if not isinstance(record[field], str):
-            raise InputError(f"{where(path, line, field)}: expected str, got {type(record[field]).__name__}")
+            got = type(record[field]).__name__
+            raise InputError(f"{where(path, line, field)}: expected a string, got {got}")
     if not record["instruction"].strip():
         raise InputError(f"{where(path, line, 'instruction')}: empty")
-    return record
+    return {
+        "instruction": record["instruction"],
+        "input": record.get("input") or "",
+        "output": record["output"],
+    }
 
 
 def write_train_records(path: str | os.PathLike, records: Iterable[dict]) -> int:
@@ -140,9 +146,8 @@ def load_alpaca(path: str | os.PathLike, limit: int | None = None) -> list[dict]
     be found with an editor.
     """
     records = []
-    for line, record in _numbered_json_array(path):
-        validate_train_record(record, path, line)
-        records.append({field: record[field] for field in TRAIN_FIELDS})
+    for line, record in numbered_json_array(path):
+        records.append(validate_train_record(record, path, line))
         if limit is not None and len(records) >= limit:
             break
     return records
@@ -260,7 +265,7 @@ def _require(record: dict, field: str, types: tuple[type, ...], path, line: int)
 def _load_jsonl_source(path, convert: Callable[[dict, int], dict], limit: int | None) -> list[dict]:
     records = []
     seen: dict[str, int] = {}
-    for line, raw in _numbered_jsonl(path):
+    for line, raw in numbered_jsonl(path):
         if not isinstance(raw, dict):
             raise InputError(f"{where(path, line)}: expected a JSON object, got {type(raw).__name__}")
         record = convert(raw, line)
@@ -274,52 +279,3 @@ def _load_jsonl_source(path, convert: Callable[[dict, int], dict], limit: int | 
         if limit is not None and len(records) >= limit:
             break
     return records
-
-
-def _numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for each non-blank line; bad JSON names the file and line."""
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{where(path, number)}: not valid JSON ({err.msg})") from None
-
-
-def _numbered_json_array(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    """(line where the element starts, element) for each element of a top-level JSON array."""
-    text = Path(path).read_text(encoding="utf-8")
-    decoder = json.JSONDecoder()
-    pos = _skip_space(text, 0)
-    if not text.startswith("[", pos):
-        raise InputError(f"{where(path, text.count(chr(10), 0, pos) + 1)}: expected a JSON array")
-    pos = _skip_space(text, pos + 1)
-    line, counted_to = 1, 0
-    first = True
-    while True:
-        if text.startswith("]", pos):
-            break
-        if not first:
-            if not text.startswith(",", pos):
-                line += text.count("\n", counted_to, pos)
-                raise InputError(f"{where(path, line)}: expected ',' or ']' between array elements")
-            pos = _skip_space(text, pos + 1)
-        first = False
-        line += text.count("\n", counted_to, pos)
-        counted_to = pos
-        try:
-            element, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{where(path, err.lineno)}: not valid JSON ({err.msg})") from None
-        yield line, element
-        pos = _skip_space(text, pos)
-    if _skip_space(text, pos + 1) != len(text):
-        raise InputError(f"{where(path)}: extra data after the JSON array")
-
-
-def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos

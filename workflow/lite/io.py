@@ -66,22 +66,69 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL file; a malformed line raises ``InputError`` naming the file and line."""
+    """Read a JSONL file of objects; a malformed line raises ``InputError`` naming the file and line."""
     records = []
+    for number, record in numbered_jsonl(path):
+        if not isinstance(record, dict):
+            raise InputError(f"{where(path, number)}: expected a JSON object, got {type(record).__name__}")
+        records.append(record)
+    return records
+
+
+def read_numbered(path: str | os.PathLike) -> list[tuple[int, Any]]:
+    """(line, value) for each record of a JSONL file or of a top-level JSON array (Alpaca's format)."""
     with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+        head = handle.read(4096).lstrip()
+    return list(numbered_json_array(path) if head.startswith("[") else numbered_jsonl(path))
+
+
+def numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for each non-blank line; bad JSON names the file and line."""
+    with open(path, encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
                 continue
             try:
-                record = json.loads(line)
+                yield number, json.loads(text)
             except json.JSONDecodeError as err:
                 raise InputError(f"{where(path, number)}: not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise InputError(
-                    f"{where(path, number)}: expected a JSON object, got {type(record).__name__}"
-                )
-            records.append(record)
-    return records
+
+
+def numbered_json_array(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """(line where the element starts, element) for each element of a top-level JSON array."""
+    text = Path(path).read_text(encoding="utf-8")
+    decoder = json.JSONDecoder()
+    pos = _skip_space(text, 0)
+    if not text.startswith("[", pos):
+        raise InputError(f"{where(path, text.count(chr(10), 0, pos) + 1)}: expected a JSON array")
+    pos = _skip_space(text, pos + 1)
+    line, counted_to = 1, 0
+    first = True
+    while True:
+        if text.startswith("]", pos):
+            break
+        if not first:
+            if not text.startswith(",", pos):
+                line += text.count("\n", counted_to, pos)
+                raise InputError(f"{where(path, line)}: expected ',' or ']' between array elements")
+            pos = _skip_space(text, pos + 1)
+        first = False
+        line += text.count("\n", counted_to, pos)
+        counted_to = pos
+        try:
+            element, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{where(path, err.lineno)}: not valid JSON ({err.msg})") from None
+        yield line, element
+        pos = _skip_space(text, pos)
+    if _skip_space(text, pos + 1) != len(text):
+        raise InputError(f"{where(path)}: extra data after the JSON array")
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

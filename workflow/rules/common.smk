@@ -6,6 +6,7 @@ import re
 
 import lite.judge
 import lite.plan
+import lite.shards
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -14,6 +15,10 @@ PLAN = lite.plan.Plan(config)
 
 # Fail before any GPU work when the configured judge could not run at the end.
 lite.judge.check_claude_ready(config)
+
+# generation.shards > 1: each eval set's generations and traces run as that many jobs, each on
+# every N-th prompt, merged on the submitting host (rules merge_generations, merge_traces).
+SHARDS = config["generation"].get("shards", 1)
 
 
 def _alternatives(names):
@@ -29,6 +34,8 @@ wildcard_constraints:
     source="alpaca|vicuna|koala|wizardlm|selfinstruct",
     pair=r"[a-z_]+\.[A-Za-z0-9-]+~[a-z_]+\.[A-Za-z0-9-]+",
     artefact=_alternatives([*lite.plan.FIGURES, *lite.plan.TABLES]),
+    shard=r"\d+",
+    nshards=str(SHARDS),
 
 
 def all_targets():
@@ -92,6 +99,27 @@ def thresholds_arg(wildcards, input):
         values = config["models"][wildcards.model]["thresholds"][kind]
         return f"--thresholds '{json.dumps(values, sort_keys=True)}'"
     return ""
+
+
+def shard_args(wildcards):
+    """``--shard I --num-shards N`` for one shard's job; nothing when generation is not sharded."""
+    if not hasattr(wildcards, "shard"):
+        return ""
+    return f"--shard {wildcards.shard} --num-shards {wildcards.nshards}"
+
+
+def generation_shards(wildcards):
+    """The shard files merged into one generation file (generation.shards > 1)."""
+    merged = PLAN.generation(
+        wildcards.model, wildcards.tuning, wildcards.evalset, wildcards.decoder
+    )
+    return lite.shards.shard_files(merged, SHARDS)
+
+
+def trace_shards(wildcards):
+    """The shard files merged into one trace file (generation.shards > 1)."""
+    merged = PLAN.trace(wildcards.model, wildcards.tuning, wildcards.evalset)
+    return lite.shards.shard_files(merged, SHARDS)
 
 
 def judge_inputs(wildcards):

@@ -1,15 +1,29 @@
 # Generation: every decoder on every eval set, traces of every layer, calibrated thresholds.
+# With generation.shards = N > 1, each generate/trace job runs every N-th prompt and writes under
+# results/{model}/shards/; merge_generations and merge_traces join the N files at the usual paths.
 
 
 rule generate:
     input:
         unpack(decoder_inputs),
     output:
-        "results/{model}/generations/{tuning}/{evalset}/{decoder}.jsonl",
+        (
+            "results/{model}/generations/{tuning}/{evalset}/{decoder}.jsonl"
+            if SHARDS == 1
+            else "results/{model}/shards/generations/{tuning}/{evalset}/{decoder}/{shard}-of-{nshards}.jsonl"
+        ),
     log:
-        "logs/{model}/generate/{tuning}/{evalset}/{decoder}.log",
+        (
+            "logs/{model}/generate/{tuning}/{evalset}/{decoder}.log"
+            if SHARDS == 1
+            else "logs/{model}/generate/{tuning}/{evalset}/{decoder}/{shard}-of-{nshards}.log"
+        ),
     benchmark:
-        "results/benchmarks/{model}/generate/{tuning}/{evalset}/{decoder}.tsv"
+        (
+            "results/benchmarks/{model}/generate/{tuning}/{evalset}/{decoder}.tsv"
+            if SHARDS == 1
+            else "results/benchmarks/{model}/generate/{tuning}/{evalset}/{decoder}/{shard}-of-{nshards}.tsv"
+        )
     conda:
         "../../envs/model.yaml"
     threads: resource("generate", "cpus", 1)
@@ -23,12 +37,13 @@ rule generate:
         max_new_tokens=config["generation"]["max_new_tokens"],
         batch_size=config["generation"].get("batch_size", 8),
         seed=config["generation"].get("seed", 0),
+        shard=shard_args,
     shell:
         "lite generate --model {input.model} --evalset {input.evalset} --decoder {wildcards.decoder}"
         " --model-name {wildcards.model} --tuning {wildcards.tuning} --evalset-name {wildcards.evalset}"
         " --checkpoints {params.checkpoints} {params.thresholds}"
         " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} --seed {params.seed}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        " {params.shard} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule trace:
@@ -36,11 +51,23 @@ rule trace:
         model="results/{model}/tuned/{tuning}",
         evalset="results/data/eval/{evalset}.jsonl",
     output:
-        "results/{model}/traces/{tuning}/{evalset}.jsonl",
+        (
+            "results/{model}/traces/{tuning}/{evalset}.jsonl"
+            if SHARDS == 1
+            else "results/{model}/shards/traces/{tuning}/{evalset}/{shard}-of-{nshards}.jsonl"
+        ),
     log:
-        "logs/{model}/trace/{tuning}/{evalset}.log",
+        (
+            "logs/{model}/trace/{tuning}/{evalset}.log"
+            if SHARDS == 1
+            else "logs/{model}/trace/{tuning}/{evalset}/{shard}-of-{nshards}.log"
+        ),
     benchmark:
-        "results/benchmarks/{model}/trace/{tuning}/{evalset}.tsv"
+        (
+            "results/benchmarks/{model}/trace/{tuning}/{evalset}.tsv"
+            if SHARDS == 1
+            else "results/benchmarks/{model}/trace/{tuning}/{evalset}/{shard}-of-{nshards}.tsv"
+        )
     conda:
         "../../envs/model.yaml"
     threads: resource("generate", "cpus", 1)
@@ -51,11 +78,44 @@ rule trace:
     params:
         max_new_tokens=config["generation"]["max_new_tokens"],
         batch_size=config["generation"].get("batch_size", 8),
+        shard=shard_args,
     shell:
         "lite trace --model {input.model} --evalset {input.evalset}"
         " --model-name {wildcards.model} --tuning {wildcards.tuning} --evalset-name {wildcards.evalset}"
         " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        " {params.shard} --threads {threads} --out {output} > {log} 2>&1"
+
+
+if SHARDS > 1:
+
+    # Merging is a concatenation: not worth a cluster job per file.
+    localrules:
+        merge_generations,
+        merge_traces,
+
+    rule merge_generations:
+        input:
+            generation_shards,
+        output:
+            "results/{model}/generations/{tuning}/{evalset}/{decoder}.jsonl",
+        log:
+            "logs/{model}/merge_generations/{tuning}/{evalset}/{decoder}.log",
+        conda:
+            "../../envs/analysis.yaml"
+        shell:
+            "lite merge-shards --out {output} {input} > {log} 2>&1"
+
+    rule merge_traces:
+        input:
+            trace_shards,
+        output:
+            "results/{model}/traces/{tuning}/{evalset}.jsonl",
+        log:
+            "logs/{model}/merge_traces/{tuning}/{evalset}.log",
+        conda:
+            "../../envs/analysis.yaml"
+        shell:
+            "lite merge-shards --out {output} {input} > {log} 2>&1"
 
 
 rule calibrated_thresholds:

@@ -60,8 +60,11 @@ rule tune:
             if resource("tune", "gpus", 0) > 1
             else "lite"
         ),
+    # `exec`: the tuning process replaces the job's shell. Without it, a SIGTERM (scancel,
+    # preemption, --signal) kills the shell first, the SLURM job step ends with it, and the
+    # orphaned trainer saves its checkpoint outside the job, racing the rerun (docs/cluster.md).
     shell:
-        "{params.launcher} tune --base {input.base} --train {input.train} --out {output}"
+        "exec {params.launcher} tune --base {input.base} --train {input.train} --out {output}"
         " --checkpoint-dir results/{wildcards.model}/checkpoints/{wildcards.tuning}"
         " --scheme {params.scheme} --layers {params.checkpoints} --max-steps {params.max_steps}"
         " {params.args}"

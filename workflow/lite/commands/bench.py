@@ -1,9 +1,9 @@
 """Latency benchmark of the decoders on the same prompts -> latency table (CSV + Markdown) and figure.
 
-    lite bench --model results/tiny8/tuned/lite --evalset results/data/eval/vicuna.jsonl \
-        --checkpoints 2,4,6,8 --thresholds '{"2": 0.95, "4": 0.9, "6": 0.8}' \
-        --out results/tables/latency.csv --figure results/figures/latency.pdf \
-        --prompts 4 --max-new-tokens 256 --repeats 3 --draft-layers 2 --draft-tokens 4 --widths 1,4 \
+    lite bench --model results/tiny8/tuned/lite --evalset results/data/eval/vicuna.jsonl \\
+        --checkpoints 2,4,6,8 --thresholds '{"2": 0.95, "4": 0.9, "6": 0.8}' \\
+        --out results/tables/latency.csv --figure results/figures/latency.pdf \\
+        --prompts 4 --max-new-tokens 256 --repeats 3 --draft-layers 2 --draft-tokens 4 --widths 1,4 \\
         --threads 1 [--compare it=results/tiny8/tuned/it --acceptance-out results/tables/acceptance.csv]
 
 Times HF ``generate`` (final layer, KV cache), lite's own final-layer loop, the paper's no-cache
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> None:
     from lite import bench
     from lite.data import encode_prompt
     from lite.datasets import read_eval_records
-    from lite.decoding import pad_id, parse_checkpoints, parse_thresholds
+    from lite.decoding import pad_id, parse_checkpoints, parse_thresholds, stop_ids
     from lite.io import atomic_write, save_resolved_config
     from lite.modeling import load_model, load_tokenizer
     from lite.report.tables import to_markdown
@@ -170,7 +170,9 @@ def run(args: argparse.Namespace) -> None:
         save_resolved_config(path, resolved)
     if args.acceptance_out is not None:
         models = {args.name: model, **{name: load_model(path).eval() for name, path in compare.items()}}
-        rates = bench.acceptance(models, prompts, config.draft_tokens, config.max_new_tokens, pad)
+        rates = bench.acceptance(
+            models, prompts, config.draft_tokens, config.max_new_tokens, pad, stop_ids(model, tokenizer)
+        )
         with atomic_write(args.acceptance_out) as handle:
             rates.to_csv(handle, index=False)
         save_resolved_config(args.acceptance_out, {**resolved, "compare": compare, "repeats": None})

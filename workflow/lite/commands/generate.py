@@ -3,11 +3,13 @@
     lite generate --model results/tiny8/tuned/lite --evalset results/data/eval/vic.jsonl \
         --decoder dynamic-paper --out results/tiny8/generations/lite/vic/dynamic-paper.jsonl \
         --model-name tiny8 --tuning lite --evalset-name vic --checkpoints 2,4,6,8 \
-        [--thresholds FILE_OR_JSON] --max-new-tokens 64 --batch-size 8 --seed 0 --threads 2 [--limit K]
+        [--thresholds FILE_OR_JSON] --max-new-tokens 64 --batch-size 8 --seed 0 --threads 2 [--limit K] \
+        [--shard I --num-shards N]
 
 Decoders: final, fixed-L{k}, dynamic[-paper|-aggressive|-calibrated] (need --thresholds),
 random-half, random-k, sequential (see ``lite.decoding``). The records are written atomically and
-``OUT.config.json`` beside them records the settings that produced them.
+``OUT.config.json`` beside them records the settings that produced them. With ``--num-shards N``
+only records j with j % N == I are decoded (``lite merge-shards`` joins the N files; ``lite.shards``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,15 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
     parser.add_argument("--limit", type=int, default=None, help="only the first K eval records")
+    parser.add_argument(
+        "--shard", type=int, default=0, help="which shard of the eval set to run, 0..N-1 (default 0)"
+    )
+    parser.add_argument(
+        "--num-shards",
+        type=int,
+        default=1,
+        help="split the eval set into N shards, record j going to shard j %% N (default 1: no split)",
+    )
 
 
 def load_inputs(args: argparse.Namespace):
@@ -60,6 +71,7 @@ def load_inputs(args: argparse.Namespace):
 
     from lite.datasets import read_eval_records
     from lite.modeling import load_model, load_tokenizer
+    from lite.shards import check_shard, select_shard
 
     for name in ("max_new_tokens", "batch_size"):
         if getattr(args, name) < 1:
@@ -71,9 +83,12 @@ def load_inputs(args: argparse.Namespace):
             raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    check_shard(args.shard, args.num_shards)
     records = read_eval_records(args.evalset)
     if args.limit is not None:
         records = records[: args.limit]
+    args.total_records = len(records)  # before the split: a shard's config records both
+    records = select_shard(records, args.shard, args.num_shards)
     if not Path(args.model, "config.json").is_file():
         raise InputError(f"{args.model}: not a model folder (no config.json)")
     return records, load_model(args.model), load_tokenizer(args.model)
@@ -84,8 +99,9 @@ def base_config(args: argparse.Namespace, records: list[dict], model, tokenizer)
     import transformers
 
     from lite.decoding import pad_id, stop_ids
+    from lite.shards import shard_info
 
-    return {
+    config = {
         "model_dir": args.model,
         "evalset_file": args.evalset,
         "model": args.model_name,
@@ -102,6 +118,9 @@ def base_config(args: argparse.Namespace, records: list[dict], model, tokenizer)
         "pad_id": pad_id(tokenizer),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
+    if args.num_shards > 1:  # unsharded results keep the config they always had
+        config["shard"] = shard_info(args.shard, args.num_shards, args.total_records)
+    return config
 
 
 def run(args: argparse.Namespace) -> None:

@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", help="training file (JSONL or JSON array) for the tiny tokenizer")
     parser.add_argument("--source", help="--kind hf: model folder or hub id (must be available offline)")
     parser.add_argument("--dtype", default="float32", help="--kind hf: dtype to load and save in")
+    parser.add_argument(
+        "--prompt-template",
+        default="alpaca",
+        choices=("alpaca", "compact"),
+        help="prompt template stored with the tokenizer (tuning and generation use it); see lite.prompts",
+    )
     tiny = parser.add_argument_group("tiny model shape (--kind tiny)")
     tiny.add_argument("--layers", type=int, default=8, help="decoder layers N")
     tiny.add_argument("--hidden", type=int, default=128, help="hidden size")
@@ -39,6 +45,8 @@ def run(args: argparse.Namespace) -> None:
     from lite.io import InputError, save_resolved_config
 
     if args.kind == "smollm2-gguf":
+        if args.prompt_template != "alpaca":
+            raise InputError("--kind smollm2-gguf keeps the Alpaca template; drop --prompt-template")
         from lite.smollm2 import convert_gguf  # imported lazily: only this kind needs gguf
 
         convert_gguf(args.out)
@@ -46,20 +54,29 @@ def run(args: argparse.Namespace) -> None:
         return
 
     from lite import modeling
+    from lite.prompts import render_prompt, set_template
 
     if args.kind == "hf":
         if args.source is None:
             raise InputError("--kind hf needs --source")
         model = modeling.load_model(args.source, dtype=args.dtype)
         tokenizer = modeling.load_tokenizer(args.source)
+        set_template(tokenizer, args.prompt_template)
         modeling.save_model(model, tokenizer, args.out)
-        save_resolved_config(args.out, {"kind": args.kind, "source": args.source, "dtype": args.dtype})
+        save_resolved_config(
+            args.out,
+            {
+                "kind": args.kind,
+                "source": args.source,
+                "dtype": args.dtype,
+                "prompt_template": args.prompt_template,
+            },
+        )
         return
 
     if args.train is None:
         raise InputError("--kind tiny needs --train (the tokenizer is trained on it)")
     from lite.data import read_train_records
-    from lite.prompts import render_prompt
 
     spec = modeling.TinyModelSpec(
         num_layers=args.layers,
@@ -71,8 +88,11 @@ def run(args: argparse.Namespace) -> None:
         max_positions=args.max_positions,
     )
     records = read_train_records(args.train)
-    texts = (text for record in records for text in (render_prompt(record), record["output"]))
+    texts = (
+        text for record in records for text in (render_prompt(record, args.prompt_template), record["output"])
+    )
     tokenizer = modeling.train_tokenizer(texts, spec.vocab_size)
+    set_template(tokenizer, args.prompt_template)
     tokenizer.model_max_length = spec.max_positions
     model = modeling.build_tiny_model(spec, tokenizer, seed=args.seed)
     modeling.save_model(model, tokenizer, args.out)
@@ -83,6 +103,7 @@ def run(args: argparse.Namespace) -> None:
             "train": args.train,
             "spec": spec,
             "seed": args.seed,
+            "prompt_template": args.prompt_template,
             "tokenizer_size": len(tokenizer),
         },
     )

@@ -2,11 +2,11 @@
 
     lite trace --model results/tiny8/tuned/lite --evalset results/data/eval/vic.jsonl \
         --out results/tiny8/traces/lite/vic.jsonl --model-name tiny8 --tuning lite --evalset-name vic \
-        --max-new-tokens 64 --batch-size 8 --seed 0 --threads 2 [--limit K]
+        --max-new-tokens 64 --batch-size 8 --seed 0 --threads 2 [--limit K] [--shard I --num-shards N]
 
 Row t, column i-1 of ``layer_argmax`` / ``layer_confidence`` is layer i's argmax token / max softmax
 probability at generated position t (docs/records.md "Trace record"). Written atomically, with
-``OUT.config.json`` beside it.
+``OUT.config.json`` beside it. ``--shard``/``--num-shards`` split the eval set as in ``lite generate``.
 """
 
 from __future__ import annotations
