@@ -113,3 +113,5 @@ def test_dataset_names_the_record_whose_prompt_is_too_long(tmp_path, tokenizer):
     with pytest.raises(InputError, match=r"train\.jsonl:3: prompt is \d+ tokens"):
         TrainDataset(path, tokenizer, max_length=128)
     assert len(TrainDataset(path, tokenizer, max_length=4096)) == 2
+    kept = TrainDataset(path, tokenizer, max_length=128, skip_long=True)
+    assert len(kept) == 1 and [s.rsplit("/", 1)[-1] for s in kept.skipped] == ["train.jsonl:3"]

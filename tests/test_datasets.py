@@ -304,3 +304,19 @@ def test_prepare_train_from_alpaca(tmp_path):
                 "x",
             ]
         )
+
+
+def test_alpaca_heldout_samples_the_last_tenth_with_references(tmp_path):
+    from lite.datasets import alpaca_heldout
+
+    rows = [{"instruction": f"task {i}", "input": "", "output": f"answer {i}"} for i in range(100)]
+    rows[95]["output"] = ""  # an empty output cannot serve as a reference
+    path = tmp_path / "alpaca_data.json"
+    path.write_text(json.dumps(rows, indent=4))
+    held = alpaca_heldout(path, n=None, seed=0)
+    assert [r["id"] for r in held] == [f"alpaca_{i}" for i in range(90, 100) if i != 95]
+    assert all(r["reference"] == f"answer {r['id'].split('_')[1]}" for r in held)
+    assert {r["category"] for r in held} == {"alpaca"}
+    sample = alpaca_heldout(path, n=4, seed=3)
+    assert sample == alpaca_heldout(path, n=4, seed=3) and len(sample) <= 4
+    assert {r["id"] for r in sample} <= {r["id"] for r in held}

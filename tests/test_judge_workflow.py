@@ -190,9 +190,30 @@ def test_claude_in_config_judges_the_dag_through_the_api(tmp_path):
         assert cost_rows(workdir)[-1]["calls_made"] == "0"
         assert cost_rows(workdir)[-1]["cached"] == str(len(calls))
 
-    cache_files = list((workdir / "results/judge_cache").rglob("*.json"))
-    assert len(cache_files) == len(calls)
-    # 5. The key is in no file the run wrote (results, logs, Snakemake's own metadata).
+        # 5. batches: true (and a new max_tokens, so nothing is cached) sends one Message Batch.
+        config = claude_config()
+        config["judge"]["claude"].update(batches=True, poll_interval_s=0.05, max_tokens=MAX_TOKENS + 1)
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        before = len(server.requests)
+        fifth = snakemake_env(workdir, "--cores", "2", PAIR, env=env, timeout=300)
+        assert fifth.returncode == 0, (fifth.stdout + fifth.stderr)[-4000:]
+        assert planned_jobs(fifth) == {"judge": 1}
+        new = server.requests[before:]
+        assert not [r for r in new if r["path"] == "/v1/messages"]
+        (batch,) = [r for r in new if r["path"] == "/v1/messages/batches" and r["method"] == "POST"]
+        asked = [item["params"] for item in batch["body"]["requests"]]
+        assert sorted(p["messages"][0]["content"] for p in asked) == sorted(prompts)
+        assert {(p["model"], p["max_tokens"]) for p in asked} == {(MODEL, MAX_TOKENS + 1)}
+        batched = read_judgments(workdir / PAIR)
+        scores = [(r["id"], r["score_a"], r["score_b"]) for r in records]
+        assert [(r["id"], r["score_a"], r["score_b"]) for r in batched] == scores
+        assert {r["judge"]["max_tokens"] for r in batched} == {MAX_TOKENS + 1}
+        assert cost_rows(workdir)[-1]["mode"] == "batches" and cost_rows(workdir)[-1]["calls_made"] == "12"
+
+    cache = workdir / "results/judge_cache"
+    assert len(list(cache.glob("??/*.json"))) == 2 * len(calls)  # each max_tokens its own calls
+    assert len(list((cache / "batches" / "done").glob("*.json"))) == 1  # the batch's manifest, retired
+    # 6. The key is in no file the run wrote (results, logs, Snakemake's own metadata).
     written = [path for path in workdir.rglob("*") if path.is_file()]
     assert workdir / LOG in written and workdir / f"{PAIR}.cost.csv" in written
     leaks = [str(path) for path in written if KEY.encode() in path.read_bytes()]

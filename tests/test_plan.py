@@ -36,6 +36,7 @@ def test_default_config_passes(config):
             lambda c: c["models"]["tiny8"]["thresholds"].pop("aggressive"),
             "models.tiny8.thresholds.aggressive",
         ),
+        (lambda c: c["data"]["eval"]["koala"].update(source="koala"), "data.eval.koala: koala has no gold"),
     ],
 )
 def test_bad_config_names_the_key(config, edit, message):

@@ -19,7 +19,9 @@ def test_alpaca_template_picks_the_input_variant():
 
 def test_compact_template_drops_only_the_preamble():
     record = {"instruction": "Add 1.", "input": "4 5"}
-    assert render_prompt(record, "compact") == "### Instruction:\nAdd 1.\n\n### Input:\n4 5\n\n### Response:\n"
+    assert (
+        render_prompt(record, "compact") == "### Instruction:\nAdd 1.\n\n### Input:\n4 5\n\n### Response:\n"
+    )
     assert render_prompt(record).endswith(render_prompt(record, "compact"))
 
 
@@ -37,4 +39,6 @@ def test_template_is_saved_with_the_tokenizer(tmp_path):
     assert template_of(reloaded) == "compact"
     ids = encode_prompt(reloaded, {"instruction": "say hi"})
     assert "Below is" not in reloaded.decode(ids)
-    assert reloaded.decode(ids, skip_special_tokens=True) == render_prompt({"instruction": "say hi"}, "compact")
+    assert reloaded.decode(ids, skip_special_tokens=True) == render_prompt(
+        {"instruction": "say hi"}, "compact"
+    )

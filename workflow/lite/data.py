@@ -69,13 +69,20 @@ def read_numbered_records(path: str | os.PathLike) -> list[tuple[int, dict]]:
 class TrainDataset(torch.utils.data.Dataset):
     """Encoded examples of a training file, in file order (the Trainer's sampler shuffles, seeded)."""
 
-    def __init__(self, path: str | os.PathLike, tokenizer, max_length: int):
+    def __init__(self, path: str | os.PathLike, tokenizer, max_length: int, skip_long: bool = False):
+        """``skip_long``: drop examples whose prompt leaves no room for a response (real data has a
+        few) and list them in ``skipped`` as ``file:line``; otherwise such an example is an error."""
         self.examples = []
+        self.skipped: list[str] = []
         for number, record in read_numbered_records(path):
             try:
                 self.examples.append(encode_example(tokenizer, record, max_length))
             except InputError as err:
-                raise InputError(f"{where(path, number)}: {err}") from None
+                if not skip_long:
+                    raise InputError(f"{where(path, number)}: {err}") from None
+                self.skipped.append(where(path, number))
+        if not self.examples:
+            raise InputError(f"{where(path)}: no example fits max_length={max_length}")
 
     def __len__(self) -> int:
         return len(self.examples)

@@ -13,6 +13,7 @@ imports torch.
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,32 @@ def load_selfinstruct(path: str | os.PathLike, limit: int | None = None) -> list
 
 
 # source name -> loader; the names are what ``lite prepare-eval --source`` accepts.
+# Alpaca prompts held out for evaluation or calibration come from the file's last tenth;
+# `prepare-train --n` keeps records from the start, so the two never meet while n <= 90 %.
+HELDOUT_FRACTION = 0.1
+
+
+def alpaca_heldout(path: str | os.PathLike, n: int | None, seed: int) -> list[dict]:
+    """A seeded sample of Alpaca's last tenth as eval records, with the output as reference.
+
+    Real instruction data with a gold-ish answer: the reference judge can score it offline, and
+    the calibrated thresholds can be chosen on it (configs/smollm2-135m.yaml, configs/paper-*.yaml).
+    """
+    records = load_alpaca(path)
+    start = len(records) - max(1, int(len(records) * HELDOUT_FRACTION))
+    indices = list(range(start, len(records)))
+    random.Random(seed).shuffle(indices)
+    chosen = sorted(indices if n is None else indices[:n])
+    held = []
+    for i in chosen:
+        record = records[i]
+        if record["output"].strip():
+            held.append(
+                eval_record(f"alpaca_{i}", record["instruction"], record["input"], "alpaca", record["output"])
+            )
+    return held
+
+
 EVAL_SOURCES: dict[str, Callable[..., list[dict]]] = {
     "vicuna": load_vicuna,
     "koala": load_koala,

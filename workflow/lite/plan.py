@@ -16,6 +16,7 @@ FIGURES = ["fig1", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig1
 FIGURES += ["fig11", "fig12", "fig13", "fig14", "fig15"]
 TABLES = ["table1", "table2", "table3", "table4", "table6"]
 BASELINES = ["random-half", "random-k", "sequential"]
+NO_REFERENCE_SOURCES = ("vicuna", "koala", "wizardlm", "selfinstruct")
 
 
 class ConfigError(ValueError):
@@ -77,6 +78,13 @@ def check_config(config: dict) -> None:
                     and kind not in model["thresholds"]
                 ):
                     raise ConfigError(f"models.{name}.thresholds.{kind}: required by the decoder {decoder}")
+    if config["judge"]["name"] == "reference":
+        for name, source in config["data"]["eval"].items():
+            if source["source"] in NO_REFERENCE_SOURCES:
+                raise ConfigError(
+                    f"data.eval.{name}: {source['source']} has no gold answers for the reference judge; "
+                    "use judge.name: claude, or an eval source with references (synthetic, alpaca)"
+                )
     if config["judge"]["name"] == "claude" and "claude" not in config["judge"]:
         raise ConfigError("judge.claude: settings are required when judge.name is claude")
 

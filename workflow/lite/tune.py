@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import shutil
@@ -40,6 +41,8 @@ from lite.data import PaddingCollator, TrainDataset
 from lite.io import read_jsonl, save_resolved_config, write_jsonl
 from lite.loss import SCHEMES, lite_loss, resolve_layer_weights
 from lite.modeling import decoder_layer_count, load_model, load_tokenizer, save_tokenizer
+
+logger = logging.getLogger(__name__)
 
 SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -70,6 +73,7 @@ class TuneConfig:
     save_steps: int = 500  # checkpoint every this many steps (besides on SIGTERM)
     save_total_limit: int = 1  # checkpoints kept; 1 is enough to resume and saves disk
     chunk_size: int | None = None  # head+CE over this many positions at a time, checkpointed
+    skip_long_prompts: bool = False  # drop (and log) examples whose prompt fills max_length; else an error
 
     def __post_init__(self) -> None:
         if (self.layer_weights is None) == (self.scheme is None):
@@ -303,7 +307,14 @@ def tune(
             f"TuneConfig.max_length={config.max_length} exceeds the model's {max_positions} positions"
         )
     weights = config.resolved_weights(n_layers)
-    dataset = TrainDataset(train, tokenizer, config.max_length)
+    dataset = TrainDataset(train, tokenizer, config.max_length, skip_long=config.skip_long_prompts)
+    if dataset.skipped:
+        logger.warning(
+            "skipped %d examples whose prompt leaves no room in max_length=%d (first: %s)",
+            len(dataset.skipped),
+            config.max_length,
+            ", ".join(dataset.skipped[:5]),
+        )
 
     resume = last_checkpoint(ckpt_dir)
     resume_step = (

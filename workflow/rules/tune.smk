@@ -54,7 +54,8 @@ rule tune:
             for key, value in config["train"].items()
             if value is not None and not isinstance(value, bool) and key != "max_steps"
         )
-        + (" --bf16" if config["train"].get("bf16") else ""),
+        + (" --bf16" if config["train"].get("bf16") else "")
+        + (" --skip-long-prompts" if config["train"].get("skip_long_prompts") else ""),
         launcher=(
             f"torchrun --standalone --nproc-per-node {resource('tune', 'gpus')} -m lite.cli"
             if resource("tune", "gpus", 0) > 1

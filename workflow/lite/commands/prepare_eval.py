@@ -4,6 +4,8 @@
     lite prepare-eval --source vicuna --path question.jsonl --limit 40 --out results/data/eval/vicuna.jsonl
     lite prepare-eval --source koala --out results/data/eval/koala.jsonl
 
+``alpaca`` samples ``--n`` held-out records (seeded) from the last tenth of Alpaca, with the
+output as reference (lite.datasets.alpaca_heldout).
 ``synthetic`` generates the synthetic mirror ``--name`` (vicuna, koala, wizardlm, selfinstruct or
 calibration; see lite.synthetic) with gold references. The real sources (vicuna, koala, wizardlm,
 selfinstruct) read the upstream file at ``--path``, or, without it, download the pinned file into
@@ -18,7 +20,7 @@ import argparse
 import collections
 import sys
 
-SOURCES = ("synthetic", "vicuna", "koala", "wizardlm", "selfinstruct")
+SOURCES = ("synthetic", "vicuna", "koala", "wizardlm", "selfinstruct", "alpaca")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from lite.datasets import load_source, write_eval_records
+    from lite.datasets import HELDOUT_FRACTION, alpaca_heldout, load_source, write_eval_records
     from lite.download import checksum_of, pinned_file
     from lite.io import InputError, save_resolved_config
 
@@ -71,7 +73,11 @@ def run(args: argparse.Namespace) -> None:
         if args.families is not None:
             raise InputError("--families is for --source synthetic")
         path = pinned_file(args.source, args.download_dir) if args.path is None else args.path
-        records = load_source(args.source, path, limit=args.n)
+        if args.source == "alpaca":
+            records = alpaca_heldout(path, args.n, args.seed)
+            config.update(seed=args.seed, heldout_fraction=HELDOUT_FRACTION)
+        else:
+            records = load_source(args.source, path, limit=args.n)
         config.update(path=str(path), input_sha256=checksum_of(path, "sha256"))
 
     count = write_eval_records(args.out, records)

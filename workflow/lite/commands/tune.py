@@ -55,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chunk-size", type=int, help="LM head + CE over chunks of N positions (saves memory)"
     )
+    parser.add_argument(
+        "--skip-long-prompts",
+        action="store_true",
+        help="drop (and log) examples whose prompt fills --max-length instead of failing",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -84,6 +89,7 @@ def run(args: argparse.Namespace) -> None:
         save_steps=args.save_steps,
         save_total_limit=args.save_total_limit,
         chunk_size=args.chunk_size,
+        skip_long_prompts=args.skip_long_prompts,
     )
     try:
         tune(args.base, args.train, args.out, config, checkpoint_dir=args.checkpoint_dir)

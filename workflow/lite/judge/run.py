@@ -92,7 +92,7 @@ def judge_files(
     if summary["failed_orders"] > max_failures:
         raise JudgingFailed(
             f"{summary['failed_orders']} judge order(s) failed after all retries (allowed: {max_failures}); "
-            f"they are recorded with their errors in {out}. "
+            f"they are recorded with their errors in {out}, counted in {summary_path(out)} and logged above. "
             "Rerun to retry them: cached calls are not paid again."
         )
     return summary
