@@ -64,6 +64,13 @@ def test_widen_computes_the_same_function(tiny_llama):
     assert bench.widen(tiny_llama, 1) is tiny_llama
 
 
+def test_hf_generate_ignores_eos_like_the_other_decoders(tiny_llama):
+    prompt = [5, 17, 33]
+    free = greedy_cached(tiny_llama, [prompt], 4, max_new_tokens=10, eos_ids=set(), pad_id=0)[0].token_ids
+    tiny_llama.generation_config.eos_token_id = free[1]  # the model's EOS comes up second
+    assert bench._hf_generate(tiny_llama, prompt, 10, 0) == free
+
+
 def test_measure_and_summarize(tiny_llama):
     with torch.no_grad():
         tiny_llama.lm_head.weight.mul_(20.0)
@@ -192,6 +199,8 @@ def test_cli_writes_table_figure_and_acceptance(tmp_path, model_dirs):
             "1,2",
             "--compare",
             f"it={dirs['it']}",
+            "--acceptance-tokens",
+            "4",
             "--acceptance-out",
             str(accept),
         ]
@@ -207,7 +216,7 @@ def test_cli_writes_table_figure_and_acceptance(tmp_path, model_dirs):
     assert list(rates["model"]) == ["lite"] * 6 + ["it"] * 6 and list(rates["draft_layer"]) == [1, 2, 3] * 4
     assert list(rates["responses"]) == (["until-eos"] * 3 + ["fixed-length"] * 3) * 2
     fixed = rates[rates["responses"] == "fixed-length"]
-    assert (fixed["tokens"] == 2 * 5).all() and rates["acceptance"].dropna().between(0, 1).all()
+    assert (fixed["tokens"] == 2 * 4).all() and rates["acceptance"].dropna().between(0, 1).all()
 
 
 def test_cli_errors(tmp_path, model_dirs):

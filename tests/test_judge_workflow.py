@@ -5,8 +5,8 @@ pointed at the local Messages API server (tests/messages_api_server.py) through
 ANTHROPIC_BASE_URL, as a gateway would be. It checks what a user sees: judgments made by the
 configured model, one request per distinct prompt (both orders), a failed call failing the job
 and being the only call the rerun makes, nothing to do on a second run, the cache answering
-after the judgment file is deleted, the key written nowhere; and that a missing key stops the
-workflow at start, before any job runs.
+after the judgment file is deleted, ``batches: true`` sending one Message Batch, the key written
+nowhere; and that a missing key stops the workflow at start, before any job runs.
 """
 
 from __future__ import annotations

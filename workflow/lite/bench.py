@@ -153,7 +153,7 @@ def _hf_generate(model, prompt: list[int], max_new_tokens: int, pad_id: int) -> 
 
     ids = torch.tensor([prompt])
     config = copy.deepcopy(model.generation_config)
-    config.eos_token_id = None  # a fixed length for every decoder
+    config.eos_token_id = []  # a fixed length for every decoder (None would fall back to the default)
     config.pad_token_id = pad_id
     config.do_sample = False
     config.max_new_tokens = max_new_tokens
@@ -399,6 +399,7 @@ def draw(table: pd.DataFrame, out: str | os.PathLike):
         speed, cost = axes[0, col], axes[1, col]
         speed.bar(names, part["speedup_vs_hf"], color=colors)
         speed.axhline(1.0, color="grey", linewidth=0.8)
+        speed.set_ylim(0, 1.25 * max(part["speedup_vs_hf"].max(), 1.0))  # room for the labels
         speed.set_title(model, fontsize=9)
         speed.set_ylabel("tokens/s relative to HF generate")
         cost.bar(names, part["flops_vs_final"], color=colors)

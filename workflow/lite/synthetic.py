@@ -3,11 +3,13 @@
     lite prepare-train --source synthetic --n 20000 --seed 0 --out results/data/train.jsonl
     lite prepare-eval --source synthetic --name vicuna --n 80 --seed 1 --out results/data/eval/vicuna.jsonl
 
-Six task families over a closed vocabulary of 48 short words and the numbers 0-99, each with
-4-6 phrasings and three difficulty levels (list length, repeat count, ...). A tiny LLaMA learns
-them in a few minutes on a CPU "well but not perfectly": the families a probe found unlearnable
-at this scale (sorting, two-digit arithmetic, upper-casing under BPE) are left out, and answers
-are several tokens long so that per-token early exit has easy and hard tokens to tell apart.
+Nine task families, each with 3-6 phrasings and three difficulty levels. Six work over a closed
+vocabulary of 48 short words and the numbers 0-99 (count, repeat, reverse, span, extreme, shift);
+all but count need copying or arithmetic, which a tiny LLaMA picks up only after many hundred
+steps. Three are lookups it learns within a few hundred (capital, after, opposite), with
+multi-token answers whose first token is hard and whose continuation is easy. The embedded
+default (config.yaml, ``data.families``) uses count and the lookups; the families a probe found
+unlearnable at this scale (sorting, two-digit arithmetic, upper-casing under BPE) are left out.
 
 Train and held-out prompts never coincide: every prompt (instruction + input) is hashed into one
 of 16 buckets; train uses 14 of them, the calibration split one and the four eval sets the last,
@@ -222,6 +224,114 @@ def _shift(rng: random.Random, level: int, with_input: bool) -> tuple[str, str, 
     return instruction, data if with_input else "", _join(number + step for number in numbers)
 
 
+# Lookup families: the answer is recalled, not copied. A tiny LLaMA learns such tables within a
+# few hundred steps (copying needs induction heads, which appear late), and their multi-token
+# answers ("Tuesday Wednesday Thursday") have hard first tokens and easy continuations: the
+# per-token difference that early exit lives on.
+CAPITALS: tuple[tuple[tuple[str, str], ...], ...] = (
+    (
+        ("France", "Paris"),
+        ("Italy", "Rome"),
+        ("Spain", "Madrid"),
+        ("Germany", "Berlin"),
+        ("Japan", "Tokyo"),
+        ("China", "Beijing"),
+        ("Egypt", "Cairo"),
+        ("Russia", "Moscow"),
+        ("Greece", "Athens"),
+        ("Ireland", "Dublin"),
+    ),
+    (
+        ("Norway", "Oslo"),
+        ("Sweden", "Stockholm"),
+        ("Poland", "Warsaw"),
+        ("Austria", "Vienna"),
+        ("Canada", "Ottawa"),
+        ("Portugal", "Lisbon"),
+        ("Turkey", "Ankara"),
+        ("Peru", "Lima"),
+        ("Cuba", "Havana"),
+        ("Kenya", "Nairobi"),
+    ),
+    (
+        ("India", "New Delhi"),
+        ("Mexico", "Mexico City"),
+        ("Argentina", "Buenos Aires"),
+        ("Australia", "Canberra"),
+        ("Finland", "Helsinki"),
+        ("Denmark", "Copenhagen"),
+        ("Hungary", "Budapest"),
+        ("Thailand", "Bangkok"),
+        ("Vietnam", "Hanoi"),
+        ("Chile", "Santiago"),
+    ),
+)  # fmt: skip  (tiers: easy, medium, hard)
+SEQUENCES: dict[str, tuple[tuple[str, ...], bool]] = {  # kind -> (items, wraps around)
+    "day": (("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"), True),
+    "month": (("January", "February", "March", "April", "May", "June", "July", "August",
+               "September", "October", "November", "December"), True),
+    "letter": (tuple("abcdefghijklmnopqrstuvwxyz"), False),
+}  # fmt: skip
+OPPOSITES: tuple[tuple[tuple[str, str], ...], ...] = (
+    (("hot", "cold"), ("big", "small"), ("up", "down"), ("yes", "no"), ("good", "bad"),
+     ("day", "night"), ("fast", "slow"), ("old", "new")),
+    (("happy", "sad"), ("light", "dark"), ("open", "closed"), ("early", "late"), ("high", "low"),
+     ("full", "empty"), ("hard", "soft"), ("wet", "dry")),
+    (("strong", "weak"), ("rich", "poor"), ("loud", "quiet"), ("thick", "thin"), ("cheap", "expensive"),
+     ("safe", "dangerous"), ("first", "last"), ("inside", "outside")),
+)  # fmt: skip
+
+
+def _capital(rng: random.Random, level: int, with_input: bool) -> tuple[str, str, str]:
+    country, city = rng.choice(CAPITALS[level])
+    inline = (
+        "What is the capital of {c}?",
+        "Name the capital of {c}.",
+        "Capital of {c}?",
+        "Which city is the capital of {c}?",
+        "Tell me the capital city of {c}.",
+    )
+    separate = ("What is the capital of this country?", "Name its capital.", "Give the capital city.")
+    instruction = _phrase(rng, with_input, inline, separate, c=country)
+    return instruction, country if with_input else "", city
+
+
+def _after(rng: random.Random, level: int, with_input: bool) -> tuple[str, str, str]:
+    k = rng.choice(((1,), (2,), (3, 4))[level])
+    kind = rng.choice(tuple(SEQUENCES))
+    items, wraps = SEQUENCES[kind]
+    start = rng.randrange(len(items) if wraps else len(items) - k)
+    following = [items[(start + i) % len(items)] for i in range(1, k + 1)]
+    count = NUMBER_WORDS[k] if k > 1 and rng.random() < 0.5 else str(k)
+    if k == 1:
+        inline = ("What comes after {x}?", "Which {kind} follows {x}?", "Name the {kind} after {x}.")
+        separate = ("What comes next?", "Which one follows?", "Name the next one.")
+    else:
+        inline = (
+            "Name the {k} {kind}s after {x}.",
+            "List the next {k} {kind}s after {x}.",
+            "What are the {k} {kind}s that follow {x}?",
+        )
+        separate = ("List the next {k} {kind}s.", "Name the {k} that follow.", "What are the next {k}?")
+    instruction = _phrase(rng, with_input, inline, separate, x=items[start], kind=kind, k=count)
+    return instruction, items[start] if with_input else "", _join(following)
+
+
+def _opposite(rng: random.Random, level: int, with_input: bool) -> tuple[str, str, str]:
+    pair = rng.choice(OPPOSITES[level])
+    word, answer = pair if rng.random() < 0.5 else pair[::-1]
+    inline = (
+        "What is the opposite of {w}?",
+        "Give the opposite of {w}.",
+        "Opposite of {w}?",
+        "Name the antonym of {w}.",
+        "Which word means the opposite of {w}?",
+    )
+    separate = ("Give the opposite of this word.", "What is its opposite?", "Name the antonym.")
+    instruction = _phrase(rng, with_input, inline, separate, w=word)
+    return instruction, word if with_input else "", answer
+
+
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
@@ -231,6 +341,9 @@ FAMILIES: dict[str, Family] = {
         Family("span", _span, "count up (70 %) or down from a to b, 2-6 numbers"),
         Family("extreme", _extreme, "largest or smallest of 2-5 numbers 0-99 (one number)"),
         Family("shift", _shift, "add or subtract one to each of 1-4 numbers"),
+        Family("capital", _capital, "the capital of one of 30 countries (1-2 words)"),
+        Family("after", _after, "the next 1-4 days, months or letters after a given one"),
+        Family("opposite", _opposite, "the opposite of one of 48 common words"),
     )
 }
 

@@ -61,6 +61,8 @@ def source_args(source):
         args.append(f"--n {source['n']}")
     if source.get("seed") is not None:
         args.append(f"--seed {source['seed']}")
+    if source["source"] == "synthetic" and config["data"].get("families"):
+        args.append(f"--families {','.join(config['data']['families'])}")
     return " ".join(args)
 
 

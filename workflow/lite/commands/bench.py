@@ -74,6 +74,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="another tuning's model for the acceptance table (repeatable), e.g. it=results/tiny8/tuned/it",
     )
     parser.add_argument(
+        "--acceptance-prompts", type=int, default=16, help="prompts for the acceptance table (default 16)"
+    )
+    parser.add_argument(
+        "--acceptance-tokens",
+        type=int,
+        default=64,
+        help="longest response for the acceptance table (default 64)",
+    )
+    parser.add_argument(
         "--acceptance-out",
         default=None,
         help="acceptance table (CSV): per draft layer, this model and the --compare ones",
@@ -94,6 +103,9 @@ def run(args: argparse.Namespace) -> None:
     from lite.report.tables import to_markdown
 
     compare = _compare(args.compare)
+    for name in ("acceptance_prompts", "acceptance_tokens"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if compare and args.acceptance_out is None:
         raise InputError("--compare needs --acceptance-out (where the acceptance table goes)")
     try:
@@ -116,14 +128,15 @@ def run(args: argparse.Namespace) -> None:
         if not Path(path, "config.json").is_file():
             raise InputError(f"{path}: not a model folder (no config.json)")
     torch.set_num_threads(config.threads)
-    records = read_eval_records(args.evalset)[: config.prompts]
+    records = read_eval_records(args.evalset)
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model).eval()
     total = model.config.num_hidden_layers
     missing = [c for c in checkpoints if c != total and c not in thresholds]
     if missing:
         raise InputError(f"--thresholds: no threshold for checkpoint layer {missing[0]}")
-    prompts = [encode_prompt(tokenizer, record) for record in records]
+    encoded = [encode_prompt(tokenizer, record) for record in records]
+    prompts = encoded[: config.prompts]
     pad = pad_id(tokenizer)
 
     steps = len(config.widths) * config.repeats * (len(bench.DECODERS) + len(config.draft_layers))
@@ -171,10 +184,21 @@ def run(args: argparse.Namespace) -> None:
     if args.acceptance_out is not None:
         models = {args.name: model, **{name: load_model(path).eval() for name, path in compare.items()}}
         rates = bench.acceptance(
-            models, prompts, config.draft_tokens, config.max_new_tokens, pad, stop_ids(model, tokenizer)
+            models,
+            encoded[: args.acceptance_prompts],
+            config.draft_tokens,
+            args.acceptance_tokens,
+            pad,
+            stop_ids(model, tokenizer),
         )
         with atomic_write(args.acceptance_out) as handle:
             rates.to_csv(handle, index=False)
-        save_resolved_config(args.acceptance_out, {**resolved, "compare": compare, "repeats": None})
+        settings = {
+            "compare": compare,
+            "acceptance_prompts": len(encoded[: args.acceptance_prompts]),
+            "acceptance_tokens": args.acceptance_tokens,
+            "repeats": None,
+        }
+        save_resolved_config(args.acceptance_out, {**resolved, **settings})
         written.append(Path(args.acceptance_out))
     print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
