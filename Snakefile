@@ -26,6 +26,7 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/bench.smk"
 
 
 rule all:

@@ -201,6 +201,8 @@ def test_cli_writes_table_figure_and_acceptance(tmp_path, model_dirs):
             f"it={dirs['it']}",
             "--acceptance-tokens",
             "4",
+            "--acceptance-prompts",
+            "2",
             "--acceptance-out",
             str(accept),
         ]

@@ -114,13 +114,22 @@ def _running_job(run_id: str, rule: str) -> str | None:
     return ids[0] if ids else None
 
 
+def _in_queue(job_id: str) -> bool:
+    """Whether squeue still lists the job: pending, running or completing (processes being killed)."""
+    done = subprocess.run(
+        ["squeue", "-h", "-j", job_id, "-o", "%i"], capture_output=True, text=True, check=False
+    )
+    return job_id in done.stdout.split()
+
+
 def _tune_processes(workdir: Path) -> list[int]:
     """PIDs of `lite tune` processes working in `workdir` (inside a SLURM job or not)."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"tune" in cmdline and b"--checkpoint-dir" in cmdline and (proc / "cwd").resolve() == workdir:
+            is_tune = b"tune" in cmdline and b"--base" in cmdline and b"--checkpoint-dir" in cmdline
+            if is_tune and (proc / "cwd").resolve() == workdir:
                 pids.append(int(proc.name))
         except (OSError, ValueError):
             continue  # not a process, or gone meanwhile
@@ -156,7 +165,7 @@ def _cancel_tune_midway(workdir: Path) -> CancelledTune:
 
         _wait_for(f"job {job_id} CANCELLED in sacct", cancelled, 60)
         # The job step is gone once the trainer has exited (it is the step's direct child, `exec`).
-        _wait_for("the job's end", lambda: _running_job(run_id, "tune") is None, 30)
+        _wait_for("the job to leave the queue (COMPLETING included)", lambda: not _in_queue(job_id), 60)
         # ... and no trainer outlived its job (an orphan would still write checkpoints)
         assert _tune_processes(workdir) == [], "a lite tune process outlived its cancelled SLURM job"
         # Snakemake should now see the job fail. The plugin (2.8.0) compares sacct's state with

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from lite.data import encode_prompt
 from lite.decoders.blocks import n_layers
+from lite.decoders.cached import exit_cached
 from lite.decoders.engines import Generation, exit_nocache, greedy_cached
 from lite.decoders.policies import ExitPolicy, RandomPolicy, SequentialPolicy, ThresholdPolicy
 from lite.flops import ModelShape, generation_flops
@@ -191,8 +192,12 @@ def decode(
     eos_ids: Collection[int],
     pad_id: int,
     keys: Sequence[str] | None = None,
+    kv_cache: bool = False,
 ) -> list[Generation]:
-    """Greedy generation for a batch of token-id prompts; ``keys`` name them for the random baselines."""
+    """Greedy generation for a batch of token-id prompts; ``keys`` name them for the random baselines.
+
+    ``kv_cache`` runs the early-exit decoders with a KV cache and exact catch-up
+    (lite.decoders.cached): the same tokens and exits as the paper's no-cache loop, much faster."""
     spec = spec.resolve(n_layers(model))
     keys = [str(i) for i in range(len(prompts))] if keys is None else list(keys)
     common = {"max_new_tokens": max_new_tokens, "eos_ids": eos_ids, "pad_id": pad_id}
@@ -200,7 +205,8 @@ def decode(
         return greedy_cached(model, prompts, n_layers(model), **common)
     if spec.kind == "fixed":
         return greedy_cached(model, prompts, spec.layer, **common)
-    return exit_nocache(model, prompts, spec.checkpoints, spec.policy(keys), **common)
+    exit_loop = exit_cached if kv_cache else exit_nocache
+    return exit_loop(model, prompts, spec.checkpoints, spec.policy(keys), **common)
 
 
 def trace(
@@ -286,6 +292,7 @@ def generate_records(
     max_new_tokens: int = 64,
     batch_size: int = 8,
     progress: bool = True,
+    kv_cache: bool = False,
 ) -> list[dict]:
     """One generation record per eval record (docs/records.md "Generation record"), in input order."""
     total = n_layers(model)
@@ -294,7 +301,16 @@ def generate_records(
     eos, pad = stop_ids(model, tokenizer), pad_id(tokenizer)
 
     def run(prompts: list[list[int]], keys: list[str]) -> list[Generation]:
-        return decode(model, prompts, spec, max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=pad, keys=keys)
+        return decode(
+            model,
+            prompts,
+            spec,
+            max_new_tokens=max_new_tokens,
+            eos_ids=eos,
+            pad_id=pad,
+            keys=keys,
+            kv_cache=kv_cache,
+        )
 
     records = []
     for record, prompt, gen in _run_batches(

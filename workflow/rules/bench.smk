@@ -3,32 +3,6 @@
 # draft layer for every tuning of the main model. Not part of the paper; see DESIGN.md section 5.
 
 
-def bench_inputs(wildcards):
-    """The LITE model, the prompts and, for the acceptance table, the main model's other tunings."""
-    main = PLAN.main
-    inputs = {
-        "model": PLAN.tuned(main, "lite"),
-        "evalset": PLAN.eval_data(config["bench"]["evalset"]),
-    }
-    for tuning in PLAN.tunings(main):
-        if tuning != "lite":
-            inputs[f"compare_{tuning}"] = PLAN.tuned(main, tuning)
-    return inputs
-
-
-def bench_compare_args(wildcards, input):
-    return " ".join(
-        f"--compare {name.removeprefix('compare_')}={path}"
-        for name, path in input.items()
-        if name.startswith("compare_")
-    )
-
-
-def bench_thresholds(wildcards):
-    values = config["models"][PLAN.main]["thresholds"][config["bench"]["thresholds"]]
-    return json.dumps(values, sort_keys=True)
-
-
 rule bench:
     input:
         unpack(bench_inputs),
@@ -69,7 +43,7 @@ rule bench:
         widths=",".join(map(str, config["bench"]["widths"])),
     shell:
         "lite bench --model {input.model} --evalset {input.evalset} --checkpoints {params.checkpoints}"
-        " --thresholds '{params.thresholds}' --prompts {params.prompts}"
+        " --thresholds {params.thresholds} --prompts {params.prompts}"
         " --max-new-tokens {params.max_new_tokens} --repeats {params.repeats}"
         " --draft-layers {params.draft_layers} --draft-tokens {params.draft_tokens}"
         " --widths {params.widths} --threads {threads} {params.compare}"

@@ -149,3 +149,38 @@ def artefact_args(wildcards):
     if name in ("fig6", "fig11", "fig15"):
         args.append(f"--layers {','.join(map(str, PLAN.checkpoints(PLAN.main)[:-1]))}")
     return " ".join(args)
+
+
+# ---- bench (workflow/rules/bench.smk)
+
+
+def bench_inputs(wildcards):
+    """The LITE model, the prompts and, for the acceptance table, the main model's other tunings."""
+    main = PLAN.main
+    inputs = {
+        "model": PLAN.tuned(main, "lite"),
+        "evalset": PLAN.eval_data(config["bench"]["evalset"]),
+    }
+    if config["bench"]["thresholds"] == "calibrated":
+        inputs["thresholds"] = PLAN.thresholds(main)
+    for tuning in PLAN.tunings(main):
+        if tuning != "lite":
+            inputs[f"compare_{tuning}"] = PLAN.tuned(main, tuning)
+    return inputs
+
+
+def bench_compare_args(wildcards, input):
+    return " ".join(
+        f"--compare {name.removeprefix('compare_')}={path}"
+        for name, path in input.items()
+        if name.startswith("compare_")
+    )
+
+
+def bench_thresholds(wildcards, input):
+    """``--thresholds``: the calibrated file, or the named configured set as quoted JSON."""
+    name = config["bench"]["thresholds"]
+    if name == "calibrated":
+        return input.thresholds
+    values = config["models"][PLAN.main]["thresholds"][name]
+    return f"'{json.dumps(values, sort_keys=True)}'"

@@ -37,11 +37,12 @@ rule generate:
         max_new_tokens=config["generation"]["max_new_tokens"],
         batch_size=config["generation"].get("batch_size", 8),
         seed=config["generation"].get("seed", 0),
+        kv_cache="--kv-cache" if config["generation"].get("kv_cache") else "",
         shard=shard_args,
     shell:
         "lite generate --model {input.model} --evalset {input.evalset} --decoder {wildcards.decoder}"
         " --model-name {wildcards.model} --tuning {wildcards.tuning} --evalset-name {wildcards.evalset}"
-        " --checkpoints {params.checkpoints} {params.thresholds}"
+        " --checkpoints {params.checkpoints} {params.thresholds} {params.kv_cache}"
         " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} --seed {params.seed}"
         " {params.shard} --threads {threads} --out {output} > {log} 2>&1"
 

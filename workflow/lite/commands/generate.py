@@ -55,6 +55,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--limit", type=int, default=None, help="only the first K eval records")
     parser.add_argument(
+        "--kv-cache",
+        action="store_true",
+        help="early-exit decoders: KV cache with exact catch-up (same records as the paper's loop, faster)",
+    )
+    parser.add_argument(
         "--shard", type=int, default=0, help="which shard of the eval set to run, 0..N-1 (default 0)"
     )
     parser.add_argument(
@@ -150,8 +155,16 @@ def run(args: argparse.Namespace) -> None:
         labels,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
+        kv_cache=args.kv_cache,
     )
     write_jsonl(args.out, out)
     config = base_config(args, records, model, tokenizer)
-    config.update({"command": "generate", "decoder": spec, "thresholds_source": args.thresholds})
+    config.update(
+        {
+            "command": "generate",
+            "decoder": spec,
+            "thresholds_source": args.thresholds,
+            "kv_cache": args.kv_cache,
+        }
+    )
     save_resolved_config(args.out, config)

@@ -32,7 +32,7 @@ from collections.abc import Collection, Sequence
 import torch
 
 from lite.decoders.blocks import PaddedBatch, embed, exit_head, make_span, n_layers, run_layers
-from lite.decoders.engines import Generation, _Collector
+from lite.decoders.engines import Collector, Generation
 from lite.decoders.policies import ExitPolicy
 from lite.flops import ModelShape, head_flops, layer_flops
 
@@ -237,7 +237,7 @@ def exit_cached(
     batch = PaddedBatch.from_lists(list(prompts), pad_id)
     size = len(prompts)
     state = _ExitState(model, batch, batch.ids.shape[1] + max_new_tokens, meter)
-    out = _Collector(size, max_new_tokens, eos_ids, trace=False)
+    out = Collector(size, max_new_tokens, eos_ids, trace=False)
     step = 0
     while True:
         tokens = torch.zeros(size, dtype=torch.long)  # (batch,)

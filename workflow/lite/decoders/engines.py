@@ -36,7 +36,7 @@ class Generation:
     layer_confidence: list[list[float]] | None = None  # trace only: (T, N)
 
 
-class _Collector:
+class Collector:
     """Appends each step's outputs to the rows still generating and decides when they stop."""
 
     def __init__(self, batch: int, max_new_tokens: int, eos_ids: Collection[int], trace: bool):
@@ -94,7 +94,7 @@ def greedy_cached(
     if every_layer and exit_layer != total:
         raise ValueError("every_layer reads all layers, so the exit layer must be the final one")
     batch = PaddedBatch.from_lists(list(prompts), pad_id)
-    out = _Collector(len(prompts), max_new_tokens, eos_ids, trace=every_layer)
+    out = Collector(len(prompts), max_new_tokens, eos_ids, trace=every_layer)
     cache = new_cache(model)
     ids, positions, key_real = batch.ids, batch.position_ids(), batch.real  # (batch, seq) each
     one = torch.ones(len(prompts), dtype=torch.long)  # (batch,)
@@ -145,7 +145,7 @@ def exit_nocache(
     if not checkpoints or checkpoints[-1] != total or checkpoints != sorted(set(checkpoints)):
         raise ValueError(f"checkpoints must ascend and end with the final layer {total}, got {checkpoints}")
     batch = PaddedBatch.from_lists(list(prompts), pad_id)
-    out = _Collector(len(prompts), max_new_tokens, eos_ids, trace=False)
+    out = Collector(len(prompts), max_new_tokens, eos_ids, trace=False)
     size = len(prompts)
     step = 0
     while True:
