@@ -87,7 +87,18 @@ def require_slurm() -> SlurmCluster:
     found = probe_slurm()
     if isinstance(found, SlurmCluster):
         return found
-    message = f"SLURM is not reachable ({found}); {START_HINT}"
+    _unavailable(f"SLURM is not reachable ({found}); {START_HINT}")
+
+
+def require_gpu_slurm() -> SlurmCluster:
+    """``require_slurm``, for tests whose rules ask for ``--gpus=1``: the node needs GPU GRES."""
+    found = require_slurm()
+    if found.gpus < 1:
+        _unavailable("the SLURM node has no GPU GRES; restart .ci/slurm/start.sh with CI_SLURM_GPUS=2")
+    return found
+
+
+def _unavailable(message: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)

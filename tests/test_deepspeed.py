@@ -126,12 +126,6 @@ def test_zero2_two_processes_train_and_save_a_loadable_model(workspace):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the two-line tune.py fix in the issue-5 report: deepspeed.init_distributed on CPU "
-    "before from_pretrained (zero.Init sees world size 1 otherwise), and destroy_process_group at the "
-    "end (a rank can abort at exit). Remove this marker with the fix.",
-)
 def test_zero3_bf16_paper_config_two_processes_gather_a_loadable_model(workspace):
     # the paper's config itself: bf16, ZeRO-3 (weights partitioned over the ranks, gathered on save)
     out, checkpoints = _torchrun_tune(workspace, "zero3", "zero3_bf16.json", "--bf16")

@@ -15,7 +15,6 @@ import contextlib
 import csv
 import hashlib
 import json
-import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -26,7 +25,7 @@ import pytest
 import test_workflow
 import yaml
 from messages_api_server import MessagesAPIServer, answers, error
-from test_workflow import CI_CONFIG, ROOT, copy_workflow, planned_jobs, snakemake
+from test_workflow import CI_CONFIG, copy_workflow, planned_jobs, snakemake
 
 from lite.io import read_jsonl
 from lite.judge import read_judgments
@@ -110,10 +109,6 @@ def cost_rows(workdir: Path) -> list[dict]:
 @pytest.mark.slow
 def test_claude_in_config_judges_the_dag_through_the_api(tmp_path):
     workdir = copy_workflow(tmp_path / "wf", claude_config())
-    # copy_workflow leaves out envs/, which Snakemake reads to record a finished job's metadata
-    # (conda: directive) even when conda is not used; without it every real job fails.
-    if not (workdir / "envs").exists():
-        shutil.copytree(ROOT / "envs", workdir / "envs")
     with MessagesAPIServer(answer=scripted_reply, expected_key=KEY) as server:
         env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": server.url}
 

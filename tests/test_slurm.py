@@ -21,6 +21,7 @@ from slurm_cluster import (
     REPO,
     SlurmCluster,
     probe_slurm,
+    require_gpu_slurm,
     require_slurm,
     run_snakemake,
     sacct_jobs,
@@ -159,13 +160,7 @@ def test_missing_cluster_skips_locally_and_fails_in_ci(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def cluster() -> SlurmCluster:
-    found = require_slurm()
-    if found.gpus < 1:
-        message = "the SLURM node has no GPU GRES; restart .ci/slurm/start.sh with CI_SLURM_GPUS=2"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return found
+    return require_gpu_slurm()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from slurm_cluster import REPO, TEST_PROFILE, SnakemakeRun, require_slurm, run_snakemake, sacct_jobs
+from slurm_cluster import TEST_PROFILE, SnakemakeRun, require_gpu_slurm, run_snakemake, sacct_jobs
 from test_workflow import CI_CONFIG, copy_workflow
 
 MODEL, TUNING = "tiny4", "lite"
@@ -197,15 +196,13 @@ def _cancel_tune_midway(workdir: Path) -> CancelledTune:
 
 @pytest.fixture(scope="module")
 def cluster():
-    return require_slurm()
+    return require_gpu_slurm()  # the GPU rule groups ask for --gpus=1
 
 
 @pytest.fixture(scope="module")
 def runs(cluster, tmp_path_factory):
     """(the cancelled first run, the full second run) in one temp copy of the workflow."""
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm-dag"), slurm_config())
-    # the rules' conda env files: jobs record their hash in Snakemake's metadata
-    shutil.copytree(REPO / "envs", workdir / "envs")
     first = _cancel_tune_midway(workdir)
     print(
         f"tune job {first.job_id} cancelled at step {first.checkpoint_step}; Snakemake noticed: "

@@ -35,6 +35,7 @@ def copy_workflow(dest: Path, config: dict | None = None) -> Path:
     shutil.copytree(
         ROOT / "workflow", dest / "workflow", ignore=shutil.ignore_patterns("lite", "__pycache__")
     )
+    shutil.copytree(ROOT / "envs", dest / "envs")  # rules name their conda env; Snakemake reads it
     config = yaml.safe_load(CI_CONFIG.read_text()) if config is None else config
     (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return dest

@@ -298,6 +298,12 @@ def tune(
         remove_unused_columns=False,  # the collator's keys are exactly what compute_loss reads
         dataloader_num_workers=0,
     )
+    if config.deepspeed is not None and args.use_cpu:
+        # On CPU, TrainingArguments starts torch.distributed (gloo) but not DeepSpeed's comm layer;
+        # ZeRO-3's zero.Init inside from_pretrained would then see a world size of 1.
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo")
     tokenizer = load_tokenizer(base)
     model = load_model(base, dtype="float32")  # fp32 master weights; bf16 is autocast only
     n_layers = decoder_layer_count(model)
@@ -353,6 +359,11 @@ def tune(
         "tune": dataclasses.asdict(config),
     }
     _write_final(trainer, tokenizer, out, resolved)
+    if torch.distributed.is_initialized():
+        # all ranks wait for rank 0's writes, then close the group: a rank exiting with it open can
+        # abort in a destructor ("terminate called without an active exception", seen with ZeRO-3)
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return resolved
 
 

@@ -91,11 +91,13 @@ def decoder_inputs(wildcards):
     return inputs
 
 
-def thresholds_arg(wildcards, input):
-    """``--thresholds`` for dynamic decoders. As a params entry it carries the configured values,
-    so editing them reruns that decoder and what follows, never tuning."""
+def thresholds_arg(wildcards):
+    """``--thresholds`` for dynamic decoders. A params entry of wildcards alone (Snakemake leaves
+    params that read ``input`` out of its rerun check), so editing the configured values reruns
+    that decoder and what follows, never tuning; calibrated ones rerun through their input file.
+    """
     if wildcards.decoder == "dynamic-calibrated":
-        return f"--thresholds {input.thresholds}"
+        return f"--thresholds {PLAN.thresholds(wildcards.model)}"
     if wildcards.decoder.startswith("dynamic-"):
         kind = wildcards.decoder.removeprefix("dynamic-")
         values = config["models"][wildcards.model]["thresholds"][kind]
@@ -177,10 +179,10 @@ def bench_compare_args(wildcards, input):
     )
 
 
-def bench_thresholds(wildcards, input):
+def bench_thresholds(wildcards):
     """``--thresholds``: the calibrated file, or the named configured set as quoted JSON."""
     name = config["bench"]["thresholds"]
     if name == "calibrated":
-        return input.thresholds
+        return PLAN.thresholds(PLAN.main)
     values = config["models"][PLAN.main]["thresholds"][name]
     return f"'{json.dumps(values, sort_keys=True)}'"
