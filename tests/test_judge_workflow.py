@@ -11,18 +11,13 @@ nowhere; and that a missing key stops the workflow at start, before any job runs
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import json
-import subprocess
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
-from unittest import mock
 
 import pytest
-import test_workflow
 import yaml
 from messages_api_server import MessagesAPIServer, answers, error
 from test_workflow import CI_CONFIG, copy_workflow, planned_jobs, snakemake
@@ -55,22 +50,9 @@ def claude_config() -> dict:
     return config
 
 
-@contextlib.contextmanager
-def _added_env(variables: dict[str, str]):
-    # test_workflow.snakemake passes a fixed environment; wrap its subprocess.run to add ours.
-    real_run = subprocess.run
-
-    def run(*args, env, **kwargs):
-        return real_run(*args, env={**env, **variables}, **kwargs)
-
-    with mock.patch.object(test_workflow, "subprocess", SimpleNamespace(run=run)):
-        yield
-
-
 def snakemake_env(workdir: Path, *args: str, env: dict[str, str], timeout: int = 600):
     """test_workflow.snakemake with extra environment variables."""
-    with _added_env(env):
-        return snakemake(workdir, *args, timeout=timeout)
+    return snakemake(workdir, *args, timeout=timeout, env=env)
 
 
 def score(answer: str) -> int:

@@ -12,17 +12,22 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lite.plan import Plan
+
 ROOT = Path(__file__).resolve().parents[1]
 CI_CONFIG = ROOT / "tests" / "workflow" / "config.ci.yaml"
 BIN = Path(sys.executable).parent
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+def snakemake(
+    workdir: Path, *args: str, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Snakemake in a clean environment (plus ``env``), killed after ``timeout`` seconds."""
+    base = {"PATH": f"{BIN}:/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.run(
         ["timeout", "--kill-after=30", str(timeout), str(BIN / "snakemake"), *args],
         cwd=workdir,
-        env=env,
+        env={**base, **(env or {})},
         capture_output=True,
         text=True,
     )
@@ -115,13 +120,13 @@ def test_nothing_left_to_do_after_the_run(finished_run):
     assert planned_jobs(snakemake(finished_run, "-n", "all", timeout=120)) == {}
 
 
-def _edited(workdir: Path, edit) -> dict[str, int]:
+def _edited(workdir: Path, edit, env: dict[str, str] | None = None) -> dict[str, int]:
     original = (workdir / "config.yaml").read_text()
     config = yaml.safe_load(original)
     edit(config)
     try:
         (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        return planned_jobs(snakemake(workdir, "-n", "all", timeout=120))
+        return planned_jobs(snakemake(workdir, "-n", "all", timeout=120, env=env))
     finally:
         (workdir / "config.yaml").write_text(original)
 
@@ -135,6 +140,10 @@ def test_editing_thresholds_reruns_dynamic_exit_but_never_tuning(finished_run):
 
 @pytest.mark.slow
 def test_editing_the_judge_reruns_only_judging_and_what_follows(finished_run):
-    jobs = _edited(finished_run, lambda c: c["judge"]["claude"].update(max_tokens=300))
+    # switching to the Claude judge (a dry run: the key is only checked, never used)
+    jobs = _edited(finished_run, lambda c: c["judge"].update(name="claude"), env={"ANTHROPIC_API_KEY": "dry"})
     assert jobs and set(jobs) <= {"judge", "figure", "table", "all"}
-    assert "judge" in jobs
+    plan = Plan(yaml.safe_load(CI_CONFIG.read_text()))
+    assert jobs["judge"] == sum(len(plan.judgments(model)) for model in plan.models)
+    # settings of a judge that is not in use change nothing
+    assert _edited(finished_run, lambda c: c["judge"]["claude"].update(max_tokens=300)) == {}
