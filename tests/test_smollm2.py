@@ -88,3 +88,25 @@ def test_converted_model_generates_like_the_gguf(converted):
     assert ours.tolist() == reference.tolist()
     assert len(ours) == 8
     assert tokenizer.decode(ours).strip()  # real text, not padding
+
+
+@pytest.mark.slow
+def test_final_decoder_on_the_converted_model_equals_generate(converted):
+    from transformers import AutoModelForCausalLM
+
+    from lite.decoding import decode, decoder_from_name
+
+    _, tokenizer, out = converted
+    model = AutoModelForCausalLM.from_pretrained(str(out)).eval()
+    ids = tokenizer("The capital of France is", return_tensors="pt").input_ids
+    with torch.no_grad():
+        reference = model.generate(
+            ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.eos_token_id
+        )[0, ids.shape[1] :].tolist()
+    assert len(reference) > 1  # real text, not an immediate end of sequence
+    common = {"max_new_tokens": 12, "eos_ids": {tokenizer.eos_token_id}, "pad_id": tokenizer.eos_token_id}
+    final = decode(model, [ids[0].tolist()], decoder_from_name("final", [10, 20, 30]), **common)[0]
+    assert final.token_ids == reference
+    # a dynamic exit that never exits early is the final decoder too, on the real 30-layer model
+    never = decoder_from_name("dynamic", [10, 20, 30], {10: 1.01, 20: 1.01})
+    assert decode(model, [ids[0].tolist()], never, **common)[0].token_ids == reference
