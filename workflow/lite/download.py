@@ -12,12 +12,10 @@ which is verified the same way. Nothing here imports torch.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lite.io import InputError, where
+from lite.io import InputError, atomic_path, where
 
 _CHUNK = 1 << 20
 
@@ -160,10 +158,8 @@ def fetch(
         source = get_source(source)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out:
             if local_path is not None:
                 origin = str(local_path)
                 _copy_local(Path(local_path), out)
@@ -179,15 +175,6 @@ def fetch(
                 f"{source.name}: checksum mismatch for {origin}: expected {source.checksum}, got {got} "
                 f"({tmp.stat().st_size} bytes); nothing was written to {dest}"
             )
-        # mkstemp creates the file private (0600); give it the permissions a plain write would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
     return dest
 
 

@@ -30,29 +30,37 @@ def where(path: str | os.PathLike | None, line: int | None = None, field: str | 
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
-    """Open a temp file beside ``path``; rename it over ``path`` only if the block succeeds.
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temp file beside ``path`` for the block to fill; renamed over ``path`` only on success.
 
     A crash or an exception inside the block leaves no file under the final name (an existing one
     is kept untouched), so Snakemake never mistakes a half-written output for a finished one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
         # mkstemp makes 0600 files; results on a shared cluster folder should follow the umask
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+    """``open(path, mode)`` through ``atomic_path``: the file appears whole or not at all."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
