@@ -101,8 +101,8 @@ def finished_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_whole_dag_writes_every_artefact(finished_run):
-    plan_targets = [line for line in yaml.safe_load(CI_CONFIG.read_text())["models"]]
-    assert plan_targets == ["tiny4", "tiny5"]
+    targets = Plan(yaml.safe_load(CI_CONFIG.read_text())).all_targets()
+    assert targets and all((finished_run / target).stat().st_size > 0 for target in targets)
     for name in [1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]:
         for suffix in ("pdf", "png"):
             path = finished_run / "results" / "figures" / f"fig{name}.{suffix}"
