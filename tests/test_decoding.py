@@ -10,6 +10,7 @@ import torch
 
 from lite.cli import main as lite_main
 from lite.data import encode_prompt
+from lite.decoders import blocks
 from lite.decoders.policies import RandomPolicy
 from lite.decoding import (
     VALID_NAMES,
@@ -143,17 +144,16 @@ def test_stops_at_eos_and_keeps_it(tiny_llama):
         assert gen.token_ids == hf_generate(tiny_llama, prompt, eos=eos)
 
 
-def test_fixed_layer_computes_only_its_layers_and_matches_hidden_states(sharp):
+def test_fixed_layer_computes_only_its_layers_and_matches_hidden_states(sharp, monkeypatch):
     calls = [0] * N
-    hooks = [
-        layer.register_forward_hook(lambda *a, i=i: calls.__setitem__(i, calls[i] + 1))
-        for i, layer in enumerate(sharp.model.layers)
-    ]
-    try:
-        gens = run(sharp, "fixed-L2")
-    finally:
-        for hook in hooks:
-            hook.remove()
+    layer_fn = blocks.decoder_layer
+
+    def counted(layer, index, *args):
+        calls[index] += 1
+        return layer_fn(layer, index, *args)
+
+    monkeypatch.setattr(blocks, "decoder_layer", counted)
+    gens = run(sharp, "fixed-L2")
     assert calls[2:] == [0, 0] and calls[0] == calls[1] > 0
     for prompt, gen in zip(PROMPTS, gens, strict=True):
         assert gen.exit_layers == [2] * len(gen.token_ids)
@@ -453,3 +453,47 @@ def test_cli_errors(tmp_path, tok_model):
     with pytest.raises(InputError, match=r"'fixed-L7': layer 7 is outside 1\.\.4"):
         lite_main(["generate", "--model", str(model_dir), "--decoder", "fixed-L7", *common])
     assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_decoder_layer_is_bitwise_the_hf_layer(attn, kv_heads):
+    """The written-out layer equals LlamaDecoderLayer.forward exactly: prefill, then a cached step."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=kv_heads, attention_bias=True, mlp_bias=True,
+    )  # fmt: skip
+    config._attn_implementation = attn
+    model = LlamaForCausalLM(config).eval()
+    for p in model.parameters():  # the biases start at zero; give them values
+        torch.nn.init.normal_(p, std=0.3)
+    batch = blocks.PaddedBatch.from_lists([[5, 6, 7, 8], [9, 10]], pad_id=0)
+    ours, theirs = blocks.new_cache(model), blocks.new_cache(model)
+    with torch.no_grad():
+        for step in range(2):  # the prompt block, then one new token against the cache
+            ids = batch.ids if step == 0 else torch.tensor([[11], [12]])
+            if step:
+                batch = batch.append(ids[:, 0])
+            hidden = blocks.embed(model, ids)
+            span = blocks.make_span(model, hidden, batch.real, batch.position_ids()[:, -ids.shape[1] :])
+            mine = blocks.run_layers(model, hidden, 1, 2, span, ours)
+            hf = hidden
+            for layer in model.model.layers:
+                hf = layer(
+                    hf, attention_mask=span.mask, position_ids=span.position_ids,
+                    position_embeddings=span.position_embeddings, cache=theirs, use_cache=True,
+                )  # fmt: skip
+            assert torch.equal(mine, hf)
+
+
+def test_rotary_table_is_bitwise_the_rotary_module(tiny_llama):
+    table = blocks.RotaryTable(tiny_llama)
+    hidden = torch.zeros(2, 3, tiny_llama.config.hidden_size)
+    for positions in ([[0, 1, 2], [5, 6, 7]], [[300, 301, 302], [0, 0, 1]]):  # the second grows the table
+        ids = torch.tensor(positions)
+        for ours, theirs in zip(table(hidden, ids), tiny_llama.model.rotary_emb(hidden, ids), strict=True):
+            assert torch.equal(ours, theirs)
+    assert table.cos.shape[0] >= 303

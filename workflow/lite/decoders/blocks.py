@@ -2,7 +2,10 @@
 
 - ``run_layers(model, hidden, first, last, span, cache)``: decoder layers ``first..last`` (1-indexed,
   inclusive) on hidden states, optionally against a KV cache (LayerSkip's ``forward_early`` /
-  ``forward_remainder`` are both this function with different layer ranges).
+  ``forward_remainder`` are both this function with different layer ranges). Each layer is
+  ``decoder_layer``: LLaMA's layer arithmetic written out over the module's weights, bitwise equal
+  to calling the module but without its call chain, which costs as much as a decode step's
+  matmuls on a CPU.
 - ``exit_head(model, hidden)``: the shared final RMSNorm + LM head on one layer's output at the
   last position -> logits, argmax token, confidence (max softmax probability).
 
@@ -19,19 +22,15 @@ wrapper crops the keys of a multi-token block run against a cache when the mask 
 
 from __future__ import annotations
 
-import inspect
+import weakref
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama import modeling_llama
-
-# Decoder-layer keyword names moved across transformers versions (ml-probe section 3 table):
-# the cache is ``cache`` in 5.24, ``past_key_values`` in 4.57-5.0, ``past_key_value`` in 4.46;
-# ``cache_position`` disappeared in 5.24.
-_LAYER_PARAMS = inspect.signature(modeling_llama.LlamaDecoderLayer.forward).parameters
-CACHE_KWARG = next(name for name in ("cache", "past_key_values", "past_key_value") if name in _LAYER_PARAMS)
-_NEEDS_CACHE_POSITION = "cache_position" in _LAYER_PARAMS
 
 
 def n_layers(model) -> int:
@@ -82,16 +81,47 @@ class Span:
     position_ids: torch.Tensor  # (batch, q)
     position_embeddings: tuple[torch.Tensor, torch.Tensor]  # RoPE (cos, sin), each (batch, q, head_dim)
     mask: torch.Tensor | None  # (batch, 1, q, kv) additive float, or None when no masking is needed
-    cache_position: torch.Tensor  # (q,) slots of the block in the cache; only old transformers use it
 
     def select(self, rows: torch.Tensor) -> Span:
         """The span of a subset of the batch rows (``rows``: (batch,) bool or indices)."""
         cos, sin = self.position_embeddings
         mask = None if self.mask is None else self.mask[rows]
-        return Span(self.position_ids[rows], (cos[rows], sin[rows]), mask, self.cache_position)
+        return Span(self.position_ids[rows], (cos[rows], sin[rows]), mask)
 
 
-def make_span(model, hidden: torch.Tensor, key_real: torch.Tensor, position_ids: torch.Tensor) -> Span:
+class RotaryTable:
+    """RoPE (cos, sin) of every position a decode reaches, computed once instead of per block.
+
+    ``table(hidden, position_ids)`` returns what ``model.model.rotary_emb(hidden, position_ids)``
+    does, bitwise: the angles are elementwise products of position and frequency, so a row of the
+    table is the same numbers as a call for that position alone. RoPE types whose frequencies
+    depend on the sequence length (dynamic, longrope) are computed per call instead.
+    """
+
+    def __init__(self, model):
+        self.rotary = model.model.rotary_emb
+        self.per_call = getattr(self.rotary, "rope_type", "default") in ("dynamic", "longrope")
+        self.cos: torch.Tensor | None = None  # (positions, head_dim)
+        self.sin: torch.Tensor | None = None
+
+    def __call__(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.per_call:
+            return self.rotary(hidden, position_ids)
+        needed = int(position_ids.max()) + 1
+        if self.cos is None or needed > self.cos.shape[0] or self.cos.dtype != hidden.dtype:
+            size = max(needed, 256, 0 if self.cos is None else 2 * self.cos.shape[0])
+            cos, sin = self.rotary(hidden, torch.arange(size)[None])  # (1, size, head_dim) each
+            self.cos, self.sin = cos[0], sin[0]
+        return self.cos[position_ids], self.sin[position_ids]  # (batch, q, head_dim) each
+
+
+def make_span(
+    model,
+    hidden: torch.Tensor,
+    key_real: torch.Tensor,
+    position_ids: torch.Tensor,
+    rotary: RotaryTable | None = None,
+) -> Span:
     """Rotary angles and attention mask for the block ``hidden`` (batch, q, hidden).
 
     ``key_real`` (batch, kv) marks which of all keys visible to the block (cached ones, then the
@@ -100,20 +130,20 @@ def make_span(model, hidden: torch.Tensor, key_real: torch.Tensor, position_ids:
     is garbage nobody reads, but it must not be NaN).
     """
     q, kv = hidden.shape[1], key_real.shape[1]
-    cos_sin = model.model.rotary_emb(hidden, position_ids)
+    cos_sin = (rotary or model.model.rotary_emb)(hidden, position_ids)
     slots = torch.arange(kv - q, kv)  # (q,)
     implementation = getattr(model.config, "_attn_implementation", "sdpa")
     # No mask needed: a single query with no padding sees everything; sdpa treats a square block with
     # mask None as causal. Any other case (cache + block, eager, padding) gets an explicit mask.
     if bool(key_real.all()) and (q == 1 or (q == kv and implementation == "sdpa")):
-        return Span(position_ids, cos_sin, None, slots)
+        return Span(position_ids, cos_sin, None)
     keys = torch.arange(kv)  # (kv,)
     causal = keys[None, :] <= slots[:, None]  # (q, kv)
     diagonal = keys[None, :] == slots[:, None]  # (q, kv)
     allowed = causal[None] & (key_real[:, None, :] | diagonal[None])  # (batch, q, kv)
     mask = torch.zeros(allowed.shape, dtype=hidden.dtype)
     mask.masked_fill_(~allowed, torch.finfo(hidden.dtype).min)
-    return Span(position_ids, cos_sin, mask[:, None], slots)  # mask (batch, 1, q, kv)
+    return Span(position_ids, cos_sin, mask[:, None])  # mask (batch, 1, q, kv)
 
 
 def embed(model, ids: torch.Tensor) -> torch.Tensor:
@@ -138,20 +168,93 @@ def run_layers(
     total = n_layers(model)
     if not 1 <= first <= total + 1 or not 0 <= last <= total:
         raise ValueError(f"layer range {first}..{last} is outside 1..{total}")
-    kwargs = {
-        "attention_mask": span.mask,
-        "position_ids": span.position_ids,
-        "position_embeddings": span.position_embeddings,
-    }
-    if cache is not None:
-        kwargs[CACHE_KWARG] = cache
-        kwargs["use_cache"] = True
-        if _NEEDS_CACHE_POSITION:
-            kwargs["cache_position"] = span.cache_position
-    for layer in model.model.layers[first - 1 : last]:
-        out = layer(hidden, **kwargs)
-        hidden = out[0] if isinstance(out, tuple) else out  # tuple before transformers 4.5x
+    implementation = getattr(model.config, "_attn_implementation", None) or "sdpa"
+    attend = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, modeling_llama.eager_attention_forward)
+    for index in range(first - 1, last):
+        hidden = decoder_layer(model.model.layers[index], index, hidden, span, cache, attend)
     return hidden
+
+
+class _LayerParts(NamedTuple):
+    """What ``decoder_layer`` reads from one ``LlamaDecoderLayer``, gathered once per layer."""
+
+    attention: torch.nn.Module  # LlamaAttention: passed to transformers' attention function
+    head_dim: int
+    scaling: float
+    q: tuple[torch.Tensor, torch.Tensor | None]  # (weight, bias) of each projection
+    k: tuple[torch.Tensor, torch.Tensor | None]
+    v: tuple[torch.Tensor, torch.Tensor | None]
+    o: tuple[torch.Tensor, torch.Tensor | None]
+    gate: tuple[torch.Tensor, torch.Tensor | None]
+    up: tuple[torch.Tensor, torch.Tensor | None]
+    down: tuple[torch.Tensor, torch.Tensor | None]
+    act: torch.nn.Module
+    input_norm: tuple[torch.Tensor, float]  # (weight, epsilon)
+    post_norm: tuple[torch.Tensor, float]
+
+
+# Parameters, not their data: in-place updates and ``model.to(...)`` keep these current.
+_PARTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _parts(layer) -> _LayerParts:
+    parts = _PARTS.get(layer)
+    if parts is None:
+        attention, mlp = layer.self_attn, layer.mlp
+
+        def linear(module):
+            return module.weight, module.bias
+
+        def norm(module):
+            return module.weight, module.variance_epsilon
+
+        parts = _PARTS[layer] = _LayerParts(
+            attention,
+            attention.head_dim,
+            attention.scaling,
+            *(linear(getattr(attention, f"{n}_proj")) for n in "qkvo"),
+            *(linear(getattr(mlp, f"{n}_proj")) for n in ("gate", "up", "down")),
+            mlp.act_fn,
+            norm(layer.input_layernorm),
+            norm(layer.post_attention_layernorm),
+        )
+    return parts
+
+
+def decoder_layer(layer, index: int, hidden: torch.Tensor, span: Span, cache, attend) -> torch.Tensor:
+    """One LLaMA decoder layer, the arithmetic of ``LlamaDecoderLayer.forward`` op for op.
+
+    Written out because a decode step is a few small matmuls per layer: on a CPU the module call
+    chain (decoder layer, attention, MLP, norms, kwargs plumbing, attribute lookups) cost about as
+    much as the arithmetic. Same ops in the same order, and ``attend`` is transformers' own
+    attention function for the model's implementation, so the outputs are bitwise those of
+    ``layer(hidden, ...)`` (tests/test_decoding.py compares them).
+    """
+    p = _parts(layer)
+    batch, q, _ = hidden.shape
+    residual = hidden
+    x = _rms_norm(hidden, *p.input_norm)
+    shape = (batch, q, -1, p.head_dim)
+    queries = F.linear(x, *p.q).view(shape).transpose(1, 2)  # (batch, heads, q, head_dim)
+    keys = F.linear(x, *p.k).view(shape).transpose(1, 2)  # (batch, kv_heads, q, head_dim)
+    values = F.linear(x, *p.v).view(shape).transpose(1, 2)
+    cos, sin = span.position_embeddings  # (batch, q, head_dim) each
+    queries, keys = modeling_llama.apply_rotary_pos_emb(queries, keys, cos, sin)
+    if cache is not None:
+        keys, values = cache.update(keys, values, index)  # every cached key, this block's last
+    # transformers' own attention function (sdpa or eager): its GQA and masking choices are bitwise
+    mixed, _ = attend(p.attention, queries, keys, values, span.mask, scaling=p.scaling, dropout=0.0)
+    mixed = mixed.reshape(batch, q, -1)  # (batch, q, heads * head_dim)
+    hidden = residual + F.linear(mixed, *p.o)
+    x = _rms_norm(hidden, *p.post_norm)
+    return hidden + F.linear(p.act(F.linear(x, *p.gate)) * F.linear(x, *p.up), *p.down)
+
+
+def _rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    # LlamaRMSNorm.forward: statistics in fp32, scale in the input dtype
+    x = hidden.to(torch.float32)
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x.to(hidden.dtype)
 
 
 @dataclass(frozen=True)
@@ -171,7 +274,9 @@ def exit_head(model, hidden: torch.Tensor) -> HeadOutput:
     """
     if hidden.dim() == 3:
         hidden = hidden[:, -1]  # (batch, hidden)
-    logits = model.lm_head(model.model.norm(hidden))  # (batch, vocab)
+    norm = model.model.norm  # LlamaRMSNorm's arithmetic without its module call (see decoder_layer)
+    # the head stays a module call: hooks on it (lite.bench.forbidden) apply to every decoder alike
+    logits = model.lm_head(_rms_norm(hidden, norm.weight, norm.variance_epsilon))  # (batch, vocab)
     tokens = logits.argmax(dim=-1)  # (batch,)
     probs = torch.softmax(logits.float(), dim=-1)  # (batch, vocab)
     confidence = probs.gather(1, tokens[:, None])[:, 0]  # (batch,)

@@ -31,7 +31,7 @@ from collections.abc import Collection, Sequence
 
 import torch
 
-from lite.decoders.blocks import PaddedBatch, embed, exit_head, make_span, n_layers, run_layers
+from lite.decoders.blocks import PaddedBatch, RotaryTable, embed, exit_head, make_span, n_layers, run_layers
 from lite.decoders.engines import Collector, Generation
 from lite.decoders.policies import ExitPolicy
 from lite.flops import ModelShape, head_flops, layer_flops
@@ -163,6 +163,7 @@ class _ExitState:
         self.store = first.new_zeros((size, width, first.shape[-1]))  # (batch, width, hidden)
         self.store[:, :prompt] = first
         self.cache = SlotCache(model, size, width)
+        self.rotary = RotaryTable(model)
         self.cur = prompt - 1  # column of the newest input token (every row has one there)
 
     def advance(self, rows: torch.Tensor, first: int, last: int) -> None:
@@ -170,6 +171,9 @@ class _ExitState:
         if rows.numel() == 0 or first > last:
             return
         depth = self.depth[rows, : self.cur + 1]  # (rows, cur + 1)
+        if bool((depth[:, :-1] >= last).all()):  # the usual case: no earlier column is behind
+            self._run(rows, self.cur, first, last)
+            return
         # starts[i] (rows,): first column whose state is below layer first + i (all later ones are too)
         starts = torch.stack([(depth >= layer).sum(dim=1) for layer in range(first, last + 1)])
         layer = first
@@ -184,12 +188,14 @@ class _ExitState:
 
     def _run(self, rows: torch.Tensor, start: int, first: int, last: int) -> None:
         stop = self.cur + 1
-        hidden = self.store[rows, start:stop]  # (rows, q, hidden): every column is at layer first - 1
-        span = make_span(self.model, hidden, self.real[rows, :stop], self.positions[rows, start:stop])
         everyone = rows.numel() == self.size  # rows ascend, so this is all of them in order
+        pick = slice(None) if everyone else rows  # a slice is a view: no gather, no scatter
+        hidden = self.store[pick, start:stop]  # (rows, q, hidden): every column is at layer first - 1
+        positions = self.positions[pick, start:stop]
+        span = make_span(self.model, hidden, self.real[pick, :stop], positions, self.rotary)
         cache = self.cache.target(None if everyone else rows, start)
-        self.store[rows, start:stop] = run_layers(self.model, hidden, first, last, span, cache)
-        self.depth[rows, start:stop] = last
+        self.store[pick, start:stop] = run_layers(self.model, hidden, first, last, span, cache)
+        self.depth[pick, start:stop] = last
         if self.meter is not None:
             self.meter.layers(rows, start, stop, first, last, self.real, self.positions)
 

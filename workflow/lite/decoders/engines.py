@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lite.decoders.blocks import PaddedBatch, embed, exit_head, make_span, n_layers, new_cache, run_layers
+from lite.decoders.blocks import (
+    PaddedBatch,
+    RotaryTable,
+    embed,
+    exit_head,
+    make_span,
+    n_layers,
+    new_cache,
+    run_layers,
+)
 from lite.decoders.policies import ExitPolicy
 
 
@@ -96,11 +105,12 @@ def greedy_cached(
     batch = PaddedBatch.from_lists(list(prompts), pad_id)
     out = Collector(len(prompts), max_new_tokens, eos_ids, trace=every_layer)
     cache = new_cache(model)
+    rotary = RotaryTable(model)
     ids, positions, key_real = batch.ids, batch.position_ids(), batch.real  # (batch, seq) each
     one = torch.ones(len(prompts), dtype=torch.long)  # (batch,)
     while True:
         hidden = embed(model, ids)  # (batch, q, hidden): the whole prompt first, then one token
-        span = make_span(model, hidden, key_real, positions)
+        span = make_span(model, hidden, key_real, positions, rotary)
         if every_layer:
             per_layer = []
             for layer in range(1, total + 1):
@@ -147,13 +157,14 @@ def exit_nocache(
     batch = PaddedBatch.from_lists(list(prompts), pad_id)
     out = Collector(len(prompts), max_new_tokens, eos_ids, trace=False)
     size = len(prompts)
+    rotary = RotaryTable(model)
     step = 0
     while True:
         # Only rows still generating are computed, and a row leaves the computation once it exits.
         rows = out.active.nonzero()[:, 0]  # (rows,) batch indices being computed
         hidden = embed(model, batch.ids[rows])  # (rows, seq, hidden)
         real = batch.real[rows]  # (rows, seq)
-        span = make_span(model, hidden, real, PaddedBatch(batch.ids[rows], real).position_ids())
+        span = make_span(model, hidden, real, PaddedBatch(batch.ids[rows], real).position_ids(), rotary)
         tokens = torch.zeros(size, dtype=torch.long)  # (batch,)
         layers = torch.zeros(size, dtype=torch.long)  # (batch,)
         confidence = torch.zeros(size)  # (batch,)

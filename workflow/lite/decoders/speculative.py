@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lite.decoders.blocks import PaddedBatch, embed, exit_head, make_span, n_layers, run_layers
+from lite.decoders.blocks import PaddedBatch, RotaryTable, embed, exit_head, make_span, n_layers, run_layers
 from lite.decoders.cached import Meter, SlotCache
 from lite.decoders.engines import Generation
 
@@ -64,7 +64,8 @@ class Acceptance:
 class _Columns:
     """Token ids, real-token flags and RoPE positions per column, growing on demand."""
 
-    def __init__(self, batch: PaddedBatch, width: int):
+    def __init__(self, model, batch: PaddedBatch, width: int):
+        self.rotary = RotaryTable(model)
         size, prompt = batch.ids.shape
         self.ids = torch.zeros((size, width), dtype=torch.long)  # (batch, width)
         self.ids[:, :prompt] = batch.ids
@@ -89,7 +90,7 @@ class _Columns:
 def _run(model, cols: _Columns, cache: SlotCache, hidden, rows, everyone, start, first, last, meter):
     """Layers ``first..last`` on the block of columns ``start..`` of ``rows``; returns its output."""
     stop = start + hidden.shape[1]
-    span = make_span(model, hidden, cols.real[rows, :stop], cols.positions[rows, start:stop])
+    span = make_span(model, hidden, cols.real[rows, :stop], cols.positions[rows, start:stop], cols.rotary)
     out = run_layers(model, hidden, first, last, span, cache.target(None if everyone else rows, start))
     if meter is not None:
         meter.layers(rows, start, stop, first, last, cols.real, cols.positions)
@@ -121,7 +122,7 @@ def speculative(
     batch = PaddedBatch.from_lists(list(prompts), pad_id)
     size, prompt = batch.ids.shape
     width = prompt + 2 * (draft.tokens + 1)
-    cols = _Columns(batch, width)
+    cols = _Columns(model, batch, width)
     cache = SlotCache(model, size, width)
     rows_out = [Generation() for _ in range(size)]
     stats = [Acceptance() for _ in range(size)]
