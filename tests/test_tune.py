@@ -86,6 +86,21 @@ def test_rerun_resumes_from_the_last_checkpoint(workspace, outside):
     assert [r["step"] for r in read_jsonl(out / "train_log.jsonl") if "loss" in r] == [1, 2, 3, 4]
 
 
+def test_checkpoints_of_another_run_are_not_resumed(workspace, tmp_path):
+    root, base, train = workspace
+    other = tmp_path / "other.jsonl"
+    other.write_text(train.read_text().replace("Add", "Sum"))
+    ckpts, common = tmp_path / "ckpts", ("--weights", "4:1", "--save-steps", "2", "--max-steps", "2")
+    _run(base, train, tmp_path / "first", *common, "--checkpoint-dir", str(ckpts))
+    # same checkpoint folder, other data: a fresh run of 2 steps, not a resumption at step 2
+    _run(base, other, tmp_path / "second", *common, "--checkpoint-dir", str(ckpts))
+    resolved = json.loads((tmp_path / "second" / "resolved_config.json").read_text())
+    assert resolved["resumed_from_step"] == 0 and resolved["global_step"] == 2
+    # the same inputs again (only the step budget raised) do resume
+    _run(base, other, tmp_path / "third", *common[:-2], "--max-steps", "3", "--checkpoint-dir", str(ckpts))
+    assert json.loads((tmp_path / "third" / "resolved_config.json").read_text())["resumed_from_step"] == 2
+
+
 def test_sigterm_saves_a_checkpoint_stops_and_the_rerun_resumes(workspace, monkeypatch):
     root, base, train = workspace
     out = root / "preempted"

@@ -23,6 +23,7 @@ SLURM: ask for the signal early enough to save a checkpoint (``#SBATCH --signal=
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -38,7 +39,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from lite.data import PaddingCollator, TrainDataset
-from lite.io import read_jsonl, save_resolved_config, write_jsonl
+from lite.io import atomic_write, read_jsonl, save_resolved_config, write_jsonl
 from lite.loss import SCHEMES, lite_loss, resolve_layer_weights
 from lite.modeling import decoder_layer_count, load_model, load_tokenizer, save_tokenizer
 
@@ -252,6 +253,56 @@ def last_checkpoint(folder: Path) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+# Settings that may change between a run and its resumption: how long it goes on (raising
+# max_steps continues a finished run) and how it is executed or logged. Every other setting, the
+# base model's files and the training data make up the run's fingerprint (``run_fingerprint``).
+RESUMABLE_CHANGES = frozenset(
+    {"max_steps", "epochs", "threads", "logging_steps", "save_steps", "save_total_limit"}
+)
+RUN_FILE = "run.json"  # in the checkpoint folder: the fingerprint of the run its checkpoints belong to
+
+
+def run_fingerprint(base: str | os.PathLike, train: str | os.PathLike, config: TuneConfig) -> str:
+    """sha256 of the base model's files, the training file and the run-defining settings."""
+    digest = hashlib.sha256()
+    base = Path(base)
+    for path in sorted(p for p in base.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(base)).encode() + b"\0")
+        digest.update(_file_digest(path))
+    digest.update(_file_digest(Path(train)))
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE_CHANGES}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _file_digest(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").digest()
+
+
+def _stale_checkpoints(ckpt_dir: Path, fingerprint: str) -> bool:
+    """True when ``ckpt_dir`` holds checkpoints of another run (or of one that recorded no fingerprint)."""
+    if last_checkpoint(ckpt_dir) is None:
+        return False
+    try:
+        recorded = json.loads((ckpt_dir / RUN_FILE).read_text(encoding="utf-8"))["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    return recorded != fingerprint
+
+
+def _barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def _rank() -> int:
+    # From the launcher's environment (torchrun, deepspeed). Not TrainingArguments.process_index:
+    # asking it this early sets the devices up before the Trainer does, and in a SLURM job that
+    # left Snakemake deaf to ^C afterwards (test_slurm_workflow; the mechanism is not pinned down).
+    return int(os.environ.get("RANK", "0"))
+
+
 def tune(
     base: str | os.PathLike,
     train: str | os.PathLike,
@@ -322,7 +373,23 @@ def tune(
             ", ".join(dataset.skipped[:5]),
         )
 
-    resume = last_checkpoint(ckpt_dir)
+    # A rerun after its inputs changed (new data, base or loss) must start afresh: resuming another
+    # run's checkpoint would fail on a shape mismatch at best, and silently mix two runs at worst.
+    fingerprint = run_fingerprint(base, train, config)
+    stale = _stale_checkpoints(ckpt_dir, fingerprint)
+    _barrier()  # every rank has looked before rank 0 changes anything
+    if stale:
+        logger.warning(
+            "%s holds checkpoints of another run (other base, data or settings): starting afresh", ckpt_dir
+        )
+    if _rank() == 0:
+        for old in ckpt_dir.glob(CHECKPOINT_PREFIX + "*") if stale else ():
+            shutil.rmtree(old)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_write(ckpt_dir / RUN_FILE) as handle:
+            json.dump({"fingerprint": fingerprint, "base": str(base), "train": str(train)}, handle)
+    _barrier()
+    resume = None if stale else last_checkpoint(ckpt_dir)
     resume_step = (
         0 if resume is None else json.loads((resume / "trainer_state.json").read_text())["global_step"]
     )
