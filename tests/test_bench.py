@@ -269,4 +269,37 @@ def test_cli_errors(tmp_path, model_dirs):
                 "0",
             ]
         )
+    with pytest.raises(InputError, match=r"no record of category 'poetry' \(has: math, sort, words\)"):
+        lite_main(
+            [
+                "bench",
+                "--model",
+                str(dirs["lite"]),
+                "--thresholds",
+                '{"2": 0.5, "3": 0.5}',
+                *common,
+                "--category",
+                "poetry",
+            ]
+        )
     assert not (tmp_path / "l.csv").exists()
+
+
+def test_forbidden_tokens_are_never_chosen_by_any_decoder(tiny_llama):
+    prompt = [5, 17, 33]
+    free = greedy_cached(tiny_llama, [prompt], 4, max_new_tokens=10, eos_ids=set(), pad_id=0)[0].token_ids
+    banned = free[1]
+    with bench.forbidden(tiny_llama, [banned]):
+        ours = greedy_cached(tiny_llama, [prompt], 4, max_new_tokens=10, eos_ids=set(), pad_id=0)[0].token_ids
+        assert bench._hf_generate(tiny_llama, prompt, 10, 0) == ours
+    assert banned not in ours and ours[0] == free[0] and ours != free
+    # the hook is gone after the block
+    assert (
+        greedy_cached(tiny_llama, [prompt], 4, max_new_tokens=10, eos_ids=set(), pad_id=0)[0].token_ids
+        == free
+    )
+    config = bench.BenchConfig(prompts=1, max_new_tokens=8, repeats=1, draft_layers=(2,), eos="forbid")
+    raw = bench.measure(tiny_llama, [prompt], [2, 4], {2: 0.5}, config, 0, "tiny", eos_ids=[banned])
+    assert raw["same_tokens"].all()
+    with pytest.raises(ValueError, match="BenchConfig.eos"):
+        bench.BenchConfig(eos="stop")

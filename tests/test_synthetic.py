@@ -59,6 +59,11 @@ def solve(family: str, instruction: str, text_input: str) -> str:
     if family == "shift":
         step = 1 if any(w in lowered for w in ("add", "increase", "plus")) else -1
         return " ".join(str(n + step) for n in numbers)
+    if family == "cycle":
+        k = int(re.search(r"\d+", instruction)[0])
+        first = text_input or re.search(r"(?:with|at|from) (\w+)", instruction)[1]
+        items = next(seq for seq, _ in SEQUENCES.values() if first in seq)
+        return " ".join(items[(items.index(first) + i) % len(items)] for i in range(k))
     # the lookup families name their subject last in the instruction, or as the whole input
     subject = text_input or re.search(r"(?:of|after|follows|follow) (.+?)[?.]$", instruction)[1]
     if family == "capital":

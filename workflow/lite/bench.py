@@ -8,6 +8,12 @@ Decoders (every one greedy, the same prompts, the same number of new tokens):
 - ``dynamic-cached``: the same exits with a KV cache and exact catch-up (``lite.decoders.cached``);
 - ``speculative-L{E}``: drafts from layer E verified by layers E+1..N (``lite.decoders.speculative``).
 
+Responses are exactly ``max_new_tokens`` long. ``eos="forbid"`` (the default) gives EOS no
+probability at any head, as HF's ``min_new_tokens`` does: the model goes on answering, and a
+prompt asking for a long answer gets one. ``eos="ignore"`` lets EOS be chosen and decodes on past
+it, as vLLM's ``ignore_eos``: whatever follows an answer is text the model was never tuned to
+write, which early layers (and drafts) predict badly.
+
 Each repeat times every decoder once, in an order rotated per repeat so slow drifts of a shared
 machine hit all decoders alike; the table reports medians and ratios to ``hf-generate`` and to
 ``dynamic-nocache`` measured in the same run. FLOPs are what each decoder executes: analytic
@@ -26,6 +32,7 @@ drawn without it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -37,6 +44,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 DECODERS = ("hf-generate", "final", "dynamic-nocache", "dynamic-cached")  # + speculative-L{E}
+EOS_MODES = ("forbid", "ignore")
 
 
 def reference_of(decoder: str) -> str | None:
@@ -51,7 +59,7 @@ class BenchConfig:
     """Settings of one benchmark run."""
 
     prompts: int = 4  # eval records used (the first ones); each is decoded on its own (batch 1)
-    max_new_tokens: int = 256  # tokens per response; EOS is ignored so every decoder makes exactly this many
+    max_new_tokens: int = 256  # tokens per response, the same for every decoder (see ``eos``)
     repeats: int = 3  # timed runs per decoder; the table reports the median
     draft_layers: tuple[int, ...] = (2,)  # speculative draft layers E
     draft_tokens: int = 4  # drafts per verification round
@@ -59,6 +67,7 @@ class BenchConfig:
     widths: tuple[int, ...] = (1,)  # widen factors to measure (1 = the model as trained)
     threads: int = 1  # torch intra-op threads (the machine is shared; 1 keeps timings steady)
     seed: int = 0
+    eos: str = "forbid"  # forbid: EOS never chosen (HF's min_new_tokens) | ignore: decode on past it
 
     def __post_init__(self) -> None:
         for name in ("prompts", "max_new_tokens", "repeats", "draft_tokens", "threads"):
@@ -69,6 +78,8 @@ class BenchConfig:
             raise ValueError(f"BenchConfig.draft_layers must be layers >= 1, got {self.draft_layers!r}")
         if not self.widths or any(w < 1 for w in self.widths):
             raise ValueError(f"BenchConfig.widths must be factors >= 1, got {self.widths!r}")
+        if self.eos not in EOS_MODES:
+            raise ValueError(f"BenchConfig.eos must be one of {', '.join(EOS_MODES)}, got {self.eos!r}")
         if self.draft_threshold is not None and not 0.0 <= self.draft_threshold <= 1.0:
             raise ValueError(f"BenchConfig.draft_threshold must be in [0, 1], got {self.draft_threshold!r}")
 
@@ -146,6 +157,23 @@ def widen(model, factor: int):
     return wide
 
 
+@contextlib.contextmanager
+def forbidden(model, token_ids: Collection[int]):
+    """Within the block, ``token_ids`` get logit -inf at the LM head, for every decoder alike."""
+    ids = sorted(set(token_ids))
+
+    def mask(module, args, logits):
+        logits[..., ids] = float("-inf")
+        return logits
+
+    handle = model.lm_head.register_forward_hook(mask) if ids else None
+    try:
+        yield model
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
 def _hf_generate(model, prompt: list[int], max_new_tokens: int, pad_id: int) -> list[int]:
     import copy
 
@@ -170,9 +198,18 @@ class _Outcome:
 
 
 def _decoders(
-    model, checkpoints: Sequence[int], thresholds: dict[int, float], config: BenchConfig, pad_id: int
+    model,
+    checkpoints: Sequence[int],
+    thresholds: dict[int, float],
+    config: BenchConfig,
+    pad_id: int,
+    metered: bool,
 ):
-    """name -> function(prompts) -> _Outcome, each decoding prompt by prompt (batch 1)."""
+    """name -> function(prompts) -> _Outcome, each decoding prompt by prompt (batch 1).
+
+    ``metered``: the cached and speculative decoders count their FLOPs as they go (a ``Meter``),
+    which costs time; timed runs go without (their FLOPs are 0 then).
+    """
     from lite.decoders.blocks import n_layers
     from lite.decoders.cached import Meter, exit_cached
     from lite.decoders.engines import exit_nocache, greedy_cached
@@ -204,12 +241,15 @@ def _decoders(
         )
         return _Outcome([g.token_ids for g in gens], flops, _exit_summary(gens))
 
+    def meter():
+        return Meter(shape, 1) if metered else None
+
     def cached(prompts):
         gens, flops = [], 0
         for p in prompts:
-            meter = Meter(shape, 1)
-            gens.append(exit_cached(model, [p], cps, ThresholdPolicy(policy), meter=meter, **common)[0])
-            flops += meter.kernel
+            count = meter()
+            gens.append(exit_cached(model, [p], cps, ThresholdPolicy(policy), meter=count, **common)[0])
+            flops += count.kernel if metered else 0
         return _Outcome([g.token_ids for g in gens], flops, _exit_summary(gens))
 
     def spec(layer: int) -> Callable:
@@ -218,10 +258,10 @@ def _decoders(
         def run(prompts):
             gens, flops, proposed, accepted, rounds = [], 0, 0, 0, 0
             for p in prompts:
-                meter = Meter(shape, 1)
-                (gen,), (stat,) = speculative(model, [p], draft, meter=meter, **common)
+                count = meter()
+                (gen,), (stat,) = speculative(model, [p], draft, meter=count, **common)
                 gens.append(gen)
-                flops += meter.kernel
+                flops += count.kernel if metered else 0
                 proposed, accepted, rounds = (
                     proposed + stat.proposed,
                     accepted + stat.accepted,
@@ -257,17 +297,28 @@ def measure(
     pad_id: int,
     label: str,
     progress: Callable[[str], None] | None = None,
+    eos_ids: Collection[int] = (),
 ) -> pd.DataFrame:
-    """Time every decoder on ``prompts``; one row per (decoder, repeat) with tokens, seconds, FLOPs."""
+    """Time every decoder on ``prompts``; one row per (decoder, repeat) with tokens, seconds, FLOPs.
+
+    ``eos_ids`` are the model's stop tokens, forbidden when ``config.eos == "forbid"``.
+    """
+    with forbidden(model, eos_ids if config.eos == "forbid" else ()):
+        return _measure(model, prompts, checkpoints, thresholds, config, pad_id, label, progress)
+
+
+def _measure(model, prompts, checkpoints, thresholds, config, pad_id, label, progress) -> pd.DataFrame:
     import torch
 
     torch.manual_seed(config.seed)
-    decoders = _decoders(model, checkpoints, thresholds, config, pad_id)
+    decoders = _decoders(model, checkpoints, thresholds, config, pad_id, metered=False)
     names = list(decoders)
-    warm = dataclasses.replace(config, max_new_tokens=4)
-    for run in _decoders(model, checkpoints, thresholds, warm, pad_id).values():
-        run(list(prompts[:1]))  # first calls pay for allocations and lazy imports; not timed
-    rows, outputs = [], {}
+    # One untimed run per decoder: it counts the FLOPs and pays for first-call allocations and
+    # lazy imports. The timed runs below carry no meter, as HF generate carries none.
+    counted = {name: run(list(prompts)) for name, run in _decoders(
+        model, checkpoints, thresholds, config, pad_id, metered=True
+    ).items()}  # fmt: skip
+    rows, outputs = [], {name: outcome.tokens for name, outcome in counted.items()}
     for repeat in range(config.repeats):
         order = names[repeat % len(names) :] + names[: repeat % len(names)]
         for name in order:
@@ -276,7 +327,6 @@ def measure(
             start = time.perf_counter()
             outcome = decoders[name](list(prompts))
             seconds = time.perf_counter() - start
-            outputs.setdefault(name, outcome.tokens)
             rows.append(
                 {
                     "model": label,
@@ -284,8 +334,8 @@ def measure(
                     "repeat": repeat,
                     "seconds": seconds,
                     "tokens": sum(len(t) for t in outcome.tokens),
-                    "flops": outcome.flops,
-                    "same_tokens": outcome.tokens == outputs[name],  # deterministic across repeats
+                    "flops": counted[name].flops,
+                    "same_tokens": outcome.tokens == outputs[name],  # deterministic, metered or not
                     **outcome.extra,
                 }
             )
@@ -304,11 +354,12 @@ def acceptance(
     max_new_tokens: int,
     pad_id: int,
     eos_ids: Collection[int],
+    eos: str = "forbid",
 ) -> pd.DataFrame:
     """Acceptance rate of self-speculative decoding per model and draft layer (every layer below N).
 
     Measured twice: responses ending at EOS (what the model really answers) and fixed-length ones
-    with EOS ignored (what the latency table decodes).
+    with EOS forbidden or ignored (``eos``, as in the latency table).
     """
     from lite.decoders.blocks import n_layers
     from lite.decoders.speculative import Draft, speculative
@@ -316,15 +367,17 @@ def acceptance(
     rows = []
     for name, model in models.items():
         for mode, stops in (("until-eos", set(eos_ids)), ("fixed-length", set())):
+            banned = eos_ids if mode == "fixed-length" and eos == "forbid" else ()
             for layer in range(1, n_layers(model)):
-                gens, stats = speculative(
-                    model,
-                    list(prompts),
-                    Draft(layer, draft_tokens),
-                    max_new_tokens=max_new_tokens,
-                    eos_ids=stops,
-                    pad_id=pad_id,
-                )
+                with forbidden(model, banned):
+                    gens, stats = speculative(
+                        model,
+                        list(prompts),
+                        Draft(layer, draft_tokens),
+                        max_new_tokens=max_new_tokens,
+                        eos_ids=stops,
+                        pad_id=pad_id,
+                    )
                 proposed, accepted = sum(s.proposed for s in stats), sum(s.accepted for s in stats)
                 tokens = sum(len(g.token_ids) for g in gens)
                 rows.append(

@@ -3,13 +3,15 @@
     lite prepare-train --source synthetic --n 20000 --seed 0 --out results/data/train.jsonl
     lite prepare-eval --source synthetic --name vicuna --n 80 --seed 1 --out results/data/eval/vicuna.jsonl
 
-Nine task families, each with 3-6 phrasings and three difficulty levels. Six work over a closed
+Ten task families, each with 2-6 phrasings and three difficulty levels. Six work over a closed
 vocabulary of 48 short words and the numbers 0-99 (count, repeat, reverse, span, extreme, shift);
 all but count need copying or arithmetic, which a tiny LLaMA picks up only after many hundred
 steps. Three are lookups it learns within a few hundred (capital, after, opposite), with
-multi-token answers whose first token is hard and whose continuation is easy. The embedded
-default (config.yaml, ``data.families``) uses count and the lookups; the families a probe found
-unlearnable at this scale (sorting, two-digit arithmetic, upper-casing under BPE) are left out.
+multi-token answers whose first token is hard and whose continuation is easy. One has long
+answers (cycle: 8-20 days or months in order), the stand-in for Alpaca's long responses that the
+latency benchmark decodes. The embedded default (config.yaml, ``data.families``) uses count, the
+lookups and cycle; the families a probe found unlearnable at this scale (sorting, two-digit
+arithmetic, upper-casing under BPE) are left out.
 
 Train and held-out prompts never coincide: every prompt (instruction + input) is hashed into one
 of 16 buckets; train uses 14 of them, the calibration split one and the four eval sets the last,
@@ -317,6 +319,32 @@ def _after(rng: random.Random, level: int, with_input: bool) -> tuple[str, str, 
     return instruction, items[start] if with_input else "", _join(following)
 
 
+def _cycle(rng: random.Random, level: int, with_input: bool) -> tuple[str, str, str]:
+    # The long-answer family: 8-20 days or months in order from a given one, round the week or
+    # year as often as needed. The first item is copied from the prompt and the length must be
+    # counted; every other token follows from the one before, which is what early layers (and
+    # speculative drafts) get right and what the latency benchmark's long responses are made of.
+    k = rng.choice(((8, 10), (12, 14), (16, 20))[level])
+    kind = rng.choice(("day", "month"))
+    items, _ = SEQUENCES[kind]
+    start = rng.randrange(len(items))
+    inline = (
+        "Recite {k} {kind}s in order, starting with {x}.",
+        "List {k} {kind}s in a row, beginning at {x}.",
+        "Starting from {x}, name {k} {kind}s in order.",
+    )
+    separate = (
+        "Recite {k} {kind}s in order, starting with this one.",
+        "List {k} {kind}s in a row, beginning here.",
+    )
+    instruction = _phrase(rng, with_input, inline, separate, x=items[start], kind=kind, k=k)
+    return (
+        instruction,
+        items[start] if with_input else "",
+        _join(items[(start + i) % len(items)] for i in range(k)),
+    )
+
+
 def _opposite(rng: random.Random, level: int, with_input: bool) -> tuple[str, str, str]:
     pair = rng.choice(OPPOSITES[level])
     word, answer = pair if rng.random() < 0.5 else pair[::-1]
@@ -344,6 +372,7 @@ FAMILIES: dict[str, Family] = {
         Family("capital", _capital, "the capital of one of 30 countries (1-2 words)"),
         Family("after", _after, "the next 1-4 days, months or letters after a given one"),
         Family("opposite", _opposite, "the opposite of one of 48 common words"),
+        Family("cycle", _cycle, "8-20 days or months in order from a given one (long answers)"),
     )
 }
 

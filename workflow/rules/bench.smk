@@ -41,10 +41,16 @@ rule bench:
         draft_layers=",".join(map(str, config["bench"]["draft_layers"])),
         draft_tokens=config["bench"]["draft_tokens"],
         widths=",".join(map(str, config["bench"]["widths"])),
+        category=(
+            f"--category {config['bench']['category']}"
+            if config["bench"].get("category")
+            else ""
+        ),
+        eos=config["bench"].get("eos", "forbid"),
     shell:
         "lite bench --model {input.model} --evalset {input.evalset} --checkpoints {params.checkpoints}"
         " --thresholds {params.thresholds} --prompts {params.prompts}"
         " --max-new-tokens {params.max_new_tokens} --repeats {params.repeats}"
         " --draft-layers {params.draft_layers} --draft-tokens {params.draft_tokens}"
-        " --widths {params.widths} --threads {threads} {params.compare}"
+        " --widths {params.widths} --threads {threads} {params.category} --eos {params.eos} {params.compare}"
         " --out {output.csv} --figure {output.pdf} --acceptance-out {output.acceptance} > {log} 2>&1"

@@ -63,6 +63,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stop drafting below this confidence (default off)",
     )
+    parser.add_argument(
+        "--category",
+        default=None,
+        help="decode only the eval records of this category (task family), e.g. cycle (default: all)",
+    )
+    parser.add_argument(
+        "--eos",
+        choices=("forbid", "ignore"),
+        default="forbid",
+        help="forbid: EOS is never chosen, as HF's min_new_tokens (default); ignore: decode on past it",
+    )
     parser.add_argument("--widths", default="1", help="widen factors to measure, e.g. 1,4 (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed (default 0)")
@@ -119,6 +130,7 @@ def run(args: argparse.Namespace) -> None:
             widths=_ints(args.widths, "--widths"),
             threads=args.threads,
             seed=args.seed,
+            eos=args.eos,
         )
     except ValueError as err:
         raise InputError(str(err)) from None
@@ -136,8 +148,15 @@ def run(args: argparse.Namespace) -> None:
     if missing:
         raise InputError(f"--thresholds: no threshold for checkpoint layer {missing[0]}")
     encoded = [encode_prompt(tokenizer, record) for record in records]
-    prompts = encoded[: config.prompts]
+    chosen = [r for r in records if args.category is None or r.get("category") == args.category]
+    if not chosen:
+        categories = sorted({str(r.get("category")) for r in records})
+        raise InputError(
+            f"{args.evalset}: no record of category {args.category!r} (has: {', '.join(categories)})"
+        )
+    prompts = [encode_prompt(tokenizer, record) for record in chosen[: config.prompts]]
     pad = pad_id(tokenizer)
+    stops = stop_ids(model, tokenizer)
 
     steps = len(config.widths) * config.repeats * (len(bench.DECODERS) + len(config.draft_layers))
     raw = []
@@ -152,7 +171,9 @@ def run(args: argparse.Namespace) -> None:
             label = f"{args.name} h{wide.config.hidden_size} {total}L" + (
                 f" (x{factor})" if factor > 1 else ""
             )
-            raw.append(bench.measure(wide, prompts, checkpoints, thresholds, config, pad, label, progress))
+            raw.append(
+                bench.measure(wide, prompts, checkpoints, thresholds, config, pad, label, progress, stops)
+            )
     frame = pd.concat(raw, ignore_index=True)
     table = bench.summarize(frame, config.threads)
     out = Path(args.out)
@@ -162,8 +183,9 @@ def run(args: argparse.Namespace) -> None:
         handle.write(
             to_markdown(
                 table,
-                f"**latency.** {config.max_new_tokens} new tokens per prompt, "
-                f"{len(prompts)} prompts, batch 1, {config.threads} thread(s)",
+                f"**latency.** {config.max_new_tokens} new tokens per prompt (EOS {config.eos}), "
+                f"{len(prompts)} prompts{'' if args.category is None else ' of category ' + args.category}, "
+                f"batch 1, {config.threads} thread(s)",
             )
         )
     written = [out, out.with_suffix(".md"), *bench.draw(table, args.figure)]
@@ -171,6 +193,8 @@ def run(args: argparse.Namespace) -> None:
         "command": "bench",
         "model_dir": args.model,
         "evalset_file": args.evalset,
+        "category": args.category,
+        "prompt_ids": [r["id"] for r in chosen[: config.prompts]],
         "checkpoints": checkpoints,
         "thresholds": thresholds,
         "bench": config,
@@ -189,7 +213,8 @@ def run(args: argparse.Namespace) -> None:
             config.draft_tokens,
             args.acceptance_tokens,
             pad,
-            stop_ids(model, tokenizer),
+            stops,
+            config.eos,
         )
         with atomic_write(args.acceptance_out) as handle:
             rates.to_csv(handle, index=False)
