@@ -9,7 +9,9 @@ mode). Each mode runs in a fresh process so the allocator starts clean. Memory i
   before it. The peak is reset just before the step by writing 5 to /proc/self/clear_refs, so model
   set-up does not mask it. Gradient buffers are allocated before the baseline (same in all modes).
 - CUDA (when available): torch.cuda.max_memory_allocated() minus memory_allocated() before the step.
-Time: median of ``--steps`` steps after the measured (warm-up) step.
+Time: median of ``--steps`` steps after the measured (warm-up) step. The four modes run in turn,
+``--rounds`` times (each round a fresh process per mode), so a slow drift of a shared machine hits
+them alike; the table reports each mode's median over rounds (memory: the largest peak).
 
 Modes: ``it_hf`` = HF ``model(..., labels=labels).loss`` (the IT baseline); ``it_lite`` = lite_loss
 with {N: 1}; ``lite`` = lite_loss on exits + N, unchunked; ``lite_chunked`` = the same with head + CE
@@ -43,6 +45,7 @@ def parse_args(argv=None):
     parser.add_argument("--exits", default="2,4,6", help="intermediate exits (the final layer is added)")
     parser.add_argument("--chunk", type=int, default=512, help="positions per head + CE chunk")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per mode after the warm-up step")
+    parser.add_argument("--rounds", type=int, default=3, help="times each mode runs, interleaved")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="also write the results here as JSON (+ .config.json)")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
@@ -151,20 +154,31 @@ def main(argv=None) -> None:
     if args.worker is not None:
         print(json.dumps(worker(args)))
         return
-    results = []
     passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    for mode in MODES:
-        print(f"running {mode} ...", file=sys.stderr, flush=True)
-        proc = subprocess.run(
-            [sys.executable, __file__, *passthrough, "--worker", mode],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        if proc.returncode != 0:
-            raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
+    for round_ in range(args.rounds):
+        for mode in MODES:
+            print(f"round {round_ + 1}/{args.rounds}: {mode} ...", file=sys.stderr, flush=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, *passthrough, "--worker", mode],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            if proc.returncode != 0:
+                raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
+            runs[mode].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    results = [
+        {
+            **rounds[0],
+            "peak_step_mib": max(r["peak_step_mib"] for r in rounds),
+            "peak_total_mib": max(r["peak_total_mib"] for r in rounds),
+            "step_s": statistics.median(r["step_s"] for r in rounds),
+            "step_s_rounds": [r["step_s"] for r in rounds],
+        }
+        for rounds in runs.values()
+    ]
     base = results[0]
     tokens = args.batch * (args.seq - args.prompt)
     print(
@@ -172,7 +186,10 @@ def main(argv=None) -> None:
         f"{args.seq} ({tokens} target positions); exits {args.exits}+{args.layers}; chunk {args.chunk}; "
         f"threads {args.threads}; device {base['device']}"
     )
-    print(f"memory: {base['memory_measure']}; time: median of {args.steps} steps after a warm-up step\n")
+    print(
+        f"memory: {base['memory_measure']} (largest of {args.rounds} rounds); time: median over "
+        f"{args.rounds} interleaved rounds of the median of {args.steps} steps after a warm-up step\n"
+    )
     header = f"{'mode':<14}{'loss layers':<16}{'peak step MiB':>14}{'x IT':>7}{'peak total MiB':>16}"
     print(header + f"{'x IT':>7}{'s/step':>9}{'x IT':>7}")
     for r in results:

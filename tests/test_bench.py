@@ -237,51 +237,20 @@ def test_cli_errors(tmp_path, model_dirs):
         "--repeats",
         "1",
     ]
+
+    def bench_cli(*extra, model=dirs["lite"], thresholds='{"2": 0.5, "3": 0.5}'):
+        lite_main(["bench", "--model", str(model), "--thresholds", thresholds, *common, *extra])
+
     with pytest.raises(InputError, match="no threshold for checkpoint layer 3"):
-        lite_main(["bench", "--model", str(dirs["lite"]), "--thresholds", '{"2": 0.5}', *common])
+        bench_cli(thresholds='{"2": 0.5}')
     with pytest.raises(InputError, match="not a model folder"):
-        lite_main(["bench", "--model", str(tmp_path), "--thresholds", '{"2": 0.5, "3": 0.5}', *common])
+        bench_cli(model=tmp_path)
     with pytest.raises(InputError, match="--compare: expected NAME=MODEL_DIR"):
-        lite_main(
-            [
-                "bench",
-                "--model",
-                str(dirs["lite"]),
-                "--thresholds",
-                '{"2": 0.5, "3": 0.5}',
-                *common,
-                "--compare",
-                "it",
-                "--acceptance-out",
-                str(tmp_path / "a.csv"),
-            ]
-        )
+        bench_cli("--compare", "it", "--acceptance-out", str(tmp_path / "a.csv"))
     with pytest.raises(InputError, match="BenchConfig.repeats"):
-        lite_main(
-            [
-                "bench",
-                "--model",
-                str(dirs["lite"]),
-                "--thresholds",
-                '{"2": 0.5, "3": 0.5}',
-                *common,
-                "--repeats",
-                "0",
-            ]
-        )
+        bench_cli("--repeats", "0")
     with pytest.raises(InputError, match=r"no record of category 'poetry' \(has: math, sort, words\)"):
-        lite_main(
-            [
-                "bench",
-                "--model",
-                str(dirs["lite"]),
-                "--thresholds",
-                '{"2": 0.5, "3": 0.5}',
-                *common,
-                "--category",
-                "poetry",
-            ]
-        )
+        bench_cli("--category", "poetry")
     assert not (tmp_path / "l.csv").exists()
 
 

@@ -148,7 +148,7 @@ def make_span(
 
 def embed(model, ids: torch.Tensor) -> torch.Tensor:
     """Token embeddings (batch, seq) -> (batch, seq, hidden)."""
-    return model.model.embed_tokens(ids)
+    return F.embedding(ids, model.model.embed_tokens.weight)  # nn.Embedding's lookup, without the call
 
 
 def run_layers(

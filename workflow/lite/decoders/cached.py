@@ -170,10 +170,11 @@ class _ExitState:
         """Bring column ``cur`` of ``rows`` from layer ``first - 1`` to ``last``, catching up as needed."""
         if rows.numel() == 0 or first > last:
             return
-        depth = self.depth[rows, : self.cur + 1]  # (rows, cur + 1)
-        if bool((depth[:, :-1] >= last).all()):  # the usual case: no earlier column is behind
+        pick = slice(None) if rows.numel() == self.size else rows
+        if bool((self.depth[pick, : self.cur] >= last).all()):  # the usual case: nothing is behind
             self._run(rows, self.cur, first, last)
             return
+        depth = self.depth[rows, : self.cur + 1]  # (rows, cur + 1)
         # starts[i] (rows,): first column whose state is below layer first + i (all later ones are too)
         starts = torch.stack([(depth >= layer).sum(dim=1) for layer in range(first, last + 1)])
         layer = first
@@ -203,17 +204,17 @@ class _ExitState:
         """The shared head on column ``cur`` of ``rows`` (their current depth)."""
         if self.meter is not None:
             self.meter.heads(rows)
-        return exit_head(self.model, self.store[rows, self.cur])
+        pick = slice(None) if rows.numel() == self.size else rows
+        return exit_head(self.model, self.store[pick, self.cur])
 
     def append(self, tokens: torch.Tensor, active: torch.Tensor) -> None:
         """A new input column holding ``tokens`` (batch,); finished rows never compute it."""
         column = self.cur + 1
-        rows = active.nonzero()[:, 0]
         self.real[:, column] = True
         self.positions[:, column] = self.positions[:, self.cur] + 1
-        self.store[rows, column] = embed(self.model, tokens[rows][:, None])[:, 0]
-        self.depth[:, column] = self.total
-        self.depth[rows, column] = 0
+        # finished rows get an embedding too, but at depth N no block and no head ever reads it
+        self.store[:, column] = embed(self.model, tokens[:, None])[:, 0]
+        self.depth[:, column] = torch.where(active, 0, self.total)
         self.cur = column
 
 
