@@ -171,13 +171,13 @@ def main(argv=None) -> None:
             runs[mode].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     results = [
         {
-            **rounds[0],
-            "peak_step_mib": max(r["peak_step_mib"] for r in rounds),
-            "peak_total_mib": max(r["peak_total_mib"] for r in rounds),
-            "step_s": statistics.median(r["step_s"] for r in rounds),
-            "step_s_rounds": [r["step_s"] for r in rounds],
+            **mode_runs[0],
+            "peak_step_mib": max(r["peak_step_mib"] for r in mode_runs),
+            "peak_total_mib": max(r["peak_total_mib"] for r in mode_runs),
+            "step_s": statistics.median(r["step_s"] for r in mode_runs),
+            "step_s_rounds": [r["step_s"] for r in mode_runs],
         }
-        for rounds in runs.values()
+        for mode_runs in runs.values()
     ]
     base = results[0]
     tokens = args.batch * (args.seq - args.prompt)

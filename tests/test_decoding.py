@@ -478,12 +478,13 @@ def test_decoder_layer_is_bitwise_the_hf_layer(attn, kv_heads):
             if step:
                 batch = batch.append(ids[:, 0])
             hidden = blocks.embed(model, ids)
-            span = blocks.make_span(model, hidden, batch.real, batch.position_ids()[:, -ids.shape[1] :])
+            positions = batch.position_ids()[:, -ids.shape[1] :]
+            span = blocks.make_span(model, hidden, batch.real, positions)
             mine = blocks.run_layers(model, hidden, 1, 2, span, ours)
             hf = hidden
             for layer in model.model.layers:
                 hf = layer(
-                    hf, attention_mask=span.mask, position_ids=span.position_ids,
+                    hf, attention_mask=span.mask, position_ids=positions,
                     position_embeddings=span.position_embeddings, cache=theirs, use_cache=True,
                 )  # fmt: skip
             assert torch.equal(mine, hf)

@@ -298,8 +298,8 @@ def _barrier() -> None:
 
 def _rank() -> int:
     # From the launcher's environment (torchrun, deepspeed). Not TrainingArguments.process_index:
-    # asking it this early sets the devices up before the Trainer does, and in a SLURM job that
-    # left Snakemake deaf to ^C afterwards (test_slurm_workflow; the mechanism is not pinned down).
+    # with it, test_slurm_workflow's cancelled tune job left Snakemake deaf to ^C, reproducibly
+    # when run alone (the mechanism is not pinned down; see the test).
     return int(os.environ.get("RANK", "0"))
 
 

@@ -148,13 +148,17 @@ def run(args: argparse.Namespace) -> None:
     if missing:
         raise InputError(f"--thresholds: no threshold for checkpoint layer {missing[0]}")
     encoded = [encode_prompt(tokenizer, record) for record in records]
-    chosen = [r for r in records if args.category is None or r.get("category") == args.category]
+    chosen = [
+        (record, prompt)
+        for record, prompt in zip(records, encoded, strict=True)
+        if args.category is None or record.get("category") == args.category
+    ][: config.prompts]
     if not chosen:
         categories = sorted({str(r.get("category")) for r in records})
         raise InputError(
             f"{args.evalset}: no record of category {args.category!r} (has: {', '.join(categories)})"
         )
-    prompts = [encode_prompt(tokenizer, record) for record in chosen[: config.prompts]]
+    prompts = [prompt for _, prompt in chosen]
     pad = pad_id(tokenizer)
     stops = stop_ids(model, tokenizer)
 
@@ -194,7 +198,7 @@ def run(args: argparse.Namespace) -> None:
         "model_dir": args.model,
         "evalset_file": args.evalset,
         "category": args.category,
-        "prompt_ids": [r["id"] for r in chosen[: config.prompts]],
+        "prompt_ids": [record["id"] for record, _ in chosen],
         "checkpoints": checkpoints,
         "thresholds": thresholds,
         "bench": config,

@@ -38,6 +38,11 @@ def n_layers(model) -> int:
     return len(model.model.layers)
 
 
+def attn_implementation(model) -> str:
+    """The attention the model's config asks for (transformers' default: sdpa)."""
+    return getattr(model.config, "_attn_implementation", None) or "sdpa"
+
+
 def new_cache(model) -> DynamicCache:
     """An empty KV cache with one slot per decoder layer (layers never run keep length 0)."""
     return DynamicCache(config=model.config)
@@ -78,7 +83,6 @@ class PaddedBatch:
 class Span:
     """What decoder layers need to process a block of ``q`` query positions at once."""
 
-    position_ids: torch.Tensor  # (batch, q)
     position_embeddings: tuple[torch.Tensor, torch.Tensor]  # RoPE (cos, sin), each (batch, q, head_dim)
     mask: torch.Tensor | None  # (batch, 1, q, kv) additive float, or None when no masking is needed
 
@@ -86,7 +90,7 @@ class Span:
         """The span of a subset of the batch rows (``rows``: (batch,) bool or indices)."""
         cos, sin = self.position_embeddings
         mask = None if self.mask is None else self.mask[rows]
-        return Span(self.position_ids[rows], (cos[rows], sin[rows]), mask)
+        return Span((cos[rows], sin[rows]), mask)
 
 
 class RotaryTable:
@@ -132,18 +136,18 @@ def make_span(
     q, kv = hidden.shape[1], key_real.shape[1]
     cos_sin = (rotary or model.model.rotary_emb)(hidden, position_ids)
     slots = torch.arange(kv - q, kv)  # (q,)
-    implementation = getattr(model.config, "_attn_implementation", "sdpa")
+    implementation = attn_implementation(model)
     # No mask needed: a single query with no padding sees everything; sdpa treats a square block with
     # mask None as causal. Any other case (cache + block, eager, padding) gets an explicit mask.
     if bool(key_real.all()) and (q == 1 or (q == kv and implementation == "sdpa")):
-        return Span(position_ids, cos_sin, None)
+        return Span(cos_sin, None)
     keys = torch.arange(kv)  # (kv,)
     causal = keys[None, :] <= slots[:, None]  # (q, kv)
     diagonal = keys[None, :] == slots[:, None]  # (q, kv)
     allowed = causal[None] & (key_real[:, None, :] | diagonal[None])  # (batch, q, kv)
     mask = torch.zeros(allowed.shape, dtype=hidden.dtype)
     mask.masked_fill_(~allowed, torch.finfo(hidden.dtype).min)
-    return Span(position_ids, cos_sin, mask[:, None])  # mask (batch, 1, q, kv)
+    return Span(cos_sin, mask[:, None])  # mask (batch, 1, q, kv)
 
 
 def embed(model, ids: torch.Tensor) -> torch.Tensor:
@@ -168,8 +172,9 @@ def run_layers(
     total = n_layers(model)
     if not 1 <= first <= total + 1 or not 0 <= last <= total:
         raise ValueError(f"layer range {first}..{last} is outside 1..{total}")
-    implementation = getattr(model.config, "_attn_implementation", None) or "sdpa"
-    attend = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, modeling_llama.eager_attention_forward)
+    attend = ALL_ATTENTION_FUNCTIONS.get_interface(
+        attn_implementation(model), modeling_llama.eager_attention_forward
+    )
     for index in range(first - 1, last):
         hidden = decoder_layer(model.model.layers[index], index, hidden, span, cache, attend)
     return hidden

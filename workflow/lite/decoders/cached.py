@@ -170,8 +170,9 @@ class _ExitState:
         """Bring column ``cur`` of ``rows`` from layer ``first - 1`` to ``last``, catching up as needed."""
         if rows.numel() == 0 or first > last:
             return
-        pick = slice(None) if rows.numel() == self.size else rows
-        if bool((self.depth[pick, : self.cur] >= last).all()):  # the usual case: nothing is behind
+        if bool(
+            (self.depth[self._pick(rows), : self.cur] >= last).all()
+        ):  # the usual case: nothing is behind
             self._run(rows, self.cur, first, last)
             return
         depth = self.depth[rows, : self.cur + 1]  # (rows, cur + 1)
@@ -187,14 +188,18 @@ class _ExitState:
                 self._run(rows[start == column], column, layer, end)
             layer = end + 1
 
+    def _pick(self, rows: torch.Tensor) -> torch.Tensor | slice:
+        """Index of ``rows`` into the batch: a slice when they are all rows (rows ascend), which
+        reads views and writes in place instead of gathering and scattering."""
+        return slice(None) if rows.numel() == self.size else rows
+
     def _run(self, rows: torch.Tensor, start: int, first: int, last: int) -> None:
         stop = self.cur + 1
-        everyone = rows.numel() == self.size  # rows ascend, so this is all of them in order
-        pick = slice(None) if everyone else rows  # a slice is a view: no gather, no scatter
+        pick = self._pick(rows)
         hidden = self.store[pick, start:stop]  # (rows, q, hidden): every column is at layer first - 1
         positions = self.positions[pick, start:stop]
         span = make_span(self.model, hidden, self.real[pick, :stop], positions, self.rotary)
-        cache = self.cache.target(None if everyone else rows, start)
+        cache = self.cache.target(None if isinstance(pick, slice) else rows, start)
         self.store[pick, start:stop] = run_layers(self.model, hidden, first, last, span, cache)
         self.depth[pick, start:stop] = last
         if self.meter is not None:
@@ -204,8 +209,7 @@ class _ExitState:
         """The shared head on column ``cur`` of ``rows`` (their current depth)."""
         if self.meter is not None:
             self.meter.heads(rows)
-        pick = slice(None) if rows.numel() == self.size else rows
-        return exit_head(self.model, self.store[pick, self.cur])
+        return exit_head(self.model, self.store[self._pick(rows), self.cur])
 
     def append(self, tokens: torch.Tensor, active: torch.Tensor) -> None:
         """A new input column holding ``tokens`` (batch,); finished rows never compute it."""
