@@ -485,7 +485,7 @@ def test_decoder_layer_is_bitwise_the_hf_layer(attn, kv_heads):
             for layer in model.model.layers:
                 hf = layer(
                     hf, attention_mask=span.mask, position_ids=positions,
-                    position_embeddings=span.position_embeddings, cache=theirs, use_cache=True,
+                    position_embeddings=model.model.rotary_emb(hidden, positions), cache=theirs, use_cache=True,
                 )  # fmt: skip
             assert torch.equal(mine, hf)
 
@@ -498,3 +498,28 @@ def test_rotary_table_is_bitwise_the_rotary_module(tiny_llama):
         for ours, theirs in zip(table(hidden, ids), tiny_llama.model.rotary_emb(hidden, ids), strict=True):
             assert torch.equal(ours, theirs)
     assert table.cos.shape[0] >= 303
+
+
+@pytest.mark.parametrize("rope_type", ["default", "dynamic"])
+def test_rope_factors_rotate_bitwise_as_hf(rope_type):
+    """x * cos + roll(x) * signed sin is HF's apply_rotary_pos_emb exactly, from the table or per call."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    config = LlamaConfig(vocab_size=32, hidden_size=32, intermediate_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=64)  # fmt: skip
+    if rope_type == "dynamic":
+        config.rope_parameters = {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}
+    model = LlamaForCausalLM(config)
+    table = blocks.RotaryTable(model)
+    assert table.per_call == (rope_type == "dynamic")
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 2, 3, 16), torch.randn(2, 2, 3, 16)  # (batch, heads, q, head_dim)
+    hidden = torch.zeros(2, 3, 32)
+    for positions in ([[0, 1, 2], [5, 6, 7]], [[90, 91, 92], [0, 0, 1]]):  # past 64: dynamic rescales
+        ids = torch.tensor(positions)
+        theirs = apply_rotary_pos_emb(q, k, *model.model.rotary_emb(hidden, ids))
+        cos, signed = table.rope(hidden, ids)
+        assert cos.shape == signed.shape == (2, 1, 3, 16)
+        for x, hf in zip((q, k), theirs, strict=True):
+            assert torch.equal(x * cos + x.roll(8, -1) * signed, hf)

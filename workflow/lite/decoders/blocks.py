@@ -83,12 +83,12 @@ class PaddedBatch:
 class Span:
     """What decoder layers need to process a block of ``q`` query positions at once."""
 
-    position_embeddings: tuple[torch.Tensor, torch.Tensor]  # RoPE (cos, sin), each (batch, q, head_dim)
+    rope: tuple[torch.Tensor, torch.Tensor]  # (cos, signed sin), each (batch, 1, q, head_dim): see RotaryTable.rope
     mask: torch.Tensor | None  # (batch, 1, q, kv) additive float, or None when no masking is needed
 
     def select(self, rows: torch.Tensor) -> Span:
         """The span of a subset of the batch rows (``rows``: (batch,) bool or indices)."""
-        cos, sin = self.position_embeddings
+        cos, sin = self.rope
         mask = None if self.mask is None else self.mask[rows]
         return Span((cos[rows], sin[rows]), mask)
 
@@ -100,6 +100,8 @@ class RotaryTable:
     does, bitwise: the angles are elementwise products of position and frequency, so a row of the
     table is the same numbers as a call for that position alone. RoPE types whose frequencies
     depend on the sequence length (dynamic, longrope) are computed per call instead.
+
+    ``rope(hidden, position_ids)`` gives the same factors in the form ``decoder_layer`` applies them.
     """
 
     def __init__(self, model):
@@ -107,16 +109,43 @@ class RotaryTable:
         self.per_call = getattr(self.rotary, "rope_type", "default") in ("dynamic", "longrope")
         self.cos: torch.Tensor | None = None  # (positions, head_dim)
         self.sin: torch.Tensor | None = None
+        self.signed: torch.Tensor | None = None  # (positions, head_dim): sin with its first half negated
 
     def __call__(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.per_call:
             return self.rotary(hidden, position_ids)
-        needed = int(position_ids.max()) + 1
-        if self.cos is None or needed > self.cos.shape[0] or self.cos.dtype != hidden.dtype:
-            size = max(needed, 256, 0 if self.cos is None else 2 * self.cos.shape[0])
-            cos, sin = self.rotary(hidden, torch.arange(size)[None])  # (1, size, head_dim) each
-            self.cos, self.sin = cos[0], sin[0]
-        return self.cos[position_ids], self.sin[position_ids]  # (batch, q, head_dim) each
+        return self._lookup("cos", "sin", hidden, position_ids)
+
+    def rope(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, signed sin), each (batch, 1, q, head_dim), such that ``x * cos + roll(x, d/2) * signed``
+        is bitwise HF's ``x * cos + rotate_half(x) * sin``.
+
+        rotate_half(x) is cat(-x2, x1) and roll(x, d/2) is cat(x2, x1); the sign moves onto the first
+        half of sin, and IEEE products only depend on the operands' magnitudes and signs. One roll
+        replaces rotate_half's two slices, negation and concatenation, in every layer.
+        """
+        if self.per_call:
+            cos, sin = self.rotary(hidden, position_ids)
+            return cos[:, None], _signed(sin)[:, None]
+        cos, signed = self._lookup("cos", "signed", hidden, position_ids)
+        return cos[:, None], signed[:, None]
+
+    def _lookup(self, first: str, second: str, hidden, position_ids) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows ``position_ids`` of the tables named ``first`` and ``second``, (batch, q, head_dim) each."""
+        if self.cos is not None and self.cos.dtype == hidden.dtype:
+            try:  # the table usually covers the positions: no max() to read on every call
+                return getattr(self, first)[position_ids], getattr(self, second)[position_ids]
+            except IndexError:
+                pass
+        size = max(int(position_ids.max()) + 1, 256, 0 if self.cos is None else 2 * self.cos.shape[0])
+        cos, sin = self.rotary(hidden, torch.arange(size)[None])  # (1, size, head_dim) each
+        self.cos, self.sin, self.signed = cos[0], sin[0], _signed(sin[0])
+        return getattr(self, first)[position_ids], getattr(self, second)[position_ids]
+
+
+def _signed(sin: torch.Tensor) -> torch.Tensor:
+    half = sin.shape[-1] // 2
+    return torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
 
 
 def make_span(
@@ -125,29 +154,34 @@ def make_span(
     key_real: torch.Tensor,
     position_ids: torch.Tensor,
     rotary: RotaryTable | None = None,
+    *,
+    padded: bool | None = None,
 ) -> Span:
     """Rotary angles and attention mask for the block ``hidden`` (batch, q, hidden).
 
     ``key_real`` (batch, kv) marks which of all keys visible to the block (cached ones, then the
     block's own q) are real tokens. Query i of the block sits at key index kv - q + i and sees keys
     at or before it. A padding query also sees itself, so its softmax row is never empty (its output
-    is garbage nobody reads, but it must not be NaN).
+    is garbage nobody reads, but it must not be NaN). ``padded``: whether any of ``key_real`` is
+    False, when the caller knows (None: look).
     """
     q, kv = hidden.shape[1], key_real.shape[1]
-    cos_sin = (rotary or model.model.rotary_emb)(hidden, position_ids)
-    slots = torch.arange(kv - q, kv)  # (q,)
+    rope = (rotary or RotaryTable(model)).rope(hidden, position_ids)
     implementation = attn_implementation(model)
     # No mask needed: a single query with no padding sees everything; sdpa treats a square block with
     # mask None as causal. Any other case (cache + block, eager, padding) gets an explicit mask.
-    if bool(key_real.all()) and (q == 1 or (q == kv and implementation == "sdpa")):
-        return Span(cos_sin, None)
+    if (q == 1 or (q == kv and implementation == "sdpa")) and not (
+        not bool(key_real.all()) if padded is None else padded
+    ):
+        return Span(rope, None)
+    slots = torch.arange(kv - q, kv)  # (q,)
     keys = torch.arange(kv)  # (kv,)
     causal = keys[None, :] <= slots[:, None]  # (q, kv)
     diagonal = keys[None, :] == slots[:, None]  # (q, kv)
     allowed = causal[None] & (key_real[:, None, :] | diagonal[None])  # (batch, q, kv)
     mask = torch.zeros(allowed.shape, dtype=hidden.dtype)
     mask.masked_fill_(~allowed, torch.finfo(hidden.dtype).min)
-    return Span(cos_sin, mask[:, None])  # mask (batch, 1, q, kv)
+    return Span(rope, mask[:, None])  # mask (batch, 1, q, kv)
 
 
 def embed(model, ids: torch.Tensor) -> torch.Tensor:
@@ -243,8 +277,10 @@ def decoder_layer(layer, index: int, hidden: torch.Tensor, span: Span, cache, at
     queries = F.linear(x, *p.q).view(shape).transpose(1, 2)  # (batch, heads, q, head_dim)
     keys = F.linear(x, *p.k).view(shape).transpose(1, 2)  # (batch, kv_heads, q, head_dim)
     values = F.linear(x, *p.v).view(shape).transpose(1, 2)
-    cos, sin = span.position_embeddings  # (batch, q, head_dim) each
-    queries, keys = modeling_llama.apply_rotary_pos_emb(queries, keys, cos, sin)
+    cos, sin = span.rope  # (batch, 1, q, head_dim) each
+    half = p.head_dim // 2
+    queries = queries * cos + queries.roll(half, -1) * sin  # RoPE, bitwise HF's (RotaryTable.rope)
+    keys = keys * cos + keys.roll(half, -1) * sin
     if cache is not None:
         keys, values = cache.update(keys, values, index)  # every cached key, this block's last
     # transformers' own attention function (sdpa or eager): its GQA and masking choices are bitwise
@@ -256,7 +292,9 @@ def decoder_layer(layer, index: int, hidden: torch.Tensor, span: Span, cache, at
 
 
 def _rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    # LlamaRMSNorm.forward: statistics in fp32, scale in the input dtype
+    # LlamaRMSNorm.forward: statistics in fp32, scale in the input dtype (fp32 skips two no-op casts)
+    if hidden.dtype == torch.float32:
+        return weight * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + eps))
     x = hidden.to(torch.float32)
     x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
     return weight * x.to(hidden.dtype)

@@ -145,20 +145,33 @@ class Meter:
 
 
 class _ExitState:
-    """Columns of a left-padded batch with, per (row, column), the deepest state computed so far."""
+    """Columns of a left-padded batch with, per (row, column), the deepest state computed so far.
+
+    Rows are Python lists of batch indices: the per-token bookkeeping of a decode step is a handful
+    of Python operations per row instead of a few dozen tensor ops, which at batch 1 cost as much
+    as a layer.
+    """
 
     def __init__(self, model, batch: PaddedBatch, width: int, meter: Meter | None):
         self.model = model
         self.meter = meter
         size, prompt = batch.ids.shape
         self.size, self.total = size, n_layers(model)
-        self.real = torch.zeros((size, width), dtype=torch.bool)  # (batch, width)
+        # every generated column is real: a row that has finished never computes (or shows) it
+        self.real = torch.ones((size, width), dtype=torch.bool)  # (batch, width)
         self.real[:, :prompt] = batch.real
+        self.padded = not bool(batch.real.all())
         self.positions = torch.zeros((size, width), dtype=torch.long)  # (batch, width)
         self.positions[:, :prompt] = batch.position_ids()
+        self.positions[:, prompt:] = self.positions[:, prompt - 1 : prompt] + torch.arange(1, width - prompt + 1)
         # depth 0 = the embedding; padding counts as fully computed, so no block ever includes it
-        self.depth = torch.full((size, width), self.total, dtype=torch.long)  # (batch, width)
-        self.depth[:, :prompt].masked_fill_(batch.real, 0)
+        self.depth = torch.zeros((size, width), dtype=torch.long)  # (batch, width)
+        self.depth[:, :prompt].masked_fill_(~batch.real, self.total)
+        # per row, the depth of column cur - 1: since depth never increases along a row, the
+        # shallowest of the earlier columns (N when there is none), so no catch-up is due below it
+        lengths = batch.real.sum(dim=1).tolist()
+        self.behind = [0 if length > 1 else self.total for length in lengths]
+        self.reached = [0] * size  # per row, the depth column cur has reached
         first = embed(model, batch.ids)  # (batch, prompt, hidden)
         self.store = first.new_zeros((size, width, first.shape[-1]))  # (batch, width, hidden)
         self.store[:, :prompt] = first
@@ -166,16 +179,19 @@ class _ExitState:
         self.rotary = RotaryTable(model)
         self.cur = prompt - 1  # column of the newest input token (every row has one there)
 
-    def advance(self, rows: torch.Tensor, first: int, last: int) -> None:
+    def advance(self, rows: list[int], first: int, last: int) -> None:
         """Bring column ``cur`` of ``rows`` from layer ``first - 1`` to ``last``, catching up as needed."""
-        if rows.numel() == 0 or first > last:
+        if not rows or first > last:
             return
-        if bool(
-            (self.depth[self._pick(rows), : self.cur] >= last).all()
-        ):  # the usual case: nothing is behind
+        behind = min(self.behind[row] for row in rows)
+        for row in rows:
+            self.behind[row] = max(self.behind[row], last)
+            self.reached[row] = last
+        if behind >= last:  # the usual case: nothing is behind
             self._run(rows, self.cur, first, last)
             return
-        depth = self.depth[rows, : self.cur + 1]  # (rows, cur + 1)
+        index = torch.tensor(rows)
+        depth = self.depth[index, : self.cur + 1]  # (rows, cur + 1)
         # starts[i] (rows,): first column whose state is below layer first + i (all later ones are too)
         starts = torch.stack([(depth >= layer).sum(dim=1) for layer in range(first, last + 1)])
         layer = first
@@ -185,40 +201,41 @@ class _ExitState:
             while end < last and torch.equal(starts[end + 1 - first], start):
                 end += 1
             for column in start.unique().tolist():
-                self._run(rows[start == column], column, layer, end)
+                self._run(index[start == column].tolist(), column, layer, end)
             layer = end + 1
 
-    def _pick(self, rows: torch.Tensor) -> torch.Tensor | slice:
-        """Index of ``rows`` into the batch: a slice when they are all rows (rows ascend), which
-        reads views and writes in place instead of gathering and scattering."""
-        return slice(None) if rows.numel() == self.size else rows
+    def _pick(self, rows: list[int]) -> torch.Tensor | slice:
+        """Index of ``rows`` (ascending) into the batch: a slice when they are all rows, which reads
+        views and writes in place instead of gathering and scattering."""
+        return slice(None) if len(rows) == self.size else torch.tensor(rows)
 
-    def _run(self, rows: torch.Tensor, start: int, first: int, last: int) -> None:
+    def _run(self, rows: list[int], start: int, first: int, last: int) -> None:
         stop = self.cur + 1
         pick = self._pick(rows)
         hidden = self.store[pick, start:stop]  # (rows, q, hidden): every column is at layer first - 1
         positions = self.positions[pick, start:stop]
-        span = make_span(self.model, hidden, self.real[pick, :stop], positions, self.rotary)
-        cache = self.cache.target(None if isinstance(pick, slice) else rows, start)
+        real = self.real[pick, :stop]
+        span = make_span(self.model, hidden, real, positions, self.rotary, padded=None if self.padded else False)
+        cache = self.cache.target(None if isinstance(pick, slice) else pick, start)
         self.store[pick, start:stop] = run_layers(self.model, hidden, first, last, span, cache)
         self.depth[pick, start:stop] = last
         if self.meter is not None:
-            self.meter.layers(rows, start, stop, first, last, self.real, self.positions)
+            self.meter.layers(torch.tensor(rows), start, stop, first, last, self.real, self.positions)
 
-    def head(self, rows: torch.Tensor):
+    def head(self, rows: list[int]):
         """The shared head on column ``cur`` of ``rows`` (their current depth)."""
         if self.meter is not None:
-            self.meter.heads(rows)
+            self.meter.heads(torch.tensor(rows, dtype=torch.long))
         return exit_head(self.model, self.store[self._pick(rows), self.cur])
 
-    def append(self, tokens: torch.Tensor, active: torch.Tensor) -> None:
-        """A new input column holding ``tokens`` (batch,); finished rows never compute it."""
+    def append(self, tokens: list[int], live: list[bool]) -> None:
+        """A new input column holding ``tokens`` (per row); finished rows never compute it."""
         column = self.cur + 1
-        self.real[:, column] = True
-        self.positions[:, column] = self.positions[:, self.cur] + 1
-        # finished rows get an embedding too, but at depth N no block and no head ever reads it
-        self.store[:, column] = embed(self.model, tokens[:, None])[:, 0]
-        self.depth[:, column] = torch.where(active, 0, self.total)
+        # finished rows get an embedding too, but no block and no head ever reads it
+        self.store[:, column] = embed(self.model, torch.tensor(tokens)[:, None])[:, 0]
+        for row in range(self.size):
+            if live[row]:
+                self.behind[row] = self.reached[row]
         self.cur = column
 
 
@@ -251,41 +268,44 @@ def exit_cached(
     out = Collector(size, max_new_tokens, eos_ids, trace=False)
     step = 0
     while True:
-        tokens = torch.zeros(size, dtype=torch.long)  # (batch,)
-        layers = torch.zeros(size, dtype=torch.long)  # (batch,)
-        confidence = torch.zeros(size)  # (batch,)
-        visited = torch.zeros(size, dtype=torch.long)  # (batch,) heads read while undecided
-        undecided = out.active.clone()  # (batch,)
+        tokens, layers, confidence = [0] * size, [0] * size, [0.0] * size
+        visited = [0] * size  # heads read while undecided
+        undecided = [row for row in range(size) if out.live[row]]
         previous = 0
         for index, layer in enumerate(checkpoints):
-            rows = undecided.nonzero()[:, 0]  # (rows,)
-            state.advance(rows, previous + 1, layer)
+            state.advance(undecided, previous + 1, layer)
             previous = layer
-            visited += undecided.long()
-            read = None
+            for row in undecided:
+                visited[row] += 1
+            read, readers = None, undecided
             if policy.uses_confidence or layer == total:
-                read, readers = state.head(rows), rows
+                read = state.head(undecided)
             if layer == total:
                 leave = undecided
             else:
-                scores = torch.zeros(size)  # (batch,) unused by policies that ignore confidence
-                if read is not None:
-                    scores.index_copy_(0, rows, read.confidence)
-                leave = undecided & policy.exits(step, index, scores)
-            if read is None:  # only the rows that exit need this head
-                readers = leave.nonzero()[:, 0]
-                read = state.head(readers)
-            head_tokens = torch.zeros(size, dtype=torch.long).index_copy(0, readers, read.tokens)  # (batch,)
-            head_confidence = torch.zeros(size).index_copy(0, readers, read.confidence)  # (batch,)
-            tokens = torch.where(leave, head_tokens, tokens)
-            layers = torch.where(leave, torch.full_like(layers, layer), layers)
-            confidence = torch.where(leave, head_confidence, confidence)
-            undecided = undecided & ~leave
-            if not bool(undecided.any()):
+                if read is None:  # unused by policies that ignore confidence
+                    scores = torch.zeros(size)
+                elif len(undecided) == size:
+                    scores = read.confidence
+                else:
+                    scores = torch.zeros(size).index_copy_(0, torch.tensor(undecided), read.confidence)
+                exits = policy.exits(step, index, scores).tolist()  # (batch,)
+                leave = [row for row in undecided if exits[row]]
+            if read is None and leave:  # only the rows that exit need this head
+                read, readers = state.head(leave), leave
+            if leave:
+                at = {row: i for i, row in enumerate(readers)}
+                head_tokens, head_confidence = read.tokens.tolist(), read.confidence.tolist()
+                for row in leave:
+                    tokens[row], layers[row] = head_tokens[at[row]], layer
+                    confidence[row] = head_confidence[at[row]]
+                gone = set(leave)
+                undecided = [row for row in undecided if row not in gone]
+            if not undecided:
                 break
-        heads = visited if policy.uses_confidence else torch.ones_like(visited)
+        heads = visited if policy.uses_confidence else [1] * size
         out.add(tokens, layers, confidence, heads)
         if out.finished:
             return out.rows
-        state.append(tokens, out.active)
+        state.append(tokens, out.live)
         step += 1

@@ -46,7 +46,11 @@ class Generation:
 
 
 class Collector:
-    """Appends each step's outputs to the rows still generating and decides when they stop."""
+    """Appends each step's outputs to the rows still generating and decides when they stop.
+
+    Per-row state is plain Python (``live``): a decode step reads it once per row, and at batch
+    sizes of a few rows a tensor op costs more than the Python loop.
+    """
 
     def __init__(self, batch: int, max_new_tokens: int, eos_ids: Collection[int], trace: bool):
         if max_new_tokens < 1:
@@ -55,16 +59,22 @@ class Collector:
         if trace:
             for row in self.rows:
                 row.layer_argmax, row.layer_confidence = [], []
-        self.active = torch.ones(batch, dtype=torch.bool)  # (batch,)
+        self.live = [True] * batch  # per row: still generating
         self.max_new_tokens = max_new_tokens
         self.eos_ids = frozenset(eos_ids)
 
+    @property
+    def active(self) -> torch.Tensor:
+        """(batch,) bool: rows still generating."""
+        return torch.tensor(self.live, dtype=torch.bool)
+
     def add(self, tokens, layers, confidences, heads, layer_argmax=None, layer_confidence=None) -> None:
-        tokens, layers, confidences, heads = (t.tolist() for t in (tokens, layers, confidences, heads))
+        """One step's outputs, (batch,) each (tensors or lists); rows already finished ignore theirs."""
+        tokens, layers, confidences, heads = (_as_list(t) for t in (tokens, layers, confidences, heads))
         if layer_argmax is not None:
             layer_argmax, layer_confidence = layer_argmax.tolist(), layer_confidence.tolist()
         for i, row in enumerate(self.rows):
-            if not self.active[i]:
+            if not self.live[i]:
                 continue
             row.token_ids.append(int(tokens[i]))
             row.exit_layers.append(int(layers[i]))
@@ -74,11 +84,15 @@ class Collector:
                 row.layer_argmax.append(layer_argmax[i])
                 row.layer_confidence.append(layer_confidence[i])
             if tokens[i] in self.eos_ids or len(row.token_ids) >= self.max_new_tokens:
-                self.active[i] = False
+                self.live[i] = False
 
     @property
     def finished(self) -> bool:
-        return not bool(self.active.any())
+        return not any(self.live)
+
+
+def _as_list(values) -> list:
+    return values.tolist() if isinstance(values, torch.Tensor) else list(values)
 
 
 @torch.inference_mode()
