@@ -1,4 +1,4 @@
-"""Peak memory and time of one training step: IT vs LITE (naive and chunked head + CE).
+"""Peak memory and time of one training step: IT vs LITE (naive, chunked and fused head + CE).
 
     .venv/bin/python benchmarks/loss_memory.py
     .venv/bin/python benchmarks/loss_memory.py --hidden 128 --vocab 1280 --steps 3  # LLaMA-2-7B head ratio
@@ -9,13 +9,14 @@ mode). Each mode runs in a fresh process so the allocator starts clean. Memory i
   before it. The peak is reset just before the step by writing 5 to /proc/self/clear_refs, so model
   set-up does not mask it. Gradient buffers are allocated before the baseline (same in all modes).
 - CUDA (when available): torch.cuda.max_memory_allocated() minus memory_allocated() before the step.
-Time: median of ``--steps`` steps after the measured (warm-up) step. The four modes run in turn,
+Time: median of ``--steps`` steps after the measured (warm-up) step. The modes run in turn,
 ``--rounds`` times (each round a fresh process per mode), so a slow drift of a shared machine hits
 them alike; the table reports each mode's median over rounds (memory: the largest peak).
 
 Modes: ``it_hf`` = HF ``model(..., labels=labels).loss`` (the IT baseline); ``it_lite`` = lite_loss
 with {N: 1}; ``lite`` = lite_loss on exits + N, unchunked; ``lite_chunked`` = the same with head + CE
-over chunks of ``--chunk`` positions under activation checkpointing.
+over chunks of ``--chunk`` positions under activation checkpointing; ``lite_fused`` = chunks of the
+same size whose head gradients are made in the forward pass (no recomputation).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import time
 
-MODES = ("it_hf", "it_lite", "lite", "lite_chunked")
+MODES = ("it_hf", "it_lite", "lite", "lite_chunked", "lite_fused")
 
 
 def parse_args(argv=None):
@@ -97,14 +98,17 @@ def worker(args) -> dict:
     n = args.layers
     exits = sorted({int(x) for x in args.exits.split(",") if x} | {n})
     weights = {n: 1.0} if args.worker.startswith("it") else {k: 1.0 for k in exits}
-    chunk = args.chunk if args.worker == "lite_chunked" else None
+    chunk = args.chunk if args.worker in ("lite_chunked", "lite_fused") else None
+    fused = args.worker == "lite_fused"
 
     def step():
         if args.worker == "it_hf":
             loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         else:
             out = model.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
-            loss, _ = lite_loss(out.hidden_states, labels, model.model.norm, model.lm_head, weights, chunk)
+            loss, _ = lite_loss(
+                out.hidden_states, labels, model.model.norm, model.lm_head, weights, chunk, fused=fused
+            )
         loss.backward()
         model.zero_grad(set_to_none=False)  # keep the buffers: they are part of the baseline
         return loss.item()

@@ -481,11 +481,11 @@ def test_decoder_layer_is_bitwise_the_hf_layer(attn, kv_heads):
             positions = batch.position_ids()[:, -ids.shape[1] :]
             span = blocks.make_span(model, hidden, batch.real, positions)
             mine = blocks.run_layers(model, hidden, 1, 2, span, ours)
-            hf = hidden
+            hf, rope = hidden, model.model.rotary_emb(hidden, positions)
             for layer in model.model.layers:
                 hf = layer(
                     hf, attention_mask=span.mask, position_ids=positions,
-                    position_embeddings=model.model.rotary_emb(hidden, positions), cache=theirs, use_cache=True,
+                    position_embeddings=rope, cache=theirs, use_cache=True,
                 )  # fmt: skip
             assert torch.equal(mine, hf)
 

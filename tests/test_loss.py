@@ -214,6 +214,61 @@ def test_chunked_loss_and_gradients_equal_unchunked(tiny_llama, chunk_size):
         torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-6)
 
 
+def _loss_and_grads(model, weights, **mode):
+    model.zero_grad()
+    input_ids, labels, mask = _batch(model.config.vocab_size)
+    hs = model.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    loss, per_layer = lite_loss(hs, labels, model.model.norm, model.lm_head, weights, **mode)
+    (3.0 * loss).backward()  # a non-unit upstream gradient: the fused backward must scale by it
+    return loss.detach(), per_layer, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 5])
+@pytest.mark.parametrize("tied", [False, True])
+def test_fused_head_ce_equals_the_plain_loss_and_gradients(tiny_llama, chunk_size, tied):
+    model = tiny_llama.train()
+    if tied:  # SmolLM2 ties its head to the embeddings: both uses must sum into one gradient
+        model.lm_head.weight = model.model.embed_tokens.weight
+    weights = {1: 1.0, 3: 2.0, 4: 1.0}
+    loss_a, ce_a, grads_a = _loss_and_grads(model, weights)
+    loss_b, ce_b, grads_b = _loss_and_grads(model, weights, chunk_size=chunk_size, fused=True)
+    torch.testing.assert_close(loss_b, loss_a)
+    assert sorted(ce_b) == sorted(weights)
+    for layer in weights:
+        torch.testing.assert_close(ce_b[layer], ce_a[layer])
+    assert grads_a.keys() == grads_b.keys()
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_fused_head_ce_with_a_biased_head_and_an_empty_batch():
+    torch.manual_seed(0)
+    states = [torch.randn(2, 6, 4, requires_grad=True) for _ in range(3)]
+    labels = torch.tensor([[-100, -100, 1, 2, 3, 4], [-100, 5, 6, -100, -100, -100]])
+    head = torch.nn.Linear(4, 7)
+    torch.nn.init.normal_(head.bias)
+    results = []
+    for fused in (False, True):
+        head.zero_grad()
+        for state in states:
+            state.grad = None
+        loss, _ = lite_loss(
+            states, labels, torch.nn.Identity(), head, {1: 1.0, 2: 3.0}, chunk_size=2, fused=fused
+        )
+        loss.backward()
+        grads = [head.weight.grad.clone(), head.bias.grad.clone(), *(s.grad.clone() for s in states[1:])]
+        results.append((loss.detach(), grads))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    torch.testing.assert_close(loss_b, loss_a)
+    for plain, fused in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(fused, plain)
+    head.zero_grad()
+    empty, _ = lite_loss(states, torch.full((2, 6), -100), torch.nn.Identity(), head, {2: 1.0}, fused=True)
+    assert empty.item() == 0.0
+    empty.backward()
+    assert torch.count_nonzero(head.weight.grad) == torch.count_nonzero(head.bias.grad) == 0
+
+
 def test_lite_loss_refuses_out_of_range_layers_and_bad_chunks():
     states = [torch.randn(1, 4, 3) for _ in range(3)]
     labels = torch.tensor([[-100, 1, 2, 3]])

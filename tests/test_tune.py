@@ -65,6 +65,37 @@ def test_three_step_lite_run_writes_model_log_and_config(workspace):
     assert not (out / ".final.tmp").exists()
 
 
+def test_fused_head_run_trains_as_the_plain_loss(workspace):
+    root, base, train = workspace
+    models = {}
+    for name, extra in (("plain", ()), ("fused", ("--fused-head", "--chunk-size", "5"))):
+        out = root / name
+        _run(
+            base,
+            train,
+            out,
+            "--scheme",
+            "uniform",
+            "--layers",
+            "2",
+            "--max-steps",
+            "2",
+            "--logging-steps",
+            "1",
+            *extra,
+        )
+        models[name] = (
+            AutoModelForCausalLM.from_pretrained(out),
+            [r for r in read_jsonl(out / "train_log.jsonl") if "loss" in r],
+        )
+    (plain, plain_log), (fused, fused_log) = models["plain"], models["fused"]
+    for a, b in zip(plain_log, fused_log, strict=True):
+        for key in ("loss", "ce_layer_2", "ce_layer_4"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), key
+    for (name, a), b in zip(plain.named_parameters(), fused.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+
+
 @pytest.mark.parametrize("outside", [False, True])
 def test_rerun_resumes_from_the_last_checkpoint(workspace, outside):
     root, base, train = workspace
@@ -173,3 +204,9 @@ def test_zero3_config_without_16bit_gathering_is_refused(tmp_path, workspace):
     config = TuneConfig(scheme="uniform", max_steps=1, deepspeed=str(ds))
     with pytest.raises(ValueError, match="stage3_gather_16bit_weights_on_model_save"):
         tune(base, train, tmp_path / "out", config)
+    ds.write_text(
+        json.dumps({"zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": True}})
+    )
+    fused = TuneConfig(scheme="uniform", max_steps=1, deepspeed=str(ds), fused_head=True)
+    with pytest.raises(ValueError, match="fused head"):
+        tune(base, train, tmp_path / "out", fused)

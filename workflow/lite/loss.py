@@ -127,6 +127,7 @@ def lite_loss(
     lm_head: torch.nn.Module,
     layer_weights: Mapping[int, float],
     chunk_size: int | None = None,
+    fused: bool = False,
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """Weighted mean of per-layer response-token CE; returns ``(loss, {layer: CE_i detached})``.
 
@@ -138,6 +139,12 @@ def lite_loss(
     With ``chunk_size`` set, norm + head + CE run over chunks of that many target positions, each
     under activation checkpointing: no chunk's logits are kept for backward (they are recomputed),
     so at most one chunk of (chunk_size x vocab) logits is alive instead of (exits x tokens x vocab).
+
+    ``fused=True`` (``_FusedHeadCE``) spends the same memory without the recomputation: the head's
+    gradients are computed chunk by chunk in the forward pass, for all exits at once, and the
+    backward pass only scales them. Chunks of ``chunk_size`` positions (default: one exit's worth).
+    It reads ``lm_head.weight`` outside the module's call, so it cannot run under ZeRO-3, which
+    gathers that weight only inside the call.
     """
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
@@ -153,6 +160,8 @@ def lite_loss(
     targets = shifted[keep]  # (tokens,)
     n_tokens = max(int(targets.numel()), 1)  # an all-masked batch gives loss 0, not NaN
 
+    if fused:
+        return _fused_loss(outputs, keep, targets, n_tokens, weights, norm, lm_head, chunk_size)
     total = None
     per_layer: dict[int, torch.Tensor] = {}
     for layer, weight in sorted(weights.items()):
@@ -187,3 +196,75 @@ def _head_ce_sum(rows, targets, norm, lm_head):
         rows = norm(rows)  # (tokens, hidden)
     logits = lm_head(rows).float()  # (tokens, vocab); CE in fp32 even under bf16
     return F.cross_entropy(logits, targets, reduction="sum")
+
+
+def _fused_loss(outputs, keep, targets, n_tokens, weights, norm, lm_head, chunk_size):
+    """``lite_loss``'s value and per-layer CE through one ``_FusedHeadCE`` over every exit's rows."""
+    head_weight, bias = lm_head.weight, lm_head.bias
+    if getattr(head_weight, "ds_status", None) is not None:
+        raise ValueError(
+            "the fused head + CE reads lm_head.weight directly; under DeepSpeed ZeRO-3 use chunk_size alone"
+        )
+    layers = sorted(weights)
+    exits = []
+    for layer in layers:
+        hidden, normed = outputs[layer]
+        rows = hidden[:, :-1][keep]  # (tokens, hidden)
+        exits.append(rows if normed else norm(rows))
+    count = targets.numel()
+    rows = torch.cat(exits)  # (exits * tokens, hidden)
+    # d loss / d CE_r of each row: its layer's weight over (sum of weights x response tokens)
+    scale = torch.tensor([weights[layer] for layer in layers]) / (sum(weights.values()) * n_tokens)
+    scales = scale.repeat_interleave(count).to(rows.device)  # (exits * tokens,)
+    loss, row_ce = _FusedHeadCE.apply(
+        rows, head_weight, bias, targets.repeat(len(layers)), scales, chunk_size or max(count, 1)
+    )
+    per_layer = {
+        layer: part.sum() / n_tokens for layer, part in zip(layers, row_ce.split(count), strict=True)
+    }
+    return loss, per_layer
+
+
+class _FusedHeadCE(torch.autograd.Function):
+    """sum_r scales[r] * CE(rows[r] @ weight.T + bias, targets[r]), gradients made in the forward.
+
+    CE's gradient with respect to the logits is softmax - onehot, known as soon as the logits are.
+    So each chunk's logits give the chunk's gradients for the rows, the weight and the bias right
+    away, and are dropped; backward multiplies the stored gradients by the incoming scalar. The
+    weight's gradient is summed over every chunk of every exit in one fp32 buffer (the exits share
+    the head). Returns the loss and the per-row CE (detached, for logging).
+    """
+
+    @staticmethod
+    def forward(ctx, rows, weight, bias, targets, scales, chunk_size):
+        # rows (R, hidden), weight (vocab, hidden), bias (vocab,) or None, targets (R,), scales (R,)
+        grad_rows = torch.empty_like(rows)  # (R, hidden)
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)  # (vocab, hidden)
+        grad_bias = None if bias is None else torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
+        row_ce = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)  # (R,)
+        for start in range(0, rows.shape[0], chunk_size):
+            part = slice(start, start + chunk_size)
+            x, target = rows[part], targets[part]  # (c, hidden), (c,)
+            logits = F.linear(x, weight, bias).float()  # (c, vocab); CE in fp32, as the plain path
+            picked = torch.arange(x.shape[0], device=x.device)
+            log_norm = torch.logsumexp(logits, dim=-1)  # (c,)
+            row_ce[part] = log_norm - logits[picked, target]
+            grad = logits.sub_(log_norm[:, None]).exp_()  # (c, vocab) softmax, in place of the logits
+            grad[picked, target] -= 1.0
+            grad.mul_(scales[part, None])
+            grad_weight.addmm_(grad.t(), x.float())
+            if grad_bias is not None:
+                grad_bias += grad.sum(dim=0)
+            grad = grad.to(rows.dtype)
+            grad_rows[part] = grad @ weight
+        ctx.save_for_backward(grad_rows, grad_weight, grad_bias)
+        ctx.weight_dtype = weight.dtype
+        ctx.mark_non_differentiable(row_ce)
+        return (row_ce * scales).sum(), row_ce
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_row_ce):
+        grad_rows, grad_weight, grad_bias = ctx.saved_tensors
+        grad_weight = (grad_weight * grad_loss).to(ctx.weight_dtype)
+        grad_bias = None if grad_bias is None else (grad_bias * grad_loss).to(ctx.weight_dtype)
+        return grad_rows * grad_loss.to(grad_rows.dtype), grad_weight, grad_bias, None, None, None

@@ -74,6 +74,7 @@ class TuneConfig:
     save_steps: int = 500  # checkpoint every this many steps (besides on SIGTERM)
     save_total_limit: int = 1  # checkpoints kept; 1 is enough to resume and saves disk
     chunk_size: int | None = None  # head+CE over this many positions at a time, checkpointed
+    fused_head: bool = False  # head+CE gradients made in the forward pass, chunk by chunk (not ZeRO-3)
     skip_long_prompts: bool = False  # drop (and log) examples whose prompt fills max_length; else an error
 
     def __post_init__(self) -> None:
@@ -132,10 +133,18 @@ class TuneConfig:
 class LiteTrainer(Trainer):
     """A Trainer whose loss is ``lite_loss`` over the hidden states of one forward pass."""
 
-    def __init__(self, *args, layer_weights: Mapping[int, float], chunk_size: int | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        layer_weights: Mapping[int, float],
+        chunk_size: int | None = None,
+        fused_head: bool = False,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.layer_weights = dict(layer_weights)
         self.chunk_size = chunk_size
+        self.fused_head = fused_head
         # lite_loss is a per-micro-batch mean: let the Trainer divide by the accumulation steps.
         self.loss_is_scaled_for_ga = False
         self._ce_sums: dict[int, torch.Tensor] = {}
@@ -160,6 +169,7 @@ class LiteTrainer(Trainer):
             core.lm_head,
             self.layer_weights,
             self.chunk_size,
+            fused=self.fused_head,
         )
         if model.training:
             for layer, ce in per_layer.items():
@@ -323,7 +333,7 @@ def tune(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     if config.deepspeed is not None:
-        _check_deepspeed_config(config.deepspeed)
+        _check_deepspeed_config(config.deepspeed, config.fused_head)
     # TrainingArguments first: with ZeRO-3 it makes from_pretrained load the weights partitioned.
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
@@ -401,6 +411,7 @@ def tune(
         data_collator=PaddingCollator(tokenizer.pad_token_id),
         layer_weights=weights,
         chunk_size=config.chunk_size,
+        fused_head=config.fused_head,
         callbacks=[JsonlLogCallback(out / "train_log.jsonl", resume_step), preemption],
     )
     if resume is not None:
@@ -452,9 +463,14 @@ def _write_final(trainer: Trainer, tokenizer, out: Path, resolved: dict) -> None
     save_resolved_config(out, resolved)
 
 
-def _check_deepspeed_config(path: str) -> None:
+def _check_deepspeed_config(path: str, fused_head: bool) -> None:
     config = json.loads(Path(path).read_text(encoding="utf-8"))
     zero = config.get("zero_optimization", {})
+    if zero.get("stage") == 3 and fused_head:
+        raise ValueError(
+            f"{path}: ZeRO stage 3 partitions lm_head.weight outside the head's call, which the fused "
+            "head + CE reads; drop fused_head (chunk_size alone saves the same memory)"
+        )
     if zero.get("stage") == 3 and not zero.get("stage3_gather_16bit_weights_on_model_save", False):
         raise ValueError(
             f"{path}: ZeRO stage 3 needs zero_optimization.stage3_gather_16bit_weights_on_model_save=true, "

@@ -55,7 +55,8 @@ rule tune:
             if value is not None and not isinstance(value, bool) and key != "max_steps"
         )
         + (" --bf16" if config["train"].get("bf16") else "")
-        + (" --skip-long-prompts" if config["train"].get("skip_long_prompts") else ""),
+        + (" --skip-long-prompts" if config["train"].get("skip_long_prompts") else "")
+        + (" --fused-head" if config["train"].get("fused_head") else ""),
         launcher=(
             f"torchrun --standalone --nproc-per-node {resource('tune', 'gpus')} -m lite.cli"
             if resource("tune", "gpus", 0) > 1

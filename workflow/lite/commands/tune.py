@@ -56,6 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--chunk-size", type=int, help="LM head + CE over chunks of N positions (saves memory)"
     )
     parser.add_argument(
+        "--fused-head",
+        action="store_true",
+        help="LM head + CE gradients made in the forward pass, in --chunk-size chunks (no ZeRO-3)",
+    )
+    parser.add_argument(
         "--skip-long-prompts",
         action="store_true",
         help="drop (and log) examples whose prompt fills --max-length instead of failing",
@@ -89,6 +94,7 @@ def run(args: argparse.Namespace) -> None:
         save_steps=args.save_steps,
         save_total_limit=args.save_total_limit,
         chunk_size=args.chunk_size,
+        fused_head=args.fused_head,
         skip_long_prompts=args.skip_long_prompts,
     )
     try:

@@ -83,7 +83,9 @@ class PaddedBatch:
 class Span:
     """What decoder layers need to process a block of ``q`` query positions at once."""
 
-    rope: tuple[torch.Tensor, torch.Tensor]  # (cos, signed sin), each (batch, 1, q, head_dim): see RotaryTable.rope
+    rope: tuple[
+        torch.Tensor, torch.Tensor
+    ]  # (cos, signed sin), each (batch, 1, q, head_dim): see RotaryTable.rope
     mask: torch.Tensor | None  # (batch, 1, q, kv) additive float, or None when no masking is needed
 
     def select(self, rows: torch.Tensor) -> Span:

@@ -163,7 +163,9 @@ class _ExitState:
         self.padded = not bool(batch.real.all())
         self.positions = torch.zeros((size, width), dtype=torch.long)  # (batch, width)
         self.positions[:, :prompt] = batch.position_ids()
-        self.positions[:, prompt:] = self.positions[:, prompt - 1 : prompt] + torch.arange(1, width - prompt + 1)
+        self.positions[:, prompt:] = self.positions[:, prompt - 1 : prompt] + torch.arange(
+            1, width - prompt + 1
+        )
         # depth 0 = the embedding; padding counts as fully computed, so no block ever includes it
         self.depth = torch.zeros((size, width), dtype=torch.long)  # (batch, width)
         self.depth[:, :prompt].masked_fill_(~batch.real, self.total)
@@ -215,7 +217,9 @@ class _ExitState:
         hidden = self.store[pick, start:stop]  # (rows, q, hidden): every column is at layer first - 1
         positions = self.positions[pick, start:stop]
         real = self.real[pick, :stop]
-        span = make_span(self.model, hidden, real, positions, self.rotary, padded=None if self.padded else False)
+        span = make_span(
+            self.model, hidden, real, positions, self.rotary, padded=None if self.padded else False
+        )
         cache = self.cache.target(None if isinstance(pick, slice) else pick, start)
         self.store[pick, start:stop] = run_layers(self.model, hidden, first, last, span, cache)
         self.depth[pick, start:stop] = last
