@@ -186,6 +186,12 @@ def make_span(
     return Span(rope, mask[:, None])  # mask (batch, 1, q, kv)
 
 
+def row_index(rows: list[int], size: int) -> torch.Tensor | slice:
+    """Index of batch ``rows`` (ascending) into a batch of ``size``: a slice when they are all rows,
+    which reads views and writes in place instead of gathering and scattering."""
+    return slice(None) if len(rows) == size else torch.tensor(rows)
+
+
 def embed(model, ids: torch.Tensor) -> torch.Tensor:
     """Token embeddings (batch, seq) -> (batch, seq, hidden)."""
     return F.embedding(ids, model.model.embed_tokens.weight)  # nn.Embedding's lookup, without the call

@@ -31,7 +31,16 @@ from collections.abc import Collection, Sequence
 
 import torch
 
-from lite.decoders.blocks import PaddedBatch, RotaryTable, embed, exit_head, make_span, n_layers, run_layers
+from lite.decoders.blocks import (
+    PaddedBatch,
+    RotaryTable,
+    embed,
+    exit_head,
+    make_span,
+    n_layers,
+    row_index,
+    run_layers,
+)
 from lite.decoders.engines import Collector, Generation
 from lite.decoders.policies import ExitPolicy
 from lite.flops import ModelShape, head_flops, layer_flops
@@ -206,14 +215,9 @@ class _ExitState:
                 self._run(index[start == column].tolist(), column, layer, end)
             layer = end + 1
 
-    def _pick(self, rows: list[int]) -> torch.Tensor | slice:
-        """Index of ``rows`` (ascending) into the batch: a slice when they are all rows, which reads
-        views and writes in place instead of gathering and scattering."""
-        return slice(None) if len(rows) == self.size else torch.tensor(rows)
-
     def _run(self, rows: list[int], start: int, first: int, last: int) -> None:
         stop = self.cur + 1
-        pick = self._pick(rows)
+        pick = row_index(rows, self.size)
         hidden = self.store[pick, start:stop]  # (rows, q, hidden): every column is at layer first - 1
         positions = self.positions[pick, start:stop]
         real = self.real[pick, :stop]
@@ -230,7 +234,7 @@ class _ExitState:
         """The shared head on column ``cur`` of ``rows`` (their current depth)."""
         if self.meter is not None:
             self.meter.heads(torch.tensor(rows, dtype=torch.long))
-        return exit_head(self.model, self.store[self._pick(rows), self.cur])
+        return exit_head(self.model, self.store[row_index(rows, self.size), self.cur])
 
     def append(self, tokens: list[int], live: list[bool]) -> None:
         """A new input column holding ``tokens`` (per row); finished rows never compute it."""

@@ -12,7 +12,9 @@ correction, or a bonus after k accepted drafts). The output is final-layer greed
 Batches: rows accept different numbers of drafts. Every row's columns stay aligned: a row that
 accepted fewer than the best row of the round leaves holes (columns marked not real, like left
 padding: masked out as keys, skipped by the RoPE position count), so all rows start the next round
-at the same column. Holes cost cache width and masked attention; batch size 1 has none.
+at the same column. Holes cost cache width and masked attention; batch size 1 has none. Per-row
+state (draft limits, proposals, acceptances) is Python lists, as in the cached exit: at small
+batches a tensor op per step costs more than a loop over the rows.
 
 Cost is counted by the same ``Meter`` as the cached exit (``lite.decoders.cached``); acceptance per
 prompt in ``Acceptance``.
@@ -25,7 +27,16 @@ from dataclasses import dataclass
 
 import torch
 
-from lite.decoders.blocks import PaddedBatch, RotaryTable, embed, exit_head, make_span, n_layers, run_layers
+from lite.decoders.blocks import (
+    PaddedBatch,
+    RotaryTable,
+    embed,
+    exit_head,
+    make_span,
+    n_layers,
+    row_index,
+    run_layers,
+)
 from lite.decoders.cached import Meter, SlotCache
 from lite.decoders.engines import Generation
 
@@ -72,6 +83,9 @@ class _Columns:
         self.real = torch.zeros((size, width), dtype=torch.bool)  # (batch, width)
         self.real[:, :prompt] = batch.real
         self.positions = self._positions()
+        self.size = size
+        # one row without padding never has holes: its keys are all real and need no look
+        self.uniform = size == 1 and bool(batch.real.all())
 
     def _positions(self) -> torch.Tensor:
         return PaddedBatch(self.ids, self.real).position_ids()  # (batch, width): holes are not counted
@@ -87,13 +101,17 @@ class _Columns:
         self.positions = self._positions()
 
 
-def _run(model, cols: _Columns, cache: SlotCache, hidden, rows, everyone, start, first, last, meter):
-    """Layers ``first..last`` on the block of columns ``start..`` of ``rows``; returns its output."""
+def _run(model, cols: _Columns, cache: SlotCache, hidden, rows: list[int], start, first, last, meter):
+    """Layers ``first..last`` on the block of columns ``start..`` of batch ``rows``; returns its output."""
     stop = start + hidden.shape[1]
-    span = make_span(model, hidden, cols.real[rows, :stop], cols.positions[rows, start:stop], cols.rotary)
-    out = run_layers(model, hidden, first, last, span, cache.target(None if everyone else rows, start))
+    pick = row_index(rows, cols.size)
+    real, positions = cols.real[pick, :stop], cols.positions[pick, start:stop]
+    span = make_span(model, hidden, real, positions, cols.rotary, padded=False if cols.uniform else None)
+    out = run_layers(
+        model, hidden, first, last, span, cache.target(None if isinstance(pick, slice) else pick, start)
+    )
     if meter is not None:
-        meter.layers(rows, start, stop, first, last, cols.real, cols.positions)
+        meter.layers(torch.tensor(rows), start, stop, first, last, cols.real, cols.positions)
     return out
 
 
@@ -126,7 +144,7 @@ def speculative(
     cache = SlotCache(model, size, width)
     rows_out = [Generation() for _ in range(size)]
     stats = [Acceptance() for _ in range(size)]
-    active = torch.ones(size, dtype=torch.bool)  # (batch,)
+    live = [True] * size
     done, cur = 0, prompt - 1  # first column no layer has seen; column of the newest committed token
     k = draft.tokens
     while True:
@@ -134,82 +152,99 @@ def speculative(
             grown = 2 * (cur + k + 2)
             cols.grow(grown)
             cache.grow(grown)
-        rows = active.nonzero()[:, 0]  # (rows,)
-        everyone = rows.numel() == size
-        remaining = torch.tensor([max_new_tokens - len(rows_out[i].token_ids) for i in rows.tolist()])
-        limit = (remaining - 1).clamp(max=k)  # (rows,) drafts allowed: a round must not overshoot
+        rows = [row for row in range(size) if live[row]]
+        # per row of ``rows``: drafts allowed (a round must not overshoot max_new_tokens), drafts made
+        limit = [min(k, max_new_tokens - len(rows_out[row].token_ids) - 1) for row in rows]
+        proposed = [0] * len(rows)
         cols.real[:, cur + 1 :] = False
-        proposed = torch.zeros(len(rows), dtype=torch.long)  # (rows,)
         first_layer = None  # (rows, q, hidden): layer-E states of columns done..cur+K for verification
-        drafting = torch.ones(len(rows), dtype=torch.bool)  # (rows,) rows processing column cur + step
+        drafting = list(range(len(rows)))  # indices into rows of those processing column cur + step
         step = 0
-        while bool(drafting.any()):
-            sub = drafting.nonzero()[:, 0]  # (drafters,) indices into rows
+        while drafting:
             start = done if step == 0 else cur + step
-            ids = cols.ids[rows[sub], start : cur + step + 1]  # (drafters, q)
-            alone = everyone and len(sub) == size
-            hidden = _run(
-                model, cols, cache, embed(model, ids), rows[sub], alone, start, 1, draft.layer, meter
-            )
+            drafters = [rows[i] for i in drafting]
+            ids = cols.ids[row_index(drafters, cols.size), start : cur + step + 1]  # (drafters, q)
+            hidden = _run(model, cols, cache, embed(model, ids), drafters, start, 1, draft.layer, meter)
             if first_layer is None:
                 first_layer = hidden.new_zeros((len(rows), cur + k + 1 - done, hidden.shape[-1]))
-            first_layer[sub, start - done : cur + step + 1 - done] = hidden
-            wants = sub[limit[sub] > step]  # rows that may still propose a draft
-            drafting = torch.zeros_like(drafting)
-            if wants.numel():
-                where = (limit[sub] > step).nonzero()[:, 0]
+            into = slice(None) if len(drafting) == len(rows) else torch.tensor(drafting)
+            first_layer[into, start - done : cur + step + 1 - done] = hidden
+            wants = [n for n, i in enumerate(drafting) if limit[i] > step]  # may still propose a draft
+            takers = []
+            if wants:
                 if meter is not None:
-                    meter.heads(rows[wants])
-                head = exit_head(model, hidden[where])
-                keep = torch.ones_like(head.tokens, dtype=torch.bool)
-                if draft.threshold is not None:
-                    keep = head.confidence >= draft.threshold
-                takers = wants[keep]
-                cols.ids[rows[takers], cur + step + 1] = head.tokens[keep]
-                cols.real[rows[takers], cur + step + 1] = True
-                proposed[takers] += 1
-                drafting[takers] = True
-            cols.renumber()
+                    meter.heads(torch.tensor([drafters[n] for n in wants]))
+                head = exit_head(
+                    model, hidden if len(wants) == len(drafting) else hidden[torch.tensor(wants)]
+                )
+                tokens = head.tokens.tolist()
+                keep = (
+                    [True] * len(wants)
+                    if draft.threshold is None
+                    else (head.confidence >= draft.threshold).tolist()
+                )
+                chosen = [
+                    (drafting[n], token) for n, token, kept in zip(wants, tokens, keep, strict=True) if kept
+                ]
+                if chosen:
+                    takers = [i for i, _ in chosen]
+                    column = cur + step + 1
+                    where = row_index([rows[i] for i in takers], cols.size)
+                    cols.ids[where, column] = torch.tensor([token for _, token in chosen])
+                    cols.real[where, column] = True
+                    # the draft continues its row's real tokens: one position further
+                    cols.positions[where, column] = cols.positions[where, column - 1] + 1
+                    for i in takers:
+                        proposed[i] += 1
+            drafting = takers
             step += 1
 
         # Verification: layers E+1..N on columns done..cur+K of every row, one pass.
-        most = int(proposed.max())
+        most = max(proposed)
         stop = cur + most + 1
         block = first_layer[:, : stop - done]  # (rows, q, hidden)
-        final = _run(model, cols, cache, block, rows, everyone, done, draft.layer + 1, total, meter)
+        final = _run(model, cols, cache, block, rows, done, draft.layer + 1, total, meter)
         if meter is not None:
-            meter.heads(rows, most + 1)
+            meter.heads(torch.tensor(rows), most + 1)
         tail = final[:, cur - done :]  # (rows, K + 1, hidden): predictions for columns cur + 1 ..
         head = exit_head(model, tail.reshape(-1, tail.shape[-1]))
-        verified = head.tokens.view(len(rows), most + 1)  # (rows, K + 1)
-        confidence = head.confidence.view(len(rows), most + 1)  # (rows, K + 1)
-        drafts = cols.ids[rows, cur + 1 : stop]  # (rows, K)
-        offered = torch.arange(most)[None, :] < proposed[:, None]  # (rows, K)
-        agree = (drafts == verified[:, :most]) & offered  # (rows, K)
-        accepted = agree.long().cumprod(dim=1).sum(dim=1)  # (rows,) longest agreeing prefix
+        verified = head.tokens.view(len(rows), most + 1).tolist()  # (rows, K + 1)
+        confidence = head.confidence.view(len(rows), most + 1).tolist()  # (rows, K + 1)
+        drafts = cols.ids[row_index(rows, cols.size), cur + 1 : stop].tolist()  # (rows, K)
+        accepted = []  # per row: the longest prefix of its drafts that the final layer agrees with
+        for i in range(len(rows)):
+            count = 0
+            while count < proposed[i] and drafts[i][count] == verified[i][count]:
+                count += 1
+            accepted.append(count)
 
-        for j, row in enumerate(rows.tolist()):
+        for i, row in enumerate(rows):
             gen, stat = rows_out[row], stats[row]
-            stat.proposed += int(proposed[j])
-            stat.accepted += int(accepted[j])
+            stat.proposed += proposed[i]
+            stat.accepted += accepted[i]
             stat.rounds += 1
-            for t in range(int(accepted[j]) + 1):  # the accepted drafts, then the final layer's own
-                token = int(verified[j, t])
+            for t in range(accepted[i] + 1):  # the accepted drafts, then the final layer's own
+                token = verified[i][t]
                 gen.token_ids.append(token)
                 gen.exit_layers.append(total)
-                gen.confidences.append(float(confidence[j, t]))
+                gen.confidences.append(confidence[i][t])
                 gen.heads.append(1)
                 if token in eos_ids or len(gen.token_ids) >= max_new_tokens:
-                    active[row] = False
+                    live[row] = False
                     break
-        if not bool(active.any()):
+        if not any(live):
             return rows_out, stats
 
         # Commit: kept columns cur..cur+a per row, holes up to the common next column.
-        nxt = cur + int(accepted.max()) + 1
-        kept = torch.arange(cur + 1, cols.ids.shape[1])[None, :] <= (cur + accepted)[:, None]
-        cols.real[rows, cur + 1 :] = kept
-        cols.ids[rows, nxt] = verified[torch.arange(len(rows)), accepted]
-        cols.real[rows, nxt] = True
+        best = max(accepted)
+        nxt = cur + best + 1
+        pick = row_index(rows, cols.size)
+        if min(accepted) < best:
+            kept = (
+                torch.arange(cur + 1, cols.ids.shape[1])[None, :] <= (cur + torch.tensor(accepted))[:, None]
+            )
+            cols.real[pick, cur + 1 :] = kept
+        cols.ids[pick, nxt] = torch.tensor([verified[i][accepted[i]] for i in range(len(rows))])
+        cols.real[pick, nxt] = True
         cols.renumber()
         done = cur = nxt
