@@ -495,8 +495,11 @@ def test_rotary_table_is_bitwise_the_rotary_module(tiny_llama):
     hidden = torch.zeros(2, 3, tiny_llama.config.hidden_size)
     for positions in ([[0, 1, 2], [5, 6, 7]], [[300, 301, 302], [0, 0, 1]]):  # the second grows the table
         ids = torch.tensor(positions)
-        for ours, theirs in zip(table(hidden, ids), tiny_llama.model.rotary_emb(hidden, ids), strict=True):
-            assert torch.equal(ours, theirs)
+        cos, signed = table.rope(hidden, ids)  # (batch, 1, q, head_dim) each
+        their_cos, their_sin = tiny_llama.model.rotary_emb(hidden, ids)  # (batch, q, head_dim) each
+        half = their_sin.shape[-1] // 2
+        assert torch.equal(cos[:, 0], their_cos)
+        assert torch.equal(signed[:, 0], torch.cat([-their_sin[..., :half], their_sin[..., half:]], dim=-1))
     assert table.cos.shape[0] >= 303
 
 

@@ -83,9 +83,8 @@ class PaddedBatch:
 class Span:
     """What decoder layers need to process a block of ``q`` query positions at once."""
 
-    rope: tuple[
-        torch.Tensor, torch.Tensor
-    ]  # (cos, signed sin), each (batch, 1, q, head_dim): see RotaryTable.rope
+    # (cos, signed sin), each (batch, 1, q, head_dim): see RotaryTable
+    rope: tuple[torch.Tensor, torch.Tensor]
     mask: torch.Tensor | None  # (batch, 1, q, kv) additive float, or None when no masking is needed
 
     def select(self, rows: torch.Tensor) -> Span:
@@ -96,53 +95,41 @@ class Span:
 
 
 class RotaryTable:
-    """RoPE (cos, sin) of every position a decode reaches, computed once instead of per block.
+    """RoPE factors of every position a decode reaches, computed once instead of per block.
 
-    ``table(hidden, position_ids)`` returns what ``model.model.rotary_emb(hidden, position_ids)``
-    does, bitwise: the angles are elementwise products of position and frequency, so a row of the
-    table is the same numbers as a call for that position alone. RoPE types whose frequencies
-    depend on the sequence length (dynamic, longrope) are computed per call instead.
+    ``rope(hidden, position_ids)`` gives (cos, signed sin), each (batch, 1, q, head_dim), such that
+    ``x * cos + roll(x, d/2) * signed`` is bitwise HF's ``x * cos + rotate_half(x) * sin`` with
+    ``(cos, sin) = model.model.rotary_emb(hidden, position_ids)``:
 
-    ``rope(hidden, position_ids)`` gives the same factors in the form ``decoder_layer`` applies them.
+    - the angles are elementwise products of position and frequency, so a row of the table is the
+      same numbers as a call for that position alone;
+    - rotate_half(x) is cat(-x2, x1) and roll(x, d/2) is cat(x2, x1): the sign moves onto the first
+      half of sin, and IEEE products only depend on the operands' magnitudes and signs. One roll
+      replaces rotate_half's two slices, negation and concatenation, in every layer.
+
+    RoPE types whose frequencies depend on the sequence length (dynamic, longrope) are computed
+    per call instead.
     """
 
     def __init__(self, model):
         self.rotary = model.model.rotary_emb
         self.per_call = getattr(self.rotary, "rope_type", "default") in ("dynamic", "longrope")
         self.cos: torch.Tensor | None = None  # (positions, head_dim)
-        self.sin: torch.Tensor | None = None
         self.signed: torch.Tensor | None = None  # (positions, head_dim): sin with its first half negated
 
-    def __call__(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.per_call:
-            return self.rotary(hidden, position_ids)
-        return self._lookup("cos", "sin", hidden, position_ids)
-
     def rope(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cos, signed sin), each (batch, 1, q, head_dim), such that ``x * cos + roll(x, d/2) * signed``
-        is bitwise HF's ``x * cos + rotate_half(x) * sin``.
-
-        rotate_half(x) is cat(-x2, x1) and roll(x, d/2) is cat(x2, x1); the sign moves onto the first
-        half of sin, and IEEE products only depend on the operands' magnitudes and signs. One roll
-        replaces rotate_half's two slices, negation and concatenation, in every layer.
-        """
         if self.per_call:
-            cos, sin = self.rotary(hidden, position_ids)
+            cos, sin = self.rotary(hidden, position_ids)  # (batch, q, head_dim) each
             return cos[:, None], _signed(sin)[:, None]
-        cos, signed = self._lookup("cos", "signed", hidden, position_ids)
-        return cos[:, None], signed[:, None]
-
-    def _lookup(self, first: str, second: str, hidden, position_ids) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows ``position_ids`` of the tables named ``first`` and ``second``, (batch, q, head_dim) each."""
         if self.cos is not None and self.cos.dtype == hidden.dtype:
             try:  # the table usually covers the positions: no max() to read on every call
-                return getattr(self, first)[position_ids], getattr(self, second)[position_ids]
+                return self.cos[position_ids][:, None], self.signed[position_ids][:, None]
             except IndexError:
                 pass
         size = max(int(position_ids.max()) + 1, 256, 0 if self.cos is None else 2 * self.cos.shape[0])
         cos, sin = self.rotary(hidden, torch.arange(size)[None])  # (1, size, head_dim) each
-        self.cos, self.sin, self.signed = cos[0], sin[0], _signed(sin[0])
-        return getattr(self, first)[position_ids], getattr(self, second)[position_ids]
+        self.cos, self.signed = cos[0], _signed(sin[0])
+        return self.cos[position_ids][:, None], self.signed[position_ids][:, None]
 
 
 def _signed(sin: torch.Tensor) -> torch.Tensor:
@@ -172,10 +159,11 @@ def make_span(
     implementation = attn_implementation(model)
     # No mask needed: a single query with no padding sees everything; sdpa treats a square block with
     # mask None as causal. Any other case (cache + block, eager, padding) gets an explicit mask.
-    if (q == 1 or (q == kv and implementation == "sdpa")) and not (
-        not bool(key_real.all()) if padded is None else padded
-    ):
-        return Span(rope, None)
+    if q == 1 or (q == kv and implementation == "sdpa"):
+        if padded is None:
+            padded = not bool(key_real.all())
+        if not padded:
+            return Span(rope, None)
     slots = torch.arange(kv - q, kv)  # (q,)
     keys = torch.arange(kv)  # (kv,)
     causal = keys[None, :] <= slots[:, None]  # (q, kv)

@@ -182,7 +182,6 @@ class _ExitState:
         # shallowest of the earlier columns (N when there is none), so no catch-up is due below it
         lengths = batch.real.sum(dim=1).tolist()
         self.behind = [0 if length > 1 else self.total for length in lengths]
-        self.reached = [0] * size  # per row, the depth column cur has reached
         first = embed(model, batch.ids)  # (batch, prompt, hidden)
         self.store = first.new_zeros((size, width, first.shape[-1]))  # (batch, width, hidden)
         self.store[:, :prompt] = first
@@ -197,7 +196,6 @@ class _ExitState:
         behind = min(self.behind[row] for row in rows)
         for row in rows:
             self.behind[row] = max(self.behind[row], last)
-            self.reached[row] = last
         if behind >= last:  # the usual case: nothing is behind
             self._run(rows, self.cur, first, last)
             return
@@ -233,17 +231,18 @@ class _ExitState:
     def head(self, rows: list[int]):
         """The shared head on column ``cur`` of ``rows`` (their current depth)."""
         if self.meter is not None:
-            self.meter.heads(torch.tensor(rows, dtype=torch.long))
+            self.meter.heads(torch.tensor(rows))
         return exit_head(self.model, self.store[row_index(rows, self.size), self.cur])
 
-    def append(self, tokens: list[int], live: list[bool]) -> None:
-        """A new input column holding ``tokens`` (per row); finished rows never compute it."""
+    def append(self, tokens: list[int], layers: list[int], live: list[bool]) -> None:
+        """A new input column holding ``tokens`` (per row), which exited at ``layers``: the depth
+        column ``cur`` reached. Finished rows never compute the new column."""
         column = self.cur + 1
         # finished rows get an embedding too, but no block and no head ever reads it
         self.store[:, column] = embed(self.model, torch.tensor(tokens)[:, None])[:, 0]
         for row in range(self.size):
             if live[row]:
-                self.behind[row] = self.reached[row]
+                self.behind[row] = layers[row]
         self.cur = column
 
 
@@ -315,5 +314,5 @@ def exit_cached(
         out.add(tokens, layers, confidence, heads)
         if out.finished:
             return out.rows
-        state.append(tokens, out.live)
+        state.append(tokens, layers, out.live)
         step += 1

@@ -84,8 +84,9 @@ class _Columns:
         self.real[:, :prompt] = batch.real
         self.positions = self._positions()
         self.size = size
-        # one row without padding never has holes: its keys are all real and need no look
-        self.uniform = size == 1 and bool(batch.real.all())
+        # padding, or several rows that may accept different numbers of drafts (holes): masks must
+        # look at the keys; one row without padding never has a key that is not real
+        self.padded = size > 1 or not bool(batch.real.all())
 
     def _positions(self) -> torch.Tensor:
         return PaddedBatch(self.ids, self.real).position_ids()  # (batch, width): holes are not counted
@@ -106,7 +107,7 @@ def _run(model, cols: _Columns, cache: SlotCache, hidden, rows: list[int], start
     stop = start + hidden.shape[1]
     pick = row_index(rows, cols.size)
     real, positions = cols.real[pick, :stop], cols.positions[pick, start:stop]
-    span = make_span(model, hidden, real, positions, cols.rotary, padded=False if cols.uniform else None)
+    span = make_span(model, hidden, real, positions, cols.rotary, padded=None if cols.padded else False)
     out = run_layers(
         model, hidden, first, last, span, cache.target(None if isinstance(pick, slice) else pick, start)
     )
