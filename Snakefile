@@ -27,6 +27,7 @@ include: "workflow/rules/analyze.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/bench.smk"
+include: "workflow/rules/human.smk"
 
 
 rule all:

@@ -1,4 +1,4 @@
-"""A local HTTP server that speaks the Anthropic Messages API and Message Batches endpoints.
+"""A local HTTP server that speaks the Anthropic Messages API, Message Batches and models endpoints.
 
 Tests point the real anthropic SDK at it (``base_url`` or ANTHROPIC_BASE_URL). It answers like the
 API does, with the same JSON bodies for messages, batches and errors, and checks requests as the
@@ -212,6 +212,10 @@ class MessagesAPIServer:
                     return f"{name}: Extra inputs are not permitted"
         return None
 
+    def model_info(self, model: str) -> dict:
+        """GET /v1/models/<id>: every model id is known here."""
+        return {"type": "model", "id": model, "display_name": model, "created_at": "2099-01-01T00:00:00Z"}
+
     def batch_view(self, batch: dict) -> dict:
         ended = batch["ended_at"] is not None
         counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
@@ -339,7 +343,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path = entry["path"]
         match = re.fullmatch(r"/v1/messages/batches/([^/]+)(/results)?", path)
-        if path == "/v1/messages/batches":
+        model = re.fullmatch(r"/v1/models/([^/]+)", path)
+        if model:
+            entry["action"] = "model"
+            self._send_json(200, self.api.model_info(model.group(1)))
+        elif path == "/v1/messages/batches":
             with self.api.lock:
                 data = [self.api.batch_view(b) for b in self.api.batches.values()]
             self._send_json(200, {"data": data, "has_more": False, "first_id": None, "last_id": None})

@@ -68,40 +68,55 @@ def test_calibration_bins_sum_to_totals_and_hold_one():
     assert empty["alignment_pct"].isna().all()
 
 
-def test_thresholds_pick_the_smallest_safe_confidence():
-    # layer 1: 5 at .99 aligned, 20 at .9 aligned, 10 at .8 of which 5 aligned
-    points = [(0.99, True)] * 5 + [(0.9, True)] * 20 + [(0.8, True)] * 5 + [(0.8, False)] * 5
+def test_thresholds_rest_on_the_lowest_bin_of_an_aligned_run():
+    # bins of 0.05: 25 aligned at .97, 25 aligned at .82, 25 at .62 of which 20 aligned (80 %)
+    points = [(0.97, True)] * 25 + [(0.82, True)] * 25 + [(0.62, True)] * 20 + [(0.62, False)] * 5
     trace = _layer1_trace(points)
-    # .99 has too few (5 < 20); .9 has 25 at 100 %; .8 has 30/35 = 85.7 % < 95 %
-    assert analysis.choose_thresholds([trace], [1], target=0.95, min_count=20) == {1: 0.9}
-    # a looser target accepts .8
-    assert analysis.choose_thresholds([trace], [1], target=0.85, min_count=20) == {1: 0.8}
-    # min_count 30 rules out .9 (25 positions) and .8 fails the target: never exit
+    assert analysis.choose_thresholds([trace], [1], target=0.95, min_count=20) == {1: 0.8}
+    # a looser target accepts the .6 bin
+    assert analysis.choose_thresholds([trace], [1], target=0.75, min_count=20) == {1: 0.6}
+    # no bin holds 30 positions: no evidence anywhere, never exit
     assert analysis.choose_thresholds([trace], [1], target=0.95, min_count=30) == {1: analysis.NEVER_EXIT}
-    # min_count 5 allows the top alone, but .9 (lower) is still safe, so .9 wins
-    assert analysis.choose_thresholds([trace], [1], target=0.95, min_count=5) == {1: 0.9}
+    # wider bins merge .82 and .97 into one bin [.8, 1]
+    assert analysis.choose_thresholds([trace], [1], target=0.95, min_count=20, bin_width=0.2) == {1: 0.8}
 
 
-def test_thresholds_are_not_fooled_by_a_bad_top():
-    # the most confident positions are wrong, yet with the rest they clear 95 %: 40/42 = 95.2 %
-    points = [(0.97, False)] * 2 + [(0.9, True)] * 40 + [(0.5, False)] * 10
+def test_thresholds_stop_at_the_first_bin_that_falls_short():
+    # the .82 bin is 80 % aligned: nothing below it may exit, although the .62 bin is perfect
+    points = [(0.97, True)] * 25 + [(0.82, True)] * 20 + [(0.82, False)] * 5 + [(0.62, True)] * 25
     table = analysis.threshold_table([_layer1_trace(points)], [1], target=0.95, min_count=20)
     row = table.iloc[0]
-    assert row["threshold"] == 0.9 and row["count"] == 42 and row["alignment"] == pytest.approx(40 / 42)
+    assert row["threshold"] == 0.95 and row["count"] == 25 and row["alignment"] == 1.0
+    assert row["bin_alignment"] == 1.0
 
 
-def test_thresholds_merge_ties_and_pool_records():
-    # 19 + 1 positions at the same confidence across two records: a cut can't split a tie
-    first = _layer1_trace([(0.7, True)] * 19, rid="a")
-    second = _layer1_trace([(0.7, False)] + [(0.6, False)] * 3, rid="b")
-    # at .7: 20 positions, 19 aligned = 95 % -> qualifies exactly at the target
+def test_thin_bins_carry_no_evidence_but_exit_with_their_neighbours():
+    # 5 wrong positions at .72 sit between two perfect bins with evidence
+    points = [(0.97, True)] * 25 + [(0.72, False)] * 5 + [(0.52, True)] * 25
+    table = analysis.threshold_table([_layer1_trace(points)], [1], target=0.95, min_count=20)
+    row = table.iloc[0]
+    assert row["threshold"] == 0.5 and row["count"] == 55
+    assert row["alignment"] == pytest.approx(50 / 55)
+
+
+def test_a_low_bin_that_is_mostly_wrong_is_not_outvoted_by_many_easy_tokens():
+    # 400 easy positions at .99 and 30 wrong ones at .31: in total 400/430 = 93 % and, with the
+    # target at .9, a cumulative rule would let the .31 bin exit; the per-bin rule does not
+    points = [(0.99, True)] * 400 + [(0.31, False)] * 30
+    assert analysis.choose_thresholds([_layer1_trace(points)], [1], target=0.9, min_count=20) == {1: 0.95}
+
+
+def test_thresholds_pool_records():
+    first = _layer1_trace([(0.71, True)] * 19, rid="a")
+    second = _layer1_trace([(0.71, False)] + [(0.6, False)] * 3, rid="b")
+    # pooled: 20 positions in [.7, .75), 19 aligned = 95 % -> qualifies exactly at the target
     assert analysis.choose_thresholds([first, second], [1], target=0.95, min_count=20) == {1: 0.7}
     assert analysis.choose_thresholds([first], [1], target=0.95, min_count=20) == {1: analysis.NEVER_EXIT}
 
 
 def test_never_exit_for_a_layer_that_never_aligns():
-    points = [(c, False) for c in np.linspace(0.1, 1.0, 50)]
-    assert analysis.choose_thresholds([_layer1_trace(points)], [1, 2]) == {1: 1.01, 2: pytest.approx(0.99)}
+    points = [(c, False) for c in np.linspace(0.1, 1.0, 50)] + [(0.99, False)] * 20
+    assert analysis.choose_thresholds([_layer1_trace(points)], [1, 2]) == {1: 1.01, 2: pytest.approx(0.95)}
 
 
 def test_bad_traces_and_settings_are_named(tmp_path):
@@ -121,12 +136,14 @@ def test_bad_traces_and_settings_are_named(tmp_path):
         analysis.ThresholdConfig((1,), target=1.5)
     with pytest.raises(InputError, match="field 'min_count'"):
         analysis.ThresholdConfig((1,), min_count=0)
+    with pytest.raises(InputError, match="field 'bin_width'"):
+        analysis.ThresholdConfig((1,), bin_width=0.3)
     with pytest.raises(InputError, match="bins"):
         analysis.calibration([good], bins=(0.2, 0.5, 1.0))
 
 
 def test_align_and_thresholds_commands(tmp_path):
-    points = [(0.99, True)] * 5 + [(0.9, True)] * 20 + [(0.8, False)] * 5
+    points = [(0.99, True)] * 5 + [(0.91, True)] * 20 + [(0.8, False)] * 5
     traces = tmp_path / "traces.jsonl"
     write_jsonl(traces, [_layer1_trace(points[:15], rid="a"), _layer1_trace(points[15:], rid="b")])
     out_a, out_c, out_t = (
@@ -156,5 +173,11 @@ def test_align_and_thresholds_commands(tmp_path):
             str(out_t),
         ]
     )
-    assert read_json(out_t) == {"thresholds": {"1": 0.9}, "target": 0.95, "min_count": 20}
+    document = read_json(out_t)
+    assert document["thresholds"] == {"1": 0.9}
+    assert (document["target"], document["min_count"], document["bin_width"]) == (0.95, 20, 0.05)
+    # the evidence: 25 positions at or above 0.9, all aligned; layer 2 (final) is not asked for
+    assert document["evidence"] == [
+        {"layer": 1, "threshold": 0.9, "count": 25, "alignment": 1.0, "bin_alignment": 1.0}
+    ]
     assert read_json(tmp_path / "t.json.config.json")["layers"] == [1]

@@ -13,6 +13,7 @@ import torch
 from lite import bench
 from lite.cli import main as lite_main
 from lite.decoders.engines import greedy_cached
+from lite.decoding import hf_greedy
 from lite.io import InputError, read_json
 from lite.modeling import TinyModelSpec, build_tiny_model, save_model, train_tokenizer
 from lite.prompts import render_prompt
@@ -64,11 +65,11 @@ def test_widen_computes_the_same_function(tiny_llama):
     assert bench.widen(tiny_llama, 1) is tiny_llama
 
 
-def test_hf_generate_ignores_eos_like_the_other_decoders(tiny_llama):
+def test_hf_greedy_ignores_eos_like_the_other_decoders(tiny_llama):
     prompt = [5, 17, 33]
     free = greedy_cached(tiny_llama, [prompt], 4, max_new_tokens=10, eos_ids=set(), pad_id=0)[0].token_ids
     tiny_llama.generation_config.eos_token_id = free[1]  # the model's EOS comes up second
-    assert bench._hf_generate(tiny_llama, prompt, 10, 0) == free
+    assert hf_greedy(tiny_llama, prompt, max_new_tokens=10, eos_ids=(), pad_id=0) == free
 
 
 def test_measure_and_summarize(tiny_llama):
@@ -214,6 +215,7 @@ def test_cli_writes_table_figure_and_acceptance(tmp_path, model_dirs):
         assert path.stat().st_size > 0
     config = read_json(out.with_name("latency.csv.config.json"))
     assert config["machine"]["torch_threads"] == 1 and len(config["repeats"]) == 12
+    assert config["prompt_truncated_chars"] == [0, 0]  # short prompts are measured whole
     rates = pd.read_csv(accept)
     assert list(rates["model"]) == ["lite"] * 6 + ["it"] * 6 and list(rates["draft_layer"]) == [1, 2, 3] * 4
     assert list(rates["responses"]) == (["until-eos"] * 3 + ["fixed-length"] * 3) * 2
@@ -260,7 +262,7 @@ def test_forbidden_tokens_are_never_chosen_by_any_decoder(tiny_llama):
     banned = free[1]
     with bench.forbidden(tiny_llama, [banned]):
         ours = greedy_cached(tiny_llama, [prompt], 4, max_new_tokens=10, eos_ids=set(), pad_id=0)[0].token_ids
-        assert bench._hf_generate(tiny_llama, prompt, 10, 0) == ours
+        assert hf_greedy(tiny_llama, prompt, max_new_tokens=10, eos_ids=(), pad_id=0) == ours
     assert banned not in ours and ours[0] == free[0] and ours != free
     # the hook is gone after the block
     assert (

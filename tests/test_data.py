@@ -115,3 +115,30 @@ def test_dataset_names_the_record_whose_prompt_is_too_long(tmp_path, tokenizer):
     assert len(TrainDataset(path, tokenizer, max_length=4096)) == 2
     kept = TrainDataset(path, tokenizer, max_length=128, skip_long=True)
     assert len(kept) == 1 and [s.rsplit("/", 1)[-1] for s in kept.skipped] == ["train.jsonl:3"]
+
+
+def test_fit_prompt_cuts_a_long_prompt_from_the_left_of_its_text(tokenizer):
+    from lite.data import fit_prompt
+
+    short = RECORDS[1]
+    assert fit_prompt(tokenizer, short, 256) == (encode_prompt(tokenizer, short), 0)
+    long = {
+        "instruction": " ".join(f"word{i}" for i in range(400)) + " Add 3 and 4.",
+        "input": "",
+        "output": "",
+    }
+    full = encode_prompt(tokenizer, long)
+    budget = len(encode_prompt(tokenizer, short)) + 20
+    assert len(full) > budget
+    ids, cut = fit_prompt(tokenizer, long, budget)
+    assert len(ids) <= budget and cut > 0
+    # the template is whole and the request's end is kept: the prompt of the instruction's tail
+    assert ids == encode_prompt(tokenizer, {**long, "instruction": long["instruction"][cut:]})
+    assert long["instruction"][cut:].endswith("Add 3 and 4.")
+    # one character less cut would not fit (nearly: token counts can wobble by one at a boundary)
+    assert len(encode_prompt(tokenizer, {**long, "instruction": long["instruction"][cut - 1 :]})) >= budget
+    with_input = {"instruction": "Sum.", "input": "1 " * 300, "output": ""}
+    ids, cut = fit_prompt(tokenizer, with_input, budget)
+    assert len(ids) <= budget and cut > 4  # the whole instruction, then part of the input
+    with pytest.raises(InputError, match="the prompt template alone is"):
+        fit_prompt(tokenizer, short, 5)

@@ -274,6 +274,7 @@ def test_prepare_eval_from_real_source(tmp_path):
         "vicuna",
         "--path",
         str(source),
+        "--no-verify",  # a small fixture in the upstream format, not the pinned file
         "--out",
         str(out),
     ]
@@ -282,12 +283,14 @@ def test_prepare_eval_from_real_source(tmp_path):
     config = read_json(str(out) + ".config.json")
     assert config["source"] == "vicuna" and config["records"] == 1 and config["path"] == str(source)
     assert config["input_sha256"].startswith("sha256:") and config["categories"] == {"generic": 1}
+    assert config["verified"] is False
 
 
 def test_prepare_train_from_alpaca(tmp_path):
     source = _alpaca_file(tmp_path, ALPACA)
     out = tmp_path / "train.jsonl"
-    assert cli.main(["prepare-train", "--source", "alpaca", "--path", str(source), "--out", str(out)]) == 0
+    argv = ["prepare-train", "--source", "alpaca", "--path", str(source), "--no-verify"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
     assert read_jsonl(out) == ALPACA
     assert read_json(str(out) + ".config.json")["records"] == 3
     with pytest.raises(InputError, match="--families is for --source synthetic"):
@@ -313,10 +316,10 @@ def test_alpaca_heldout_samples_the_last_tenth_with_references(tmp_path):
     rows[95]["output"] = ""  # an empty output cannot serve as a reference
     path = tmp_path / "alpaca_data.json"
     path.write_text(json.dumps(rows, indent=4))
-    held = alpaca_heldout(path, n=None, seed=0)
+    held = alpaca_heldout(rows, n=None, seed=0, path=path)
     assert [r["id"] for r in held] == [f"alpaca_{i}" for i in range(90, 100) if i != 95]
     assert all(r["reference"] == f"answer {r['id'].split('_')[1]}" for r in held)
     assert {r["category"] for r in held} == {"alpaca"}
-    sample = alpaca_heldout(path, n=4, seed=3)
-    assert sample == alpaca_heldout(path, n=4, seed=3) and len(sample) <= 4
+    sample = alpaca_heldout(rows, n=4, seed=3, path=path)
+    assert sample == alpaca_heldout(rows, n=4, seed=3, path=path) and len(sample) <= 4
     assert {r["id"] for r in sample} <= {r["id"] for r in held}

@@ -17,6 +17,7 @@ from lite.decoding import (
     RunLabels,
     decode,
     decoder_from_name,
+    fit_to_context,
     generate_records,
     parse_thresholds,
     trace,
@@ -39,10 +40,11 @@ MAX_NEW = 10
 GENERATION_FIELDS = {
     "model", "tuning", "evalset", "decoder", "id", "category", "instruction", "input", "reference", "text",
     "token_ids", "exit_layers", "confidences", "n_layers", "checkpoints", "prompt_tokens", "flops",
+    "prompt_truncated_chars",
 }  # fmt: skip
 TRACE_FIELDS = {
     "model", "tuning", "evalset", "id", "category", "token_ids", "layer_argmax", "layer_confidence",
-    "n_layers", "prompt_tokens",
+    "n_layers", "prompt_tokens", "prompt_truncated_chars",
 }  # fmt: skip
 EVAL = [
     {"id": "e1", "instruction": "Add 3 and 4.", "input": "", "category": "math", "reference": "7"},
@@ -112,7 +114,8 @@ def hf_layer_heads(model, ids):
         result = []
         for layer in range(1, N + 1):
             h = hidden[layer][0, -1]
-            # hidden_states[N] is already normed; the others are raw layer outputs (ml-probe section 2)
+            # HF appends the last hidden state after the final norm: hidden_states[N] is already
+            # normed, the others are raw layer outputs
             logits = model.lm_head(h if layer == N else model.model.norm(h))
             probs = torch.softmax(logits, dim=-1)
             result.append((int(logits.argmax()), float(probs.max())))
@@ -311,6 +314,7 @@ def test_generation_record_fields_and_flops(tok_model):
                 k: record[k] for k in ("id", "category", "instruction", "input", "reference")
             } == eval_record
             assert record["prompt_tokens"] == len(prompt) and prompt[0] == tokenizer.bos_token_id
+            assert record["prompt_truncated_chars"] == 0
             assert record["n_layers"] == N and record["checkpoints"] == [2, 3, N]
             assert len(record["token_ids"]) == len(record["exit_layers"]) == len(record["confidences"]) >= 1
             assert record["text"] == tokenizer.decode(record["token_ids"], skip_special_tokens=True)
@@ -345,6 +349,46 @@ def test_trace_records(tok_model):
         assert t["token_ids"] == f["token_ids"]
         assert [row[-1] for row in t["layer_argmax"]] == t["token_ids"]
         assert all(len(row) == N for row in t["layer_argmax"] + t["layer_confidence"])
+
+
+@pytest.mark.parametrize(
+    ("name", "kv_cache"), [("final", False), ("dynamic-paper", False), ("dynamic-paper", True)]
+)
+def test_a_prompt_longer_than_the_context_is_cut_from_the_left(tok_model, name, kv_cache):
+    _, tokenizer = tok_model
+    context = 128
+    spec = TinyModelSpec(
+        num_layers=N,
+        hidden_size=64,
+        num_heads=4,
+        num_kv_heads=2,
+        intermediate_size=128,
+        vocab_size=300,
+        max_positions=context,
+    )
+    model = sharpen(build_tiny_model(spec, tokenizer, seed=0))
+    long = {**EVAL[0], "id": "long", "instruction": "Reverse the words. " * 30 + "Add 3 and 4."}
+    records = [EVAL[0], long, EVAL[3]]
+    longest_fitting = max(len(encode_prompt(tokenizer, r)) for r in (EVAL[0], EVAL[3]))
+    assert len(encode_prompt(tokenizer, long)) + MAX_NEW > context >= longest_fitting + MAX_NEW
+    decoder = decoder_from_name(name, [2, 3], {2: 0.5, 3: 0.5})
+    common = {"max_new_tokens": MAX_NEW, "batch_size": 3}  # the long prompt shares a batch with short ones
+    out = generate_records(model, tokenizer, records, decoder, LABELS, kv_cache=kv_cache, **common)
+    assert [r["prompt_truncated_chars"] for r in out] == [0, out[1]["prompt_truncated_chars"], 0]
+    cut = out[1]["prompt_truncated_chars"]
+    assert cut > 0 and out[1]["prompt_tokens"] + MAX_NEW <= context
+    assert out[1]["instruction"] == long["instruction"]  # the record keeps the text the judge sees
+    # the model saw the template whole around the request's tail, and nothing else
+    ids, _ = fit_to_context(model, tokenizer, long, MAX_NEW)
+    assert len(ids) == out[1]["prompt_tokens"] and ids[0] == tokenizer.bos_token_id
+    assert tokenizer.decode(ids, skip_special_tokens=True).endswith("### Response:\n")
+    tail = {**long, "instruction": long["instruction"][cut:]}
+    assert tail["instruction"].endswith("Add 3 and 4.")
+    (alone,) = generate_records(model, tokenizer, [tail], decoder, LABELS, kv_cache=kv_cache, **common)
+    assert alone["prompt_truncated_chars"] == 0
+    assert (alone["token_ids"], alone["exit_layers"]) == (out[1]["token_ids"], out[1]["exit_layers"])
+    traces = trace_records(model, tokenizer, records, LABELS, **common)
+    assert [t["prompt_truncated_chars"] for t in traces] == [0, cut, 0]
 
 
 # ---- names, thresholds, errors -----------------------------------------------------------------
@@ -470,7 +514,7 @@ def test_decoder_layer_is_bitwise_the_hf_layer(attn, kv_heads):
     model = LlamaForCausalLM(config).eval()
     for p in model.parameters():  # the biases start at zero; give them values
         torch.nn.init.normal_(p, std=0.3)
-    batch = blocks.PaddedBatch.from_lists([[5, 6, 7, 8], [9, 10]], pad_id=0)
+    batch = blocks.PaddedBatch.from_lists([[5, 6, 7, 8], [9, 10]], pad_id=0, device="cpu")
     ours, theirs = blocks.new_cache(model), blocks.new_cache(model)
     with torch.no_grad():
         for step in range(2):  # the prompt block, then one new token against the cache

@@ -61,7 +61,7 @@ def server():
 
 
 def _source(url: str, checksum: str) -> PinnedSource:
-    return PinnedSource("koala", url, checksum, "koala", "koala_test_set.jsonl", "test")
+    return PinnedSource("koala", url, checksum, "koala", "koala_test_set.jsonl", "test", 2)
 
 
 def _sha256(data: bytes) -> str:
@@ -136,7 +136,9 @@ def test_http_error_and_connection_error(server, tmp_path):
     with pytest.raises(DownloadError) as err:
         fetch(_source(url, _sha256(PAYLOAD)), tmp_path / "x.jsonl", timeout=5)
     assert f"could not download {url}" in str(err.value)
-    assert "refused" in str(err.value).lower() and "--local-path" in str(err.value)
+    assert "refused" in str(err.value).lower() and "--local-path of lite download" in str(err.value)
+    # the prepare commands and the workflow take the copy under their own names
+    assert "`path:` of the data source" in str(err.value) and "--path of lite prepare" in str(err.value)
     assert _leftovers(tmp_path) == []
 
 
@@ -166,9 +168,9 @@ def test_pinned_table():
         )
         assert source.format in {**datasets.TRAIN_SOURCES, **datasets.EVAL_SOURCES}
     with pytest.raises(ValueError, match="PinnedSource.checksum"):
-        PinnedSource("x", "http://x", "md5:abc", "koala", "x", "x")
+        PinnedSource("x", "http://x", "md5:abc", "koala", "x", "x", 1)
     with pytest.raises(ValueError, match="40 lower-case hex"):
-        PinnedSource("x", "http://x", "gitblob:XYZ", "koala", "x", "x")
+        PinnedSource("x", "http://x", "gitblob:XYZ", "koala", "x", "x", 1)
 
 
 def test_pinned_file_reuses_a_verified_copy(server, tmp_path, monkeypatch):

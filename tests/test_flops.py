@@ -84,7 +84,7 @@ def test_nocache_prefix_matches_flop_counter(attn, layers):
     register_cpu_sdpa_flop_formula()  # idempotent: a second call must not raise
     model = tiny(attn)
     prefix = 13
-    batch = PaddedBatch.from_lists([list(range(3, 3 + prefix))], pad_id=0)
+    batch = PaddedBatch.from_lists([list(range(3, 3 + prefix))], pad_id=0, device="cpu")
 
     def forward():
         with torch.inference_mode():
@@ -101,7 +101,7 @@ def test_cached_decode_step_matches_flop_counter(attn):
     register_cpu_sdpa_flop_formula()
     model = tiny(attn)
     layers, prompt = 3, 11
-    batch = PaddedBatch.from_lists([list(range(5, 5 + prompt))], pad_id=0)
+    batch = PaddedBatch.from_lists([list(range(5, 5 + prompt))], pad_id=0, device="cpu")
     cache = new_cache(model)
     with torch.inference_mode():
         hidden = embed(model, batch.ids)

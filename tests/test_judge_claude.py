@@ -15,7 +15,14 @@ from messages_api_server import MessagesAPIServer, drop, error, ok, slow
 from test_judge_protocol import write_generations
 
 from lite.io import InputError
-from lite.judge import ClaudeSettings, JudgeSetupError, JudgingFailed, check_claude_ready, judge_files
+from lite.judge import (
+    ClaudeSettings,
+    JudgeSetupError,
+    JudgeUnavailable,
+    JudgingFailed,
+    check_claude_ready,
+    judge_files,
+)
 from lite.judge.claude import ClaudeJudge
 from lite.judge.cost import price_for
 from lite.judge.prompts import load_prompt
@@ -78,7 +85,7 @@ def test_request_shape_and_records(tmp_path, gens, server):
     out, summary = run(tmp_path, gens)
     calls = server.calls()
     assert len(calls) == 6  # 3 instances x 2 orders
-    prompt = load_prompt("pairwise-v1")
+    prompt = load_prompt("appendix-a-v1")
     expected = [
         prompt.render("Name a colour.", "Red.", "Blue is a colour of the sky."),
         prompt.render("Name a colour.", "Blue is a colour of the sky.", "Red."),
@@ -93,8 +100,8 @@ def test_request_shape_and_records(tmp_path, gens, server):
     assert "Hello {world}!" in calls[4]["body"]["messages"][0]["content"]  # braces survive rendering
     records = read_records(out)
     assert records[0]["judge"] == {
-        "name": "claude", "model": "claude-sonnet-5-5", "api_version": "2026-10-21", "prompt": "pairwise-v1",
-        "prompt_version": 1, "sampling": {}, "max_tokens": 512,
+        "name": "claude", "model": "claude-sonnet-5-5", "api_version": "2026-10-21",
+        "prompt": "appendix-a-v1", "prompt_version": 1, "sampling": {}, "max_tokens": 512,
     }  # fmt: skip
     assert records[0]["orders"][0]["model"] == "claude-sonnet-5-5-20990101"  # the API's resolved id
     # The server scores by word count: "Red." 2 vs 7 words -> B wins in both orders.
@@ -129,15 +136,18 @@ def test_garbled_replies_are_recorded_not_guessed(tmp_path, gens, server):
     server.script.extend(
         [ok("8 7\nBoth fine."), ok("Assistant 1: 7\nAssistant 2: 8"),  # q1: consistent, A wins
          ok("Here are my scores.\n8/10 7/10"), ok("I cannot decide between them."),  # q2: unparseable
-         ok("9 4"), ok("9 4")]  # q3: position bias -> tie, inconsistent
+         ok("9 4"), ok("9 4"),  # q3: position bias -> tie, inconsistent
+         ok("Still undecided.")]  # q2's second order, asked once more
     )  # fmt: skip
     out, summary = run(tmp_path, gens)
     q1, q2, q3 = read_records(out)
     assert (q1["score_a"], q1["score_b"], q1["outcome"]) == (8.0, 7.0, "win")
-    assert q2["parsed"] is False and q2["orders"][1]["raw"] == "I cannot decide between them."
+    assert q2["parsed"] is False and q2["orders"][1]["raw"] == "Still undecided."
+    assert q2["orders"][1]["reasked"] and q2["orders"][1]["first_raw"] == "I cannot decide between them."
     assert q2["orders"][0]["scores"] == [8, 7] and q2["score_a"] is None
     assert (q3["outcome"], q3["consistent"]) == ("tie", False)
     assert summary["unparseable_orders"] == 1 and summary["inconsistent"] == 1
+    assert summary["reasked_orders"] == 1 and len(server.calls()) == 7
     assert summary["inconsistency_rate"] == 0.5  # of the 2 parsed instances
 
 
@@ -171,7 +181,7 @@ def test_failures_after_all_retries_are_recorded_and_only_they_are_retried(tmp_p
 def test_a_rerun_makes_no_call(tmp_path, gens, server):
     out, _ = run(tmp_path, gens)
     first = out.read_text()
-    n = len(server.calls())
+    n = len(server.requests)
     _, summary = run(tmp_path, gens)
     assert len(server.requests) == n  # nothing at all reached the server
     assert out.read_text() == first
@@ -235,8 +245,9 @@ def test_the_key_is_written_nowhere(tmp_path, gens, server):
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)  # the SDK's and httpx's debug logs included
     try:
-        server.script.extend([error(401), error(529), error(529), error(529)])
-        with pytest.raises(JudgingFailed):
+        # A call that fails after all retries, then a 401 that stops the run.
+        server.script.extend([error(529), error(529), error(529), error(401)])
+        with pytest.raises(JudgeUnavailable, match="rejected the key"):
             run(tmp_path, gens, batches=False)
         run(tmp_path, gens, name="again.jsonl", batches=True)
     finally:

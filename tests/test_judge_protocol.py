@@ -114,7 +114,8 @@ def test_a_loss_and_an_unparseable_order(pair):
     q1, q2 = judge_pair(judge, pair)
     assert q1["outcome"] == "loss" and q1["consistent"] is True
     assert q2["parsed"] is False and q2["orders"][1] == {
-        "first": "b", "scores": None, "raw": "no idea", "parsed": False, "error": None, "model": None,
+        "first": "b", "scores": None, "raw": "no idea", "parsed": False, "reasked": False, "first_raw": None,
+        "error": None, "model": None,
     }  # fmt: skip
     assert (q2["score_a"], q2["score_b"], q2["outcome"], q2["consistent"]) == (None, None, None, None)
     summary = summarize([q1, q2])

@@ -6,7 +6,8 @@ ANTHROPIC_BASE_URL, as a gateway would be. It checks what a user sees: judgments
 configured model, one request per distinct prompt (both orders), a failed call failing the job
 and being the only call the rerun makes, nothing to do on a second run, the cache answering
 after the judgment file is deleted, ``batches: true`` sending one Message Batch, the key written
-nowhere; and that a missing key stops the workflow at start, before any job runs.
+nowhere; that a dry run needs no key, and that a missing key, a bad key or a dead endpoint stops
+a run that judges at start, before any job runs.
 """
 
 from __future__ import annotations
@@ -157,12 +158,13 @@ def test_claude_in_config_judges_the_dag_through_the_api(tmp_path):
         # 3. A second run of the same target does nothing.
         third = snakemake_env(workdir, "--cores", "2", PAIR, env=env, timeout=300)
         assert third.returncode == 0 and "Nothing to be done" in third.stdout + third.stderr
-        # 4. Without the judgment file the job reruns, and the cache answers every prompt.
+        # 4. Without the judgment file the job reruns, and the cache answers every prompt (the
+        # run's start-up check of the endpoint is its one request, a free one).
         before = len(server.requests)
         (workdir / PAIR).unlink()
         fourth = snakemake_env(workdir, "--cores", "2", PAIR, env=env, timeout=300)
         assert fourth.returncode == 0, (fourth.stdout + fourth.stderr)[-4000:]
-        assert len(server.requests) == before
+        assert [r["path"] for r in server.requests[before:]] == [f"/v1/models/{MODEL}"]
         assert read_judgments(workdir / PAIR) == records
         assert cost_rows(workdir)[-1]["calls_made"] == "0"
         assert cost_rows(workdir)[-1]["cached"] == str(len(calls))
@@ -214,10 +216,45 @@ def test_dry_run_routes_every_judgment_through_claude(tmp_path):
 def test_missing_key_stops_the_workflow_before_any_job(tmp_path, key):
     workdir = copy_workflow(tmp_path, claude_config())
     env = {"ANTHROPIC_AUTH_TOKEN": DECOY, **({} if key is None else {"ANTHROPIC_API_KEY": key})}
-    for args in (["-n", "all"], ["--cores", "1", "all"]):
-        result = snakemake_env(workdir, *args, env=env, timeout=120)
-        text = result.stdout + result.stderr
-        assert result.returncode != 0
-        assert "JudgeSetupError" in text and "export ANTHROPIC_API_KEY=<your key>" in text
-        assert DECOY not in text and "Job stats" not in text
+    # Planning needs no secret ...
+    dry = snakemake_env(workdir, "-n", "all", env=env, timeout=120)
+    assert planned_jobs(dry)["judge"] > 0
+    # ... a run that judges checks the key before its first job.
+    result = snakemake_env(workdir, "--cores", "1", "all", env=env, timeout=120)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "JudgeSetupError" in text and "export ANTHROPIC_API_KEY=<your key>" in text
+    assert DECOY not in text and "Finished job" not in text
     assert not (workdir / "results").exists() and not (workdir / "logs").exists()
+
+
+def test_a_run_without_judging_needs_no_key(tmp_path):
+    workdir = copy_workflow(tmp_path, claude_config())
+    result = snakemake_env(workdir, "--cores", "1", "results/data/eval/vicuna.jsonl", env={}, timeout=120)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def test_dry_run_of_the_paper_config_needs_no_key(tmp_path):
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "paper-7b.yaml").read_text())
+    workdir = copy_workflow(tmp_path, config)
+    result = snakemake_env(workdir, "-n", "all", env={}, timeout=180)
+    jobs = planned_jobs(result)
+    assert jobs["judge"] > 0 and jobs["tune"] == 4
+
+
+@pytest.mark.parametrize("problem", ["closed port", "bad key"])
+def test_unusable_endpoint_stops_the_workflow_before_any_job(tmp_path, problem):
+    workdir = copy_workflow(tmp_path, claude_config())
+    with MessagesAPIServer(expected_key=KEY) as server:
+        url, key = server.url, KEY
+        if problem == "closed port":
+            server.stop()  # nothing listens there any more
+        else:
+            key = "sk-ant-test-wrong-key-0000"
+        env = {"ANTHROPIC_API_KEY": key, "ANTHROPIC_BASE_URL": url}
+        result = snakemake_env(workdir, "--cores", "1", "all", env=env, timeout=180)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0 and "JudgeUnavailable" in text, text[-3000:]
+    assert url in text and ("cannot reach" if problem == "closed port" else "rejected the key") in text
+    assert key not in text and "Finished job" not in text
+    assert not (workdir / "results").exists()

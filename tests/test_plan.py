@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lite.plan import ConfigError, Pair, Plan, check_config
+from lite.plan import ConfigError, Pair, Plan, check_config, scaled_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,10 +33,11 @@ def test_default_config_passes(config):
         (lambda c: c["models"]["tiny10"].update(tunings=["it"]), "models.tiny10.tunings"),
         (lambda c: c["data"]["eval"].update(calibration={"source": "synthetic"}), "data.eval.calibration"),
         (
-            lambda c: c["models"]["tiny8"]["thresholds"].pop("aggressive"),
+            lambda c: c["calibration"].pop("aggressive_target"),
             "models.tiny8.thresholds.aggressive",
         ),
         (lambda c: c["data"]["eval"]["koala"].update(source="koala"), "data.eval.koala: koala has no gold"),
+        (lambda c: c["data"].pop("corpus"), "data.corpus: required by the pretrain section"),
     ],
 )
 def test_bad_config_names_the_key(config, edit, message):
@@ -79,3 +80,55 @@ def test_artefacts_follow_the_configured_tunings(config):
     assert "fig1" in artefacts and "table1" in artefacts
     with pytest.raises(ConfigError, match="unknown artefact"):
         plan.artefact_inputs("fig2")
+
+
+def test_tiny_models_tune_from_their_pretrained_base(config):
+    plan = Plan(config)
+    assert plan.tuning_base("tiny8") == "results/tiny8/pretrained"
+    config["models"]["tiny10"]["base"] = {"kind": "hf", "source": "some/model", "n_layers": 10}
+    assert Plan(config).tuning_base("tiny10") == "results/tiny10/base"  # hf models come pretrained
+    del config["pretrain"]
+    assert Plan(config).tuning_base("tiny8") == "results/tiny8/base"
+
+
+def test_the_threshold_sweep_is_planned_judged_and_drawn(config):
+    config["frontier"] = {"scales": [0.5, 2]}
+    plan = Plan(config)
+    assert plan.sweep() == ["dynamic-x0.5", "dynamic-x2"]
+    assert {"dynamic-x0.5", "dynamic-x2"} <= set(plan.decoders("tiny8", "lite"))
+    assert "dynamic-x2" not in plan.decoders("tiny10", "lite")  # the main model's sweep only
+    assert Pair("lite.final", "lite.dynamic-x2") in plan.pairs("tiny8")
+    inputs = plan.artefact_inputs("frontier")
+    assert "results/tiny8/judgments/reference/koala/lite.final~lite.dynamic-x0.5.jsonl" in inputs
+    assert "results/tiny8/generations/lite/koala/random-half.jsonl" in inputs
+    targets = plan.all_targets()
+    assert "results/figures/frontier.pdf" in targets and "results/tables/frontier.csv" in targets
+    del config["frontier"]
+    assert "frontier" not in Plan(config).artefacts()
+
+
+def test_scaled_thresholds_keep_the_shape():
+    paper = {2: 0.95, 4: 0.9, 6: 0.8}
+    assert scaled_thresholds(paper, 1) == paper
+    assert scaled_thresholds(paper, 2) == {2: 0.9, 4: 0.8, 6: 0.6}
+    assert scaled_thresholds(paper, 0.5) == {2: 0.975, 4: 0.95, 6: 0.9}
+    assert scaled_thresholds(paper, 6) == {2: 0.7, 4: 0.4, 6: 0.0}  # never below 0
+
+
+def test_headline_reads_alignment_judgments_and_generations(config):
+    inputs = Plan(config).artefact_inputs("headline")
+    assert any(p.endswith("/analysis/it/vicuna/alignment.csv") for p in inputs)
+    assert "results/tiny8/judgments/reference/vicuna/it.final~lite.final.jsonl" in inputs
+    assert "results/tiny8/generations/lite/vicuna/dynamic-calibrated.jsonl" in inputs
+
+
+def test_aggressive_thresholds_are_calibrated_at_a_lower_target(config):
+    plan = Plan(config)
+    assert plan.calibrated_kinds() == {"calibrated": 0.95, "aggressive": 0.85}
+    assert plan.thresholds("tiny8", "aggressive") == "results/tiny8/thresholds/aggressive.json"
+    # without the target, the configured values are used (and required)
+    config["calibration"]["aggressive_target"] = None
+    config["models"]["tiny8"]["thresholds"]["aggressive"] = {2: 0.85, 4: 0.8, 6: 0.7}
+    config["models"]["tiny10"]["thresholds"]["aggressive"] = {2: 0.85, 4: 0.8, 6: 0.7, 8: 0.6}
+    check_config(config)
+    assert Plan(config).calibrated_kinds() == {"calibrated": 0.95}

@@ -75,6 +75,8 @@ def make_records(models=("tiny8", "tiny8b"), n_prompts: int = 6, seed: int = 0) 
                             "n_layers": N_LAYERS,
                             "checkpoints": CHECKPOINTS,
                             "prompt_tokens": 12,
+                            # one prompt of vic was cut to fit the context
+                            "prompt_truncated_chars": 30 if prompt["id"] == "vic_1" else 0,
                             "flops": _flops(exits),
                         }
                         out["generations"].append(record)
@@ -228,13 +230,17 @@ def _inputs_for(name: str, files: dict[str, list[str]]) -> list[str]:
     if name == "table2":
         return files["similarity"]
     if name == "table4":
-        return files["evals"]
+        return files["evals"] + files["generations"]
+    if name == "headline":
+        return files["alignment"] + files["judgments"] + files["generations"]
     return files["judgments"] + files["generations"]
 
 
-@pytest.mark.parametrize("name", list(report.ARTEFACTS))
-def test_every_artefact_builds(name, record_files, tmp_path):
-    artefact = report.ARTEFACTS[name]
+@pytest.mark.parametrize(
+    ("kind", "name"), [(kind, name) for kind, named in report.ARTEFACTS.items() for name in named]
+)
+def test_every_artefact_builds(kind, name, record_files, tmp_path):
+    artefact = report.ARTEFACTS[kind][name]
     options = {"evalset": "wiz"} if name in ("fig9", "fig10") else {}
     suffix = ".pdf" if artefact.kind == "figure" else ".csv"
     out = tmp_path / f"{name}{suffix}"
@@ -401,6 +407,27 @@ def test_table4_from_eval_files(record_files):
     assert frame["count"].tolist() == [6, 6] and frame["categories"].tolist() == [2, 2]
     # "Say i words about thing i" has 6 words; odd ids add the one-word input
     assert frame["mean_prompt_words"].tolist() == [6.5, 6.5]
+    assert "truncated_prompts" not in frame  # eval records cannot tell what a model had to cut
+
+
+def test_table4_counts_truncated_prompts_from_generations(record_files):
+    # what the workflow passes: the main model's LITE final-layer generations
+    finals = [
+        p
+        for p in record_files["generations"]
+        if p.endswith("final.jsonl") and "/tiny8/generations/lite/" in p
+    ]
+    frame = report.make("table4", load_inputs(record_files["evals"] + finals))
+    assert frame["evalset"].tolist() == ["vic", "wiz"] and frame["count"].tolist() == [6, 6]
+    assert frame["truncated_prompts"].tolist() == [1, 0]
+    # every system of both models: still one prompt per model, not one per record
+    frame = report.make("table4", load_inputs(record_files["evals"] + record_files["generations"]))
+    assert frame["truncated_prompts"].tolist() == [2, 0]
+    # an eval set without generation records has no count rather than a false 0
+    vic_only = [p for p in finals if "/vic/" in p]
+    frame = report.make("table4", load_inputs(record_files["evals"] + vic_only))
+    assert frame["truncated_prompts"].isna().tolist() == [False, True]
+    assert "| wiz | 6 | 2 | 6.50 | – |" in tables.to_markdown(frame)
 
 
 def test_alignment_figure_from_traces_or_tables_agree(record_files):

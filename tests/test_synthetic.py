@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 
-from lite import cli, synthetic
+from lite import cli, synthetic, world
 from lite.datasets import read_eval_records, validate_eval_record, validate_train_record
 from lite.io import read_json, read_jsonl
 from lite.synthetic import (
@@ -64,6 +64,8 @@ def solve(family: str, instruction: str, text_input: str) -> str:
         first = text_input or re.search(r"(?:with|at|from) (\w+)", instruction)[1]
         items = next(seq for seq, _ in SEQUENCES.values() if first in seq)
         return " ".join(items[(items.index(first) + i) % len(items)] for i in range(k))
+    if family.startswith("country_"):
+        return _solve_world(family, f"{instruction} {text_input}")
     # the lookup families name their subject last in the instruction, or as the whole input
     subject = text_input or re.search(r"(?:of|after|follows|follow) (.+?)[?.]$", instruction)[1]
     if family == "capital":
@@ -79,6 +81,33 @@ def solve(family: str, instruction: str, text_input: str) -> str:
         assert wraps or start + k < len(items)
         return " ".join(items[(start + i) % len(items)] for i in range(1, k + 1))
     raise AssertionError(family)
+
+
+_WORLD = world.make_world()
+_CAPITAL = dict(zip(_WORLD.countries, _WORLD.capitals, strict=True))
+_LANGUAGE = {x: _WORLD.languages[_WORLD.language_of[i]] for i, x in enumerate(_WORLD.countries)}
+_EAST = {x: _WORLD.countries[_WORLD.east_of[i]] for i, x in enumerate(_WORLD.countries)}
+
+
+def _solve_world(family: str, text: str) -> str:
+    """The answer from the world's tables and the countries the prompt names."""
+    names = [w for w in re.findall(r"[A-Z][a-z]+", text) if w in _CAPITAL]
+    x = names[0]
+    if family == "country_capital":
+        return f"The capital of {x} is {_CAPITAL[x]}."
+    if family == "country_language":
+        return f"People in {x} speak {_LANGUAGE[x]}."
+    if family == "country_east":
+        return f"East of {x} lies {_EAST[x]}."
+    if family == "country_two_hop":
+        return f"It is {_CAPITAL[_EAST[x]]}, the capital of {_EAST[x]}."
+    if family == "country_profile":
+        return (
+            f"{x} is a country whose capital is {_CAPITAL[x]}. People there speak {_LANGUAGE[x]}. "
+            f"East of {x} lies {_EAST[x]}."
+        )
+    a, b, c = names
+    return f"The capitals are {_CAPITAL[a]} ({a}), {_CAPITAL[b]} ({b}) and {_CAPITAL[c]} ({c})."
 
 
 @pytest.mark.parametrize("name", list(EVAL_SETS))
@@ -151,7 +180,8 @@ def test_overlap_counts_verbatim_prompts():
 
 
 def test_families_balanced_and_phrasings_varied():
-    records = make_eval("vicuna", 600, seed=0)
+    # the calibration split asks every family; the eval sets each ask their own (next test)
+    records = make_eval("calibration", 600, seed=0)
     counts = collections.Counter(r["category"] for r in records)
     assert set(counts) == set(FAMILIES)
     assert max(counts.values()) - min(counts.values()) <= 1
@@ -159,12 +189,28 @@ def test_families_balanced_and_phrasings_varied():
     assert sum(1 for r in train if r["input"]) / len(train) == pytest.approx(0.3, abs=0.04)
     for family in FAMILIES:
         # replace the data by placeholders to recover the template; >= 4 phrasings per family and form
+        names = [*_CAPITAL, *_CAPITAL.values()]
         shapes = {
-            re.sub(r"\b(\d+|" + "|".join(WORDS) + r"|two|three|four|five)\b", "_", r["instruction"])
+            re.sub(
+                r"\b(\d+|" + "|".join([*WORDS, *names]) + r"|two|three|four|five)\b", "_", r["instruction"]
+            )
             for r in records
             if r["category"] == family
         }
-        assert len(shapes) >= 6, (family, shapes)
+        # the world's questions have 3-5 phrasings each, the older families more
+        assert len(shapes) >= (3 if family.startswith("country_") else 6), (family, shapes)
+
+
+def test_eval_sets_ask_their_own_categories():
+    categories = {name: {r["category"] for r in make_eval(name, 100, seed=0)} for name in EVAL_SETS}
+    for name, role in EVAL_SETS.items():
+        assert categories[name] == set(role.categories or FAMILIES)
+    assert categories["koala"] != categories["wizardlm"]
+    # a set whose categories are none of the configured families falls back to all of them
+    assert {r["category"] for r in make_eval("wizardlm", 20, seed=0, families=["count", "cycle"])} == {
+        "count",
+        "cycle",
+    }
 
 
 def test_roles_shift_difficulty_and_input_share():

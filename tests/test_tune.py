@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -153,6 +154,45 @@ def test_sigterm_saves_a_checkpoint_stops_and_the_rerun_resumes(workspace, monke
     resolved = tune(base, train, out, config)
     assert resolved["resumed_from_step"] == 2 and resolved["global_step"] == 5
     assert (out / "model.safetensors").exists()
+
+
+def test_sigterm_while_the_output_folder_is_removed_keeps_checkpoint_and_log(workspace, monkeypatch):
+    """A SLURM time limit as seen on a real run: SIGTERM reaches the trainer while the job's own
+    Snakemake removes the failed job's output folder; the rerun resumes from the signalled step."""
+    root, base, train = workspace
+    out, ckpts = root / "limited" / "tuned", root / "limited" / "checkpoints"
+    config = TuneConfig(layer_weights={4: 1.0}, max_steps=5, batch_size=4, save_steps=100, logging_steps=1)
+    original = tune_module.LiteTrainer.compute_loss
+
+    def compute_loss_then_time_limit(self, model, inputs, *args, **kwargs):
+        if self.state.global_step == 2:  # during step 3
+            os.kill(os.getpid(), signal.SIGTERM)
+            shutil.rmtree(out, ignore_errors=True)
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(tune_module.LiteTrainer, "compute_loss", compute_loss_then_time_limit)
+    with pytest.raises(Preempted, match="step 3"):
+        tune(base, train, out, config, checkpoint_dir=ckpts)
+    shutil.rmtree(out, ignore_errors=True)  # Snakemake's cleanup of the failed job, once it ended
+    assert last_checkpoint(ckpts).name == "checkpoint-3"
+    assert [r["step"] for r in read_jsonl(ckpts / "train_log.jsonl") if "loss" in r] == [1, 2, 3]
+    monkeypatch.setattr(tune_module.LiteTrainer, "compute_loss", original)
+    resolved = tune(base, train, out, config, checkpoint_dir=ckpts)
+    assert resolved["resumed_from_step"] == 3 and resolved["global_step"] == 5
+    assert [r["step"] for r in read_jsonl(out / "train_log.jsonl") if "loss" in r] == [1, 2, 3, 4, 5]
+
+
+def test_a_failed_log_write_never_stops_training(tmp_path, caplog):
+    from transformers import TrainerState
+
+    blocker = tmp_path / "gone"
+    blocker.write_text("a file where the log's folder should be")
+    callback = tune_module.JsonlLogCallback(blocker / "train_log.jsonl", resume_step=0)
+    state = TrainerState(global_step=7)
+    with caplog.at_level("WARNING", logger="lite.tune"):
+        callback.on_log(None, state, None, logs={"loss": 1.0})
+    assert "training and checkpoints go on" in caplog.text
+    assert callback.records == [{"step": 7, "loss": 1.0}]
 
 
 @pytest.mark.parametrize(

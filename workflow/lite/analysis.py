@@ -7,7 +7,8 @@ was actually generated. From that:
 
 - ``alignment``: per layer, the share of generated positions where the layer is aligned (Fig. 5).
 - ``calibration``: per layer and confidence bin, the share of aligned positions (Fig. 6, 11, 15).
-- ``choose_thresholds``: per checkpoint layer, the lowest confidence at which exiting is safe.
+- ``choose_thresholds``: per checkpoint layer, the confidence from which every confidence bin is
+  aligned at least ``target`` of the time: the paper's "confidence where alignment exceeds 95 %".
 
 Everything here is plain numpy/pandas on lists of dicts, so it runs without GPU libraries.
 """
@@ -39,8 +40,10 @@ class ThresholdConfig:
     layers: tuple[int, ...]
     # required share of aligned positions among those that would exit (0 < target <= 1)
     target: float = 0.95
-    # fewest positions at or above a threshold for its alignment to count as evidence
+    # fewest positions in a confidence bin for its alignment to count as evidence
     min_count: int = 20
+    # width of the confidence bins the rule reads (1 must be a whole number of bins)
+    bin_width: float = 0.05
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -51,6 +54,11 @@ class ThresholdConfig:
             raise InputError(f"ThresholdConfig field 'target': must be in (0, 1], got {self.target}")
         if self.min_count < 1:
             raise InputError(f"ThresholdConfig field 'min_count': must be >= 1, got {self.min_count}")
+        bins = 1 / self.bin_width if self.bin_width > 0 else 0
+        if not (1 <= round(bins) and abs(bins - round(bins)) < 1e-6):
+            raise InputError(
+                f"ThresholdConfig field 'bin_width': must divide 1 into whole bins, got {self.bin_width}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,73 +238,95 @@ def calibration(traces: Iterable[dict], bins: Sequence[float] = DEFAULT_BINS) ->
     return pd.DataFrame(rows, columns=columns)
 
 
-def _threshold_for(aligned: np.ndarray, confidence: np.ndarray, target: float, min_count: int):
-    """(threshold, count, alignment) for one layer's positions; threshold is NEVER_EXIT if none fits.
+def _threshold_for(aligned: np.ndarray, confidence: np.ndarray, config: ThresholdConfig) -> dict:
+    """The threshold of one layer's positions and its evidence (see ``choose_thresholds``).
 
-    ``aligned`` and ``confidence`` are (P,). Candidates are the observed confidences: sorting them
-    in descending order, position j's cumulative counts are those of "confidence >= conf[j]" once
-    ties are merged (only the last index of a run of equal confidences is a valid cut).
+    ``aligned`` and ``confidence`` are (P,). Returns ``threshold`` (NEVER_EXIT if no bin qualifies),
+    ``count`` and ``alignment`` of the positions at or above it, and ``bin_alignment`` of the
+    lowest bin it rests on.
     """
-    if confidence.size == 0:
-        return NEVER_EXIT, 0, float("nan")
-    order = np.argsort(-confidence, kind="stable")
-    conf = confidence[order]  # (P,) descending
-    counts = np.arange(1, conf.size + 1)  # (P,) positions with confidence >= conf[j]
-    hits = np.cumsum(aligned[order])  # (P,)
-    last_of_tie = np.append(conf[1:] != conf[:-1], True)  # (P,)
-    # hits/counts >= target, written without division so 0.95 * 20 == 19 is not lost to rounding
-    ok = last_of_tie & (counts >= min_count) & (hits >= target * counts - 1e-9)
-    if not ok.any():
-        return NEVER_EXIT, 0, float("nan")
-    j = int(np.flatnonzero(ok)[-1])  # the lowest qualifying confidence comes last in descending order
-    return float(conf[j]), int(counts[j]), float(hits[j] / counts[j])
+    n_bins = round(1 / config.bin_width)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)  # (n_bins + 1,)
+    # [lo, hi) bins, the last one closed, as in ``calibration``
+    which = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)  # (P,)
+    counts = np.bincount(which, minlength=n_bins)  # (n_bins,)
+    hits = np.bincount(which, weights=aligned.astype(np.float64), minlength=n_bins)  # (n_bins,)
+    lowest = None
+    for b in range(n_bins - 1, -1, -1):
+        if counts[b] < config.min_count:
+            continue  # too few positions to say anything; they exit with the bins around them
+        # hits/count >= target, written without division so 0.95 * 20 == 19 is not lost to rounding
+        if hits[b] < config.target * counts[b] - 1e-9:
+            break
+        lowest = b
+    if lowest is None:
+        return {"threshold": NEVER_EXIT, "count": 0, "alignment": float("nan"), "bin_alignment": float("nan")}
+    above = which >= lowest
+    return {
+        "threshold": round(float(edges[lowest]), 10),
+        "count": int(above.sum()),
+        "alignment": float(aligned[above].mean()),
+        "bin_alignment": float(hits[lowest] / counts[lowest]),
+    }
 
 
 def threshold_table(
-    traces: Iterable[dict], layers: Sequence[int], target: float = 0.95, min_count: int = 20
+    traces: Iterable[dict],
+    layers: Sequence[int],
+    target: float = 0.95,
+    min_count: int = 20,
+    bin_width: float = 0.05,
 ) -> pd.DataFrame:
-    """``choose_thresholds`` with its evidence: layer, threshold, count and alignment above it."""
-    config = ThresholdConfig(tuple(int(x) for x in layers), float(target), int(min_count))
+    """``choose_thresholds`` with its evidence: per layer the threshold, the positions at or above
+    it (``count``), their alignment, and the alignment of the lowest bin it rests on."""
+    config = ThresholdConfig(tuple(int(x) for x in layers), float(target), int(min_count), float(bin_width))
     aligned, confidence = _pooled(traces)
     n_layers = aligned.shape[1]
     rows = []
     for layer in config.layers:
         if layer > n_layers:
             raise InputError(f"thresholds: layer {layer} does not exist; the traces have {n_layers} layers")
-        threshold, count, share = _threshold_for(
-            aligned[:, layer - 1], confidence[:, layer - 1], config.target, config.min_count
-        )
-        rows.append({"layer": layer, "threshold": threshold, "count": count, "alignment": share})
-    return pd.DataFrame(rows, columns=["layer", "threshold", "count", "alignment"])
+        evidence = _threshold_for(aligned[:, layer - 1], confidence[:, layer - 1], config)
+        rows.append({"layer": layer, **evidence})
+    return pd.DataFrame(rows, columns=["layer", "threshold", "count", "alignment", "bin_alignment"])
 
 
 def choose_thresholds(
-    traces: Iterable[dict], layers: Sequence[int], target: float = 0.95, min_count: int = 20
+    traces: Iterable[dict],
+    layers: Sequence[int],
+    target: float = 0.95,
+    min_count: int = 20,
+    bin_width: float = 0.05,
 ) -> dict[int, float]:
-    """Per checkpoint layer, the lowest confidence at which exiting there is safe enough.
+    """Per checkpoint layer, the confidence from which exiting there agrees with the final layer.
 
-    All positions of all given traces are pooled (pass one model's calibration traces). For layer
-    ``L`` the threshold is the smallest observed confidence ``c`` of layer ``L`` such that, among
-    the positions whose layer-``L`` confidence is ``>= c``,
-
-    - there are at least ``min_count`` positions, and
-    - the share where layer ``L``'s argmax equals the final layer's is at least ``target``.
-
-    The share is not monotone in ``c``; every observed value is tried and the smallest one that
-    satisfies both conditions wins, since exactly those positions would exit at that threshold.
-    When no value qualifies the layer gets ``NEVER_EXIT`` (1.01): no confidence reaches it.
+    All positions of all given traces are pooled (pass one model's calibration traces). Layer
+    ``L``'s confidences are cut into bins of ``bin_width``; bins with fewer than ``min_count``
+    positions carry no evidence. Walking down from the most confident bin, the threshold is the
+    lower edge of the last bin with evidence whose alignment (share of positions where layer
+    ``L``'s argmax equals the final layer's) is at least ``target``, stopping at the first bin
+    with evidence that falls short. This is the paper's rule, "the confidence where alignment
+    exceeds 95 %", read off the calibration curve bin by bin. A cumulative rule (the lowest
+    confidence whose exits agree >= 95 % *in total*) collapses to "always exit" whenever most
+    tokens are easy: the many aligned confident tokens outvote a low bin that is mostly wrong.
+    When no bin qualifies the layer gets ``NEVER_EXIT`` (1.01).
 
     Each layer is judged on all positions, not only those that earlier checkpoints would leave
     for it; like the paper's by-eye choice, this treats the checkpoints independently.
     """
-    table = threshold_table(traces, layers, target, min_count)
+    table = threshold_table(traces, layers, target, min_count, bin_width)
     return {int(row.layer): float(row.threshold) for row in table.itertuples()}
 
 
-def thresholds_document(thresholds: dict[int, float], target: float, min_count: int) -> dict:
-    """The thresholds file of ``docs/records.md`` (layer keys as strings, as JSON requires)."""
+def thresholds_document(
+    thresholds: dict[int, float], target: float, min_count: int, bin_width: float, evidence: list[dict]
+) -> dict:
+    """The thresholds file of ``docs/records.md`` (layer keys as strings, as JSON requires), with
+    the evidence each threshold rests on."""
     return {
         "thresholds": {str(layer): value for layer, value in sorted(thresholds.items())},
         "target": target,
         "min_count": min_count,
+        "bin_width": bin_width,
+        "evidence": evidence,
     }

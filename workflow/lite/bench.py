@@ -110,6 +110,8 @@ def widen(model, factor: int):
 
     if factor == 1:
         return model
+    if model.config.model_type != "llama":  # the copy below is LLaMA's layer layout and arithmetic
+        raise ValueError(f"widths other than 1 widen LLaMA models only, not {model.config.model_type!r}")
     config = model.config
     heads = config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
@@ -125,7 +127,7 @@ def widen(model, factor: int):
         head_dim=head_dim,
         tie_word_embeddings=False,  # the embedding and the head are scaled differently
     )
-    wide = LlamaForCausalLM(LlamaConfig(**settings)).to(model.dtype).eval()
+    wide = LlamaForCausalLM(LlamaConfig(**settings)).to(device=model.device, dtype=model.dtype).eval()
     wide.config._attn_implementation = getattr(config, "_attn_implementation", "sdpa")
     wide.generation_config = model.generation_config
 
@@ -174,22 +176,6 @@ def forbidden(model, token_ids: Collection[int]):
             handle.remove()
 
 
-def _hf_generate(model, prompt: list[int], max_new_tokens: int, pad_id: int) -> list[int]:
-    import copy
-
-    import torch
-
-    ids = torch.tensor([prompt])
-    config = copy.deepcopy(model.generation_config)
-    config.eos_token_id = []  # a fixed length for every decoder (None would fall back to the default)
-    config.pad_token_id = pad_id
-    config.do_sample = False
-    config.max_new_tokens = max_new_tokens
-    with torch.inference_mode():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
-    return out[0, len(prompt) :].tolist()
-
-
 @dataclass
 class _Outcome:
     tokens: list[list[int]]
@@ -215,6 +201,7 @@ def _decoders(
     from lite.decoders.engines import exit_nocache, greedy_cached
     from lite.decoders.policies import ThresholdPolicy
     from lite.decoders.speculative import Draft, speculative
+    from lite.decoding import hf_greedy
     from lite.flops import ModelShape, kvcache_flops, nocache_flops
 
     shape = ModelShape.from_config(model.config)
@@ -228,7 +215,7 @@ def _decoders(
         return sum(kvcache_flops(shape, len(p), [total] * new, [1] * new) for p in prompts)
 
     def hf(prompts):
-        return _Outcome([_hf_generate(model, p, new, pad_id) for p in prompts], final_flops(prompts))
+        return _Outcome([hf_greedy(model, p, **common) for p in prompts], final_flops(prompts))
 
     def final(prompts):
         gens = [greedy_cached(model, [p], total, **common)[0] for p in prompts]

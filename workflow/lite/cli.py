@@ -5,7 +5,9 @@
 
 Each command lives in ``lite/commands/<module>.py`` with ``add_arguments(parser)`` and
 ``run(args)``. Modules are imported only when their command runs, so analysis commands never
-pay for (or need) torch.
+pay for (or need) torch. From the command line, input and set-up errors (``lite.io.SetupError``)
+end the command with one line naming the file, line and field, and status 1; ``--debug`` shows
+their traceback too.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
+
+from lite.io import SetupError
 
 # command name -> (module under lite.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare-train": ("prepare_train", "write the instruction-tuning set (synthetic or Alpaca)"),
+    "prepare-corpus": ("prepare_corpus", "write the pretraining corpus of the tiny base models"),
     "prepare-eval": ("prepare_eval", "write one eval set in the common eval format"),
     "download": ("download", "fetch a pinned source file and verify its checksum"),
     "init-model": ("init_model", "build or convert the base model and tokenizer"),
@@ -31,6 +37,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figure": ("figure", "draw one of the paper's figures"),
     "table": ("table", "write one of the paper's tables"),
     "bench": ("bench", "latency benchmark of the decoders on the same prompts"),
+    "plan-cost": ("plan_cost", "GPU hours per stage of a config, to set resources.*.runtime"),
+    "annotate": ("annotate", "serve the human rating page; ratings go to a SQLite file (Table 5)"),
+    "table5": ("table5", "Table 5: human ratings per rater and aggregate, agreement with the judges"),
 }
 
 
@@ -43,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Without ``argv`` (the ``lite`` script, ``python -m lite.cli``) a
+    ``SetupError`` prints one line and returns 1; in-process callers passing ``argv`` get the
+    exception itself, to handle or test it."""
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         parser = build_parser()
@@ -56,8 +69,17 @@ def main(argv: list[str] | None = None) -> int:
         prog=f"lite {name}", description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     module.add_arguments(parser)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an input or set-up error")
     args = parser.parse_args(rest)
-    module.run(args)
+    try:
+        module.run(args)
+    except SetupError as err:
+        if not from_command_line:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"lite {name}: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

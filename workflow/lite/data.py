@@ -29,6 +29,40 @@ def encode_prompt(tokenizer, record: dict) -> list[int]:
     return ids
 
 
+def fit_prompt(tokenizer, record: dict, max_tokens: int) -> tuple[list[int], int]:
+    """``encode_prompt`` of ``record`` within ``max_tokens``: (ids, characters cut from its text).
+
+    A prompt longer than the model's context less the new tokens (Koala has one of 18,598
+    characters, beyond LLaMA-2's 4,096 tokens with 512 new ones) would crash the decoder or run
+    past the positions the model was trained on. It is cut from the left: first the instruction,
+    then the input, by as many characters as needed, so the template the model was tuned on (its
+    header and the response cue) stays whole and the end of the request, where a long prompt's
+    question usually sits, is kept. The caller records the count per prompt, so truncated prompts
+    can be counted and left out of comparisons.
+    """
+    ids = encode_prompt(tokenizer, record)
+    cut = 0
+    for field in ("instruction", "input"):
+        if len(ids) <= max_tokens:
+            break
+        text = record.get(field) or ""
+        # The fewest leading characters to drop; token counts fall (nearly) monotonically with them.
+        low, high = 0, len(text)
+        while low < high:
+            middle = (low + high) // 2
+            if len(encode_prompt(tokenizer, {**record, field: text[middle:]})) <= max_tokens:
+                high = middle
+            else:
+                low = middle + 1
+        record = {**record, field: text[low:]}
+        ids, cut = encode_prompt(tokenizer, record), cut + low
+    if len(ids) > max_tokens:
+        raise InputError(
+            f"the prompt template alone is {len(ids)} tokens, more than the {max_tokens} the context leaves"
+        )
+    return ids, cut
+
+
 def encode_example(tokenizer, record: dict, max_length: int) -> dict[str, list[int]]:
     """``{"input_ids", "labels"}`` for one training record, prompt labelled -100.
 
@@ -89,6 +123,41 @@ class TrainDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         return self.examples[index]
+
+
+def read_corpus_texts(path: str | os.PathLike) -> list[str]:
+    """The ``text`` of every record of a pretraining corpus (JSONL ``{"text": ...}``)."""
+    numbered = read_numbered(path)
+    if not numbered:
+        raise InputError(f"{where(path)}: the corpus is empty")
+    texts = []
+    for number, record in numbered:
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise InputError(f"{where(path, number, 'text')}: expected an object with a string 'text'")
+        if not record["text"].strip():
+            raise InputError(f"{where(path, number, 'text')}: empty")
+        texts.append(record["text"])
+    return texts
+
+
+class CorpusDataset(TrainDataset):
+    """Pretraining rows ``[BOS] text EOS`` with every token learned (the ordinary LM loss).
+
+    Rows longer than ``max_length`` are an error: a cut row would teach a fact without its end.
+    """
+
+    def __init__(self, path: str | os.PathLike, tokenizer, max_length: int):
+        if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
+            raise ValueError("tokenizer needs bos and eos tokens for corpus rows")
+        self.skipped = []
+        self.examples = []
+        for number, text in enumerate(read_corpus_texts(path), start=1):
+            ids = [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]
+            ids.append(tokenizer.eos_token_id)
+            if len(ids) > max_length:
+                raise InputError(f"{where(path, number, 'text')}: {len(ids)} tokens, max_length={max_length}")
+            # position 0 (BOS) is never a target: labels are read shifted by one
+            self.examples.append({"input_ids": ids, "labels": [IGNORE_INDEX, *ids[1:]]})
 
 
 @dataclass

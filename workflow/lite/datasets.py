@@ -5,9 +5,9 @@ The common eval format (docs/records.md) is one JSON object per line:
 one exists (the synthetic sets) and ``null`` otherwise. Train records are Alpaca's
 ``{"instruction", "input", "output"}``; ``lite.data`` reads them back for tuning.
 
-Each source loader reads one file in its upstream format (see shared/data/SOURCES.md) and raises
-``InputError`` naming the file, line and field of the first malformed record. Nothing here
-imports torch.
+Each source loader reads one file in its upstream format (the pinned files are
+``lite.download.SOURCES``) and raises ``InputError`` naming the file, line and field of the first
+malformed record. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ EVAL_FIELDS: dict[str, tuple[type, ...]] = {
     "reference": (str, type(None)),
 }
 TRAIN_FIELDS: tuple[str, ...] = ("instruction", "input", "output")
+# An empty set would run every later stage on nothing and report zeros as results.
+NO_RECORDS = "no records (the file is empty or holds only blank lines)"
 
 
 # --- the common eval format -------------------------------------------------------------------
@@ -70,12 +72,16 @@ def read_eval_records(path: str | os.PathLike) -> list[dict]:
             )
         seen[record["id"]] = line
         records.append(record)
+    if not records:
+        raise InputError(f"{where(path)}: {NO_RECORDS}")
     return records
 
 
 def write_eval_records(path: str | os.PathLike, records: Iterable[dict]) -> int:
     """Validate and write an eval set atomically; returns the number of records."""
     records = list(records)
+    if not records:
+        raise InputError(f"{where(path)}: no eval records to write")
     seen: set[str] = set()
     for index, record in enumerate(records):
         validate_eval_record(record, f"<record {index}>")
@@ -132,6 +138,8 @@ def validate_train_record(
 def write_train_records(path: str | os.PathLike, records: Iterable[dict]) -> int:
     """Validate and write a train set atomically as JSONL (three fields, fixed order)."""
     records = list(records)
+    if not records:
+        raise InputError(f"{where(path)}: no train records to write")
     for index, record in enumerate(records):
         validate_train_record(record, f"<record {index}>")
     return write_jsonl(path, ({field: record[field] for field in TRAIN_FIELDS} for record in records))
@@ -233,13 +241,15 @@ def load_selfinstruct(path: str | os.PathLike, limit: int | None = None) -> list
 HELDOUT_FRACTION = 0.1
 
 
-def alpaca_heldout(path: str | os.PathLike, n: int | None, seed: int) -> list[dict]:
-    """A seeded sample of Alpaca's last tenth as eval records, with the output as reference.
+def alpaca_heldout(records: list[dict], n: int | None, seed: int, path: str | os.PathLike) -> list[dict]:
+    """A seeded sample of the last tenth of Alpaca ``records`` (read from ``path``) as eval records.
 
-    Real instruction data with a gold-ish answer: the reference judge can score it offline, and
-    the calibrated thresholds can be chosen on it (configs/smollm2-135m.yaml, configs/paper-*.yaml).
+    The output is the reference: real instruction data with a gold-ish answer, so the reference
+    judge can score it offline, and the calibrated thresholds can be chosen on it
+    (configs/smollm2-135m.yaml, configs/paper-*.yaml).
     """
-    records = load_alpaca(path)
+    if not records:
+        raise InputError(f"{where(path)}: {NO_RECORDS}")
     start = len(records) - max(1, int(len(records) * HELDOUT_FRACTION))
     indices = list(range(start, len(records)))
     random.Random(seed).shuffle(indices)
@@ -251,6 +261,8 @@ def alpaca_heldout(path: str | os.PathLike, n: int | None, seed: int) -> list[di
             held.append(
                 eval_record(f"alpaca_{i}", record["instruction"], record["input"], "alpaca", record["output"])
             )
+    if not held:
+        raise InputError(f"{where(path)}: no record of the held-out last tenth has a non-empty output")
     return held
 
 
@@ -272,7 +284,31 @@ def load_source(kind: str, path: str | os.PathLike, limit: int | None = None) ->
         raise InputError(f"unknown source {kind!r}; choose from {', '.join([*TRAIN_SOURCES, *EVAL_SOURCES])}")
     if not Path(path).is_file():
         raise InputError(f"{where(path)}: no such file (source {kind!r})")
-    return loader(path, limit=limit)
+    records = loader(path, limit=limit)
+    if not records:
+        raise InputError(f"{where(path)}: {NO_RECORDS}")
+    return records
+
+
+def load_checked_source(kind: str, path: str | os.PathLike, limit: int | None, verify: bool) -> list[dict]:
+    """``load_source``, after making sure ``path`` is the pinned file of a known set (``verify``).
+
+    The checksum catches a cut or edited copy; the record count then catches a loader that reads
+    the right bytes wrongly. ``verify=False`` is for data of one's own under a known format.
+    """
+    if not verify:
+        return load_source(kind, path, limit)
+    from lite.download import get_source, verify_pinned
+
+    source = get_source(kind)
+    verify_pinned(source, path)
+    records = load_source(kind, path)
+    if len(records) != source.records:
+        raise InputError(
+            f"{where(path)}: read {len(records)} records from the pinned {kind} file, "
+            f"expected {source.records}"
+        )
+    return records if limit is None else records[:limit]
 
 
 # --- helpers ----------------------------------------------------------------------------------

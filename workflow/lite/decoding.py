@@ -15,7 +15,13 @@ Decoder names (the ``{decoder}`` wildcard of the workflow):
 
 The machinery lives in ``lite.decoders``: ``blocks`` (``run_layers``, ``exit_head``), ``engines``
 (cached fixed-layer loop, no-cache exit loop), ``policies``. Prompts are ``lite.data.encode_prompt``
-ids, exactly what tuning conditioned on. FLOPs per record come from ``lite.flops``.
+ids, exactly what tuning conditioned on, left-truncated by ``fit_to_context`` where they would not
+leave room for the response in the model's context. FLOPs per record come from ``lite.flops``.
+
+Exactness: in float32 ``final`` equals HF ``generate`` and the cached exit equals the no-cache
+loop token for token (tests/test_decoding.py, tests/test_fast_exits.py). In bfloat16 a block of
+several positions and a single position can round differently, so a near-tie may flip a token;
+``agreement_check`` measures how often, against the same reference.
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lite.data import encode_prompt
-from lite.decoders.blocks import n_layers
+from lite.data import fit_prompt
+from lite.decoders.blocks import device_of, n_layers
 from lite.decoders.cached import exit_cached
 from lite.decoders.engines import Generation, exit_nocache, greedy_cached
 from lite.decoders.policies import ExitPolicy, RandomPolicy, SequentialPolicy, ThresholdPolicy
@@ -42,6 +48,9 @@ DYNAMIC_NAMES = ("dynamic", "dynamic-paper", "dynamic-aggressive", "dynamic-cali
 BASELINE_NAMES = ("random-half", "random-k", "sequential")
 VALID_NAMES = ("final", "fixed-L{k}", *DYNAMIC_NAMES, *BASELINE_NAMES)
 _FIXED = re.compile(r"fixed-L(\d+)")
+# dynamic-x{k}: a point of the threshold sweep (the quality/cost frontier); the workflow passes
+# the paper's thresholds scaled by k (lite.plan.scaled_thresholds)
+_SWEEP = re.compile(r"dynamic-x\d+(\.\d+)?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +139,7 @@ def decoder_from_name(
             bound = f"1..{n_layers}" if n_layers is not None else ">= 1"
             raise InputError(f"decoder {name!r}: layer {layer} is outside {bound}")
         spec = DecoderSpec(name, "fixed", checkpoints, layer=layer, seed=seed)
-    elif name in DYNAMIC_NAMES:
+    elif name in DYNAMIC_NAMES or _SWEEP.fullmatch(name):
         if thresholds is None:
             raise InputError(f"decoder {name!r} needs thresholds (--thresholds FILE_OR_JSON)")
         spec = DecoderSpec(
@@ -209,6 +218,100 @@ def decode(
     return exit_loop(model, prompts, spec.checkpoints, spec.policy(keys), **common)
 
 
+def hf_greedy(
+    model, prompt: list[int], *, max_new_tokens: int, eos_ids: Collection[int], pad_id: int
+) -> list[int]:
+    """HF ``generate``'s greedy tokens for one prompt (batch 1), the reference ``final`` equals.
+
+    Empty ``eos_ids``: exactly ``max_new_tokens`` tokens (an empty list, since None would fall
+    back to the model's own EOS).
+    """
+    import copy
+
+    import torch
+
+    ids = torch.tensor([prompt], device=device_of(model))  # (1, prompt)
+    config = copy.deepcopy(model.generation_config)
+    config.eos_token_id = sorted(eos_ids)
+    config.pad_token_id = pad_id
+    config.do_sample = False
+    config.max_new_tokens = max_new_tokens
+    with torch.inference_mode():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
+    return out[0, len(prompt) :].tolist()
+
+
+def agreement(produced: Sequence[Sequence[int]], reference: Sequence[Sequence[int]]) -> dict:
+    """How closely token lists follow their references, one pair per prompt.
+
+    Greedy decoding continues from its own tokens, so after the first difference the two responses
+    are different texts: ``token_agreement`` counts the reference tokens before each prompt's first
+    difference, over all reference tokens; ``prompt_agreement`` is the share of prompts with the
+    same response.
+    """
+    if len(produced) != len(reference) or not reference:
+        raise ValueError(f"need one reference per response, got {len(produced)} and {len(reference)}")
+    agreeing = 0
+    for mine, theirs in zip(produced, reference, strict=True):
+        same = 0
+        while same < min(len(mine), len(theirs)) and mine[same] == theirs[same]:
+            same += 1
+        agreeing += same
+    tokens = sum(len(r) for r in reference)
+    identical = sum(list(a) == list(b) for a, b in zip(produced, reference, strict=True))
+    return {
+        "prompts": len(reference),
+        "tokens": tokens,
+        "token_agreement": agreeing / tokens if tokens else 1.0,
+        "prompt_agreement": identical / len(reference),
+    }
+
+
+def agreement_check(
+    model,
+    tokenizer,
+    eval_records: Sequence[dict],
+    produced: Sequence[dict],
+    spec: DecoderSpec,
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    kv_cache: bool,
+) -> dict:
+    """Decode ``eval_records`` again with the reference of ``spec`` and compare with ``produced``
+    (their generation records, same order): HF ``generate`` for ``final``, the no-cache loop for a
+    KV-cached early exit. ``reference`` is None (and nothing is decoded) where there is none."""
+    spec = spec.resolve(n_layers(model))
+    eos, pad = stop_ids(model, tokenizer), pad_id(tokenizer)
+    if spec.kind == "final":
+        name = "hf-generate"
+        reference = [
+            hf_greedy(
+                model,
+                fit_to_context(model, tokenizer, r, max_new_tokens)[0],
+                max_new_tokens=max_new_tokens,
+                eos_ids=eos,
+                pad_id=pad,
+            )
+            for r in eval_records
+        ]
+    elif spec.kind != "fixed" and kv_cache:
+        name = "nocache"
+
+        def run(prompts: list[list[int]], keys: list[str]) -> list[Generation]:
+            return decode(
+                model, prompts, spec, max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=pad, keys=keys
+            )
+
+        results = _run_batches(
+            model, tokenizer, eval_records, batch_size, max_new_tokens, run, False, "reference"
+        )
+        reference = [gen.token_ids for *_, gen in results]
+    else:
+        return {"reference": None, "prompts": 0}
+    return {"reference": name, **agreement([r["token_ids"] for r in produced], reference)}
+
+
 def trace(
     model, prompts: Sequence[list[int]], *, max_new_tokens: int, eos_ids: Collection[int], pad_id: int
 ) -> list[Generation]:
@@ -236,6 +339,17 @@ def stop_ids(model, tokenizer) -> set[int]:
     return ids
 
 
+def fit_to_context(model, tokenizer, record: dict, max_new_tokens: int) -> tuple[list[int], int]:
+    """A record's prompt ids within the model's context less ``max_new_tokens``, and the characters
+    cut from its text (``lite.data.fit_prompt``; 0 when it fits).
+
+    Positions past ``max_position_embeddings`` were never trained, so decoding there gives
+    garbage without an error; generation, traces and the latency bench all take prompts from here
+    so that every long prompt is cut alike and the cut can be recorded.
+    """
+    return fit_prompt(tokenizer, record, model.config.max_position_embeddings - max_new_tokens)
+
+
 def pad_id(tokenizer) -> int:
     """Padding id for left padding (masked, so any id works; EOS when the tokenizer has no pad)."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -261,14 +375,20 @@ def _run_batches(
     tokenizer,
     eval_records: Sequence[dict],
     batch_size: int,
+    max_new_tokens: int,
     run: Callable[[list[list[int]], list[str]], list[Generation]],
     progress: bool,
     desc: str,
-) -> list[tuple[dict, list[int], Generation]]:
-    """Encode the prompts, run them in batches of similar length, return results in input order."""
+) -> list[tuple[dict, list[int], int, Generation]]:
+    """Encode the prompts (``fit_to_context``), run them in batches of similar length, return
+    (record, prompt ids, characters cut, generation) in input order."""
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    prompts = [encode_prompt(tokenizer, record) for record in eval_records]
+    prompts, cuts = [], []
+    for record in eval_records:
+        prompt, cut = fit_to_context(model, tokenizer, record, max_new_tokens)
+        prompts.append(prompt)
+        cuts.append(cut)
     # Similar lengths share a batch, so little padding is computed; results do not depend on it.
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     results: list[Generation | None] = [None] * len(prompts)
@@ -279,7 +399,7 @@ def _run_batches(
             for i, output in zip(chunk, outputs, strict=True):
                 results[i] = output
             bar.update(len(chunk))
-    return list(zip(eval_records, prompts, results, strict=True))
+    return list(zip(eval_records, prompts, cuts, results, strict=True))
 
 
 def generate_records(
@@ -313,8 +433,8 @@ def generate_records(
         )
 
     records = []
-    for record, prompt, gen in _run_batches(
-        model, tokenizer, eval_records, batch_size, run, progress, spec.name
+    for record, prompt, cut, gen in _run_batches(
+        model, tokenizer, eval_records, batch_size, max_new_tokens, run, progress, spec.name
     ):
         records.append(
             {
@@ -334,6 +454,7 @@ def generate_records(
                 "n_layers": total,
                 "checkpoints": list(spec.checkpoints),
                 "prompt_tokens": len(prompt),
+                "prompt_truncated_chars": cut,
                 "flops": generation_flops(shape, len(prompt), gen.exit_layers, gen.heads),
             }
         )
@@ -361,8 +482,8 @@ def trace_records(
         return trace(model, prompts, max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=pad)
 
     records = []
-    for record, prompt, gen in _run_batches(
-        model, tokenizer, eval_records, batch_size, run, progress, "trace"
+    for record, prompt, cut, gen in _run_batches(
+        model, tokenizer, eval_records, batch_size, max_new_tokens, run, progress, "trace"
     ):
         records.append(
             {
@@ -376,6 +497,7 @@ def trace_records(
                 "layer_confidence": gen.layer_confidence,
                 "n_layers": total,
                 "prompt_tokens": len(prompt),
+                "prompt_truncated_chars": cut,
             }
         )
     return records

@@ -23,12 +23,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lite.io import InputError, atomic_path, where
+from lite.io import InputError, SetupError, atomic_path, where
 
 _CHUNK = 1 << 20
+# What a user without network does instead of downloading (the flag differs per command).
+OFFLINE_HINT = (
+    "on a machine without network, copy the file there and give its path (`path:` of the data "
+    "source in the workflow config, --path of lite prepare-train / prepare-eval, --local-path of "
+    "lite download); it is checked against the same pinned checksum"
+)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(SetupError, RuntimeError):
     """A source could not be fetched (network, HTTP status, unreadable local copy)."""
 
 
@@ -46,6 +52,7 @@ class PinnedSource:
     format: str  # the loader in lite.datasets that reads it (a key of TRAIN_SOURCES / EVAL_SOURCES)
     filename: str  # the upstream file name, a sensible default for --out
     license: str
+    records: int  # what its loader reads from the pinned file: a cut or padded copy is caught
 
     def __post_init__(self):
         kind, _, digest = self.checksum.partition(":")
@@ -56,11 +63,14 @@ class PinnedSource:
             raise ValueError(
                 f"PinnedSource.checksum: {self.checksum!r} is not {lengths[kind]} lower-case hex digits"
             )
+        if self.records < 1:
+            raise ValueError(f"PinnedSource.records: must be >= 1, got {self.records}")
 
 
 _RAW = "https://raw.githubusercontent.com"
 
-# Commits and checksums from shared/data/SOURCES.md (each checked there against the upstream file).
+# Each URL names the upstream commit; the checksum and record count are those of the file fetched
+# from that URL when it was pinned.
 SOURCES: dict[str, PinnedSource] = {
     source.name: source
     for source in (
@@ -71,6 +81,7 @@ SOURCES: dict[str, PinnedSource] = {
             "alpaca",
             "alpaca_data.json",
             "CC BY-NC 4.0 (data)",
+            52_002,
         ),
         PinnedSource(
             "vicuna",
@@ -79,6 +90,7 @@ SOURCES: dict[str, PinnedSource] = {
             "vicuna",
             "question.jsonl",
             "Apache-2.0",
+            80,
         ),
         PinnedSource(
             "vicuna_bench",
@@ -88,6 +100,7 @@ SOURCES: dict[str, PinnedSource] = {
             "vicuna",
             "question.jsonl",
             "Apache-2.0",
+            80,
         ),
         PinnedSource(
             "koala",
@@ -96,6 +109,7 @@ SOURCES: dict[str, PinnedSource] = {
             "koala",
             "koala_test_set.jsonl",
             "Apache-2.0; README: academic use, not for training",
+            180,
         ),
         PinnedSource(
             "wizardlm",
@@ -104,6 +118,7 @@ SOURCES: dict[str, PinnedSource] = {
             "wizardlm",
             "WizardLM_testset.jsonl",
             "CC BY-NC 4.0 (data)",
+            218,
         ),
         PinnedSource(
             "selfinstruct",
@@ -113,6 +128,7 @@ SOURCES: dict[str, PinnedSource] = {
             "selfinstruct",
             "user_oriented_instructions.jsonl",
             "Apache-2.0; README: not for training",
+            252,
         ),
     )
 }
@@ -178,6 +194,25 @@ def fetch(
     return dest
 
 
+def verify_pinned(source: PinnedSource | str, path: str | os.PathLike) -> None:
+    """Raise ``ChecksumError`` unless ``path`` holds exactly the bytes ``source`` is pinned to.
+
+    For a local copy named in the config or on the command line: a cut, edited or re-encoded copy
+    of a known set would otherwise give other results under the same name.
+    """
+    if isinstance(source, str):
+        source = get_source(source)
+    if not Path(path).is_file():
+        raise InputError(f"{where(path)}: no such file (source {source.name!r})")
+    got = checksum_of(path, source.checksum.partition(":")[0])
+    if got != source.checksum:
+        raise ChecksumError(
+            f"{path}: not the pinned {source.name} file (expected {source.checksum}, got {got}, "
+            f"{Path(path).stat().st_size} bytes); use an unmodified copy of {source.url}, or, for data "
+            "of your own, set `verify: false` on the data source (--no-verify)"
+        )
+
+
 def _copy_local(path: Path, out) -> None:
     if not path.is_file():
         raise InputError(f"{where(path)}: local copy not found (--local-path)")
@@ -186,7 +221,6 @@ def _copy_local(path: Path, out) -> None:
 
 
 def _download(source: PinnedSource, out, timeout: float) -> None:
-    hint = "on a machine without network, copy the file there and pass --local-path"
     request = urllib.request.Request(source.url, headers={"User-Agent": "lite-workflow"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -205,7 +239,9 @@ def _download(source: PinnedSource, out, timeout: float) -> None:
         raise DownloadError(f"{source.name}: {source.url} answered HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise DownloadError(f"{source.name}: could not download {source.url}: {reason}; {hint}") from None
+        raise DownloadError(
+            f"{source.name}: could not download {source.url}: {reason}; {OFFLINE_HINT}"
+        ) from None
 
 
 def _update_from_file(digest, path: Path) -> None:

@@ -9,7 +9,7 @@ What is counted: matrix multiplications only, at 2*m*n*k FLOPs each.
 Ignored: RMSNorms, softmax, RoPE, residual adds, biases, the embedding lookup (a gather).
 This is what ``torch.utils.flop_counter.FlopCounterMode`` counts (it has formulas for mm/bmm/sdpa
 only), so the two agree exactly; on CPU the counter misses sdpa unless
-``register_cpu_sdpa_flop_formula`` has been called (ml-probe section 4).
+``register_cpu_sdpa_flop_formula`` has been called.
 
 The accountings, for a response of T tokens after a prompt of P tokens, where token t (0-based)
 exits at layer e_t after consulting c_t heads:
@@ -22,13 +22,20 @@ one head per token.
 ``kvcache`` (what a deployment with a KV cache pays): each (position, layer) pair is computed once,
 its attention against its causal context (position p sees p + 1 keys), plus c_t heads per token.
 With early exit a cache has holes: a position that exited at a shallow layer has no keys/values in
-deeper layers. Assumption (exact catch-up, DESIGN section 5): when a later token goes deeper, every
+deeper layers. Assumption (exact catch-up, ``lite.decoders.cached``): when a later token goes deeper, every
 earlier position is first computed through that deeper layer, once. So position p runs through
 D_p = max(e_t over the tokens whose input includes p): the prompt through max(e), and the input
 position of token t >= 1 (the token t-1 fed back) through max(e_t .. e_{T-1}). With a fixed exit
 layer k this reduces to a plain cached k-layer model: prefill P positions, then one per token.
 Note the prefill attention is counted causally here (P(P+1)/2 pairs) but as the full square in
 ``nocache``; a single cached decode step has no such difference.
+
+Families (``lite.architectures``): the counts hold for every supported one. Fused projections
+(Phi-3's qkv and gate/up) are the same matmuls in one; biases, q/k norms, Gemma's extra norms,
+embedding scale and soft-caps are not matmuls. ``head_dim`` comes from the config (Qwen3 and Gemma
+heads are not hidden / heads wide). Sliding-window layers are counted over every causal key, as
+the decoders compute them (the window is a mask): a cache that evicts keys beyond the window
+would pay min(p + 1, window) keys in those layers.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelShape:
-    """The sizes of a LLaMA-style decoder that its FLOPs depend on."""
+    """The sizes of a LLaMA-style decoder (any family of ``lite.architectures``) that its FLOPs depend on."""
 
     hidden: int  # h, residual width
     intermediate: int  # I, MLP width (SwiGLU: gate and up are h x I, down is I x h)
@@ -48,6 +55,7 @@ class ModelShape:
     head_dim: int  # d, usually h / H
     vocab: int  # V, LM head rows
     layers: int  # N, decoder layers
+    tied: bool = False  # the LM head is the embedding matrix (Llama-3.2, Qwen3-0.6B, Gemma)
 
     def __post_init__(self) -> None:
         for name in ("hidden", "intermediate", "heads", "kv_heads", "head_dim", "vocab", "layers"):
@@ -68,6 +76,7 @@ class ModelShape:
             head_dim=head_dim if head_dim is not None else config.hidden_size // heads,
             vocab=config.vocab_size,
             layers=config.num_hidden_layers,
+            tied=bool(getattr(config, "tie_word_embeddings", False)),
         )
 
     @property
@@ -76,10 +85,27 @@ class ModelShape:
         h, q_width, kv_width = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
         return h * q_width + 2 * h * kv_width + q_width * h + 3 * h * self.intermediate
 
+    @property
+    def weights(self) -> int:
+        """Weights of the whole model: the layers, the embedding and the LM head (once when tied)."""
+        return self.layers * self.layer_weights + (1 if self.tied else 2) * self.hidden * self.vocab
 
-# LLaMA-2-7B, the paper's main model (for the check-cost reference figure).
+    @property
+    def kv_per_position(self) -> int:
+        """KV-cache numbers one position keeps over all layers (keys and values)."""
+        return 2 * self.layers * self.kv_heads * self.head_dim
+
+
+# LLaMA-2-7B, the paper's main model (for the check-cost reference figure), and its 13B sibling.
 LLAMA2_7B = ModelShape(
     hidden=4096, intermediate=11008, heads=32, kv_heads=32, head_dim=128, vocab=32000, layers=32
+)
+LLAMA2_13B = ModelShape(
+    hidden=5120, intermediate=13824, heads=40, kv_heads=40, head_dim=128, vocab=32000, layers=40
+)
+# SmolLM2-135M-Instruct (lite.smollm2): GQA with 3 KV heads, a 49k vocabulary
+SMOLLM2_135M = ModelShape(
+    hidden=576, intermediate=1536, heads=9, kv_heads=3, head_dim=64, vocab=49152, layers=30
 )
 
 
@@ -167,7 +193,7 @@ def generation_flops(
 def register_cpu_sdpa_flop_formula() -> None:
     """Teach ``FlopCounterMode`` the CPU flash-attention kernel (torch 2.13 lacks it); idempotent.
 
-    Without this the counter silently reports 0 for sdpa attention on CPU (ml-probe section 4).
+    Without this the counter silently reports 0 for sdpa attention on CPU.
     """
     import torch
     from torch.utils import flop_counter

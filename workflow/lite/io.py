@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 
-class InputError(ValueError):
+class SetupError(Exception):
+    """A problem the user fixes (input data, settings, environment, an unreachable service).
+
+    ``lite`` prints its message as one line, without a traceback (``--debug`` shows it).
+    """
+
+
+class InputError(SetupError, ValueError):
     """Bad input data or settings; the message names the file, line and field where known."""
 
 
@@ -85,15 +92,38 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 def read_numbered(path: str | os.PathLike) -> list[tuple[int, Any]]:
     """(line, value) for each record of a JSONL file or of a top-level JSON array (Alpaca's format)."""
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:
         head = handle.read(4096).lstrip()
-    return list(numbered_json_array(path) if head.startswith("[") else numbered_jsonl(path))
+    return list(numbered_json_array(path) if head.startswith(b"[") else numbered_jsonl(path))
+
+
+def _decode_utf8(path: str | os.PathLike, data: bytes, first_line: int = 1) -> str:
+    """``data`` (the file's text from ``first_line`` on) as str; a bad byte names its line and column.
+
+    Python's own error gives a byte offset into whatever chunk was being decoded, which names
+    neither the file nor the line a user would open.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = first_line + data.count(b"\n", 0, err.start)
+        column = err.start - data.rfind(b"\n", 0, err.start)
+        raise InputError(
+            f"{where(path, line)}: not valid UTF-8 (byte 0x{data[err.start]:02x} at column {column}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A whole UTF-8 text file; a byte that is not UTF-8 raises ``InputError`` naming its line."""
+    return _decode_utf8(path, Path(path).read_bytes())
 
 
 def numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for each non-blank line; bad JSON names the file and line."""
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
+    """(line number, parsed value) for each non-blank line; bad JSON or UTF-8 names the file and line."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            text = _decode_utf8(path, raw, number)
             if not text.strip():
                 continue
             try:
@@ -104,7 +134,7 @@ def numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
 
 def numbered_json_array(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     """(line where the element starts, element) for each element of a top-level JSON array."""
-    text = Path(path).read_text(encoding="utf-8")
+    text = read_text(path)
     decoder = json.JSONDecoder()
     pos = _skip_space(text, 0)
     if not text.startswith("[", pos):
@@ -146,11 +176,10 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        try:
-            return json.load(handle)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{where(path, err.lineno)}: not valid JSON ({err.msg})") from None
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise InputError(f"{where(path, err.lineno)}: not valid JSON ({err.msg})") from None
 
 
 def config_path(result: str | os.PathLike) -> Path:

@@ -4,7 +4,9 @@
 
 with CE_i the token-mean cross-entropy of layer i's predictions on the response tokens. Standard
 instruction tuning is the special case ``{N: 1}``. Everything here is a pure function of hidden
-states, labels and the shared norm/head modules, so it can be tested with hand-made tensors.
+states, labels and the shared norm/head modules, so it can be tested with hand-made tensors. The
+modules are the model family's own (``lite.architectures.exit_modules``: Gemma's (1 + w) norm and
+soft-capped head).
 
 Layers are 1-indexed: layer i is the output of decoder layer i, layer N the final one.
 """
@@ -200,6 +202,11 @@ def _head_ce_sum(rows, targets, norm, lm_head):
 
 def _fused_loss(outputs, keep, targets, n_tokens, weights, norm, lm_head, chunk_size):
     """``lite_loss``'s value and per-layer CE through one ``_FusedHeadCE`` over every exit's rows."""
+    if not isinstance(lm_head, torch.nn.Linear):
+        raise ValueError(
+            f"the fused head + CE computes a plain linear head, not {type(lm_head).__name__} "
+            "(Gemma 2's soft-capped logits); use chunk_size alone"
+        )
     head_weight, bias = lm_head.weight, lm_head.bias
     if getattr(head_weight, "ds_status", None) is not None:
         raise ValueError(

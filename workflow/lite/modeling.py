@@ -25,6 +25,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from lite.architectures import adapter
+
 # Special tokens of the tiny tokenizer. Unusual spellings so that ordinary instruction text never
 # contains them by accident (the tokenizer would otherwise turn them into control tokens).
 BOS, EOS, PAD, UNK = "<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"
@@ -149,7 +151,7 @@ def build_tiny_model(spec: TinyModelSpec, tokenizer: PreTrainedTokenizerBase, se
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
-    # The decoders rely on sdpa's causal handling of mask=None (see ml-probe section 3).
+    # The decoders rely on sdpa's causal handling of mask=None for unpadded square blocks.
     config._attn_implementation = "sdpa"
     # fork_rng: seeding here must not disturb the caller's random stream.
     with torch.random.fork_rng(devices=[]):
@@ -163,14 +165,22 @@ def decoder_layer_count(model: PreTrainedModel) -> int:
     return len(_unwrap(model).model.layers)
 
 
-def load_model(path_or_hub_id: str | os.PathLike, dtype: str = "float32") -> PreTrainedModel:
-    """Load a causal LM folder (or a hub id already in the local cache) in ``dtype``, eval mode."""
+def load_model(
+    path_or_hub_id: str | os.PathLike, dtype: str = "float32", device: str | torch.device = "cpu"
+) -> PreTrainedModel:
+    """Load a causal LM folder (or a hub id already in the local cache) in ``dtype`` onto ``device``,
+    eval mode. Decoders make every tensor on the device of the weights, so this is the only move.
+
+    Attention is sdpa where the family supports it, else eager (Gemma 2: sdpa cannot soft-cap).
+    A family the decoders cannot run exactly is refused here, at the first stage that loads it
+    (``lite.architectures``), with a message naming it.
+    """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path_or_hub_id), dtype=_DTYPES[dtype], attn_implementation="sdpa"
-    )
-    return model.eval()
+    # no attn_implementation: transformers picks sdpa where the family supports it, else eager
+    model = AutoModelForCausalLM.from_pretrained(str(path_or_hub_id), dtype=_DTYPES[dtype])
+    adapter(model)  # raises UnsupportedArchitecture for a family the decoders cannot run exactly
+    return model.to(device).eval()
 
 
 def load_tokenizer(path_or_hub_id: str | os.PathLike) -> PreTrainedTokenizerBase:
@@ -187,7 +197,7 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLik
     """``save_pretrained`` plus a ``tokenizer_class`` older transformers can load.
 
     transformers 5.x writes ``"tokenizer_class": "TokenizersBackend"``, which 4.x cannot resolve
-    (ml-probe section 6); ``PreTrainedTokenizerFast`` loads in both.
+    (its tokenizer registry has no such class); ``PreTrainedTokenizerFast`` loads in both.
     """
     tokenizer.save_pretrained(str(out_dir))
     config_file = Path(out_dir) / "tokenizer_config.json"

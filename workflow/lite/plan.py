@@ -15,8 +15,27 @@ CALIBRATION_SET = "calibration"
 FIGURES = ["fig1", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10"]
 FIGURES += ["fig11", "fig12", "fig13", "fig14", "fig15"]
 TABLES = ["table1", "table2", "table3", "table4", "table6"]
+TABLE5 = "results/tables/table5.csv"  # human ratings: built by workflow/rules/human.smk, not by `table`
+# Beyond the paper: the quality/cost frontier of a threshold sweep, drawn as a figure and a table.
+FIGURES += ["frontier"]
+TABLES += ["frontier"]
+# The run's headline numbers beside the paper's: the report's first page.
+TABLES += ["headline"]
 BASELINES = ["random-half", "random-k", "sequential"]
 NO_REFERENCE_SOURCES = ("vicuna", "koala", "wizardlm", "selfinstruct")
+
+
+def scaled_thresholds(thresholds: dict, scale: float) -> dict[int, float]:
+    """``thresholds`` moved away from 1 by ``scale``: ``1 - scale * (1 - t)``, never below 0.
+
+    Scale 1 gives the thresholds themselves, smaller scales are more cautious (closer to 1),
+    larger ones more aggressive: one knob from "never exit" to "always exit" with the shape kept.
+    """
+    return {int(layer): round(max(0.0, 1.0 - scale * (1.0 - float(t))), 6) for layer, t in thresholds.items()}
+
+
+def sweep_decoder(scale: float) -> str:
+    return f"dynamic-x{scale:g}"
 
 
 class ConfigError(ValueError):
@@ -35,6 +54,10 @@ def model_depth(model_cfg: dict) -> int | None:
 
 def check_config(config: dict) -> None:
     """Checks the schema cannot express; raises ``ConfigError`` naming the offending key."""
+    if "pretrain" in config and "corpus" not in config["data"]:
+        raise ConfigError(
+            "data.corpus: required by the pretrain section (the corpus tiny models pretrain on)"
+        )
     if CALIBRATION_SET in config["data"]["eval"]:
         raise ConfigError(f"data.eval.{CALIBRATION_SET}: this name is reserved for data.calibration")
     for name, model in config["models"].items():
@@ -71,10 +94,11 @@ def check_config(config: dict) -> None:
     for name, model in config["models"].items():
         for tuning in model["tunings"]:
             for decoder in plan.decoders(name, tuning):
-                kind = decoder.removeprefix("dynamic-")
+                # sweep points scale the paper's thresholds, which the schema requires
+                kind = "paper" if decoder in plan.sweep() else decoder.removeprefix("dynamic-")
                 if (
                     decoder.startswith("dynamic-")
-                    and kind != "calibrated"
+                    and kind not in plan.calibrated_kinds()
                     and kind not in model["thresholds"]
                 ):
                     raise ConfigError(f"models.{name}.thresholds.{kind}: required by the decoder {decoder}")
@@ -131,13 +155,27 @@ class Plan:
             return ["final", *self.fixed_decoders(model)]
         if tuning == "lite":
             configured = [d for d in self.config["generation"]["decoders"] if not d.startswith("fixed-")]
-            return _unique(["final", *self.fixed_decoders(model), self.dynamic, *configured])
+            return _unique(["final", *self.fixed_decoders(model), self.dynamic, *configured, *self.sweep()])
         return []
 
+    def sweep(self) -> list[str]:
+        """The threshold sweep's decoders (main model only): one per ``frontier.scales`` entry."""
+        return [sweep_decoder(scale) for scale in self.config.get("frontier", {}).get("scales", [])]
+
     # ---- paths
+    CORPUS = "results/data/corpus.jsonl"
+
     @staticmethod
     def eval_data(evalset: str) -> str:
         return f"results/data/eval/{evalset}.jsonl"
+
+    def pretrains(self, model: str) -> bool:
+        """Tiny base models are pretrained on the corpus when the config has a ``pretrain`` section."""
+        return "pretrain" in self.config and self.config["models"][model]["base"]["kind"] == "tiny"
+
+    def tuning_base(self, model: str) -> str:
+        """The weights every tuning of ``model`` starts from (the same for IT and LITE)."""
+        return f"results/{model}/{'pretrained' if self.pretrains(model) else 'base'}"
 
     @staticmethod
     def tuned(model: str, tuning: str) -> str:
@@ -156,8 +194,18 @@ class Plan:
         return f"results/{model}/analysis/{tuning}/{evalset}/{table}.csv"
 
     @staticmethod
-    def thresholds(model: str) -> str:
-        return f"results/{model}/thresholds/calibrated.json"
+    def thresholds(model: str, kind: str = "calibrated") -> str:
+        return f"results/{model}/thresholds/{kind}.json"
+
+    def calibrated_kinds(self) -> dict[str, float]:
+        """Threshold sets chosen on the calibration traces, name -> target alignment: always
+        ``calibrated``; ``aggressive`` too when ``calibration.aggressive_target`` is set (then the
+        aggressive decoder uses it instead of configured values)."""
+        calibration = self.config["calibration"]
+        kinds = {"calibrated": calibration.get("target", 0.95)}
+        if calibration.get("aggressive_target") is not None:
+            kinds["aggressive"] = calibration["aggressive_target"]
+        return kinds
 
     def judgment(self, model: str, evalset: str, pair: Pair) -> str:
         return f"results/{model}/judgments/{self.judge}/{evalset}/{pair.name}.jsonl"
@@ -232,7 +280,22 @@ class Plan:
         if name == "table3":
             return self.generations(self.second, "lite", ["final", dyn]) if self.second else []
         if name == "table4":
-            return [self.eval_data(e) for e in self.evalsets]
+            # final-layer generations only for their prompt truncations (any system of the model cuts alike)
+            return [self.eval_data(e) for e in self.evalsets] + self.generations(m, "lite", ["final"])
+        if name == "headline":
+            systems = [dyn, "dynamic-aggressive", *BASELINES]
+            systems = [s for s in _unique(systems) if s in self.decoders(m, "lite")]
+            pairs = [Pair("lite.final", f"lite.{s}") for s in systems] + [Pair("it.final", "lite.final")]
+            return (
+                self.alignments(["it", "lite"])
+                + self.judgments(m, pairs)
+                + self.generations(m, "lite", ["final", *systems])
+            )
+        if name == "frontier":
+            systems = [d for d in self.decoders(m, "lite") if d != "final" and not d.startswith("fixed-")]
+            return self.judgments(m, [Pair("lite.final", f"lite.{s}") for s in systems]) + self.generations(
+                m, "lite", ["final", *systems]
+            )
         if name == "table6":
             systems = [dyn, *BASELINES]
             return self.judgments(m, [Pair("lite.final", f"lite.{s}") for s in systems]) + self.generations(
@@ -260,15 +323,37 @@ class Plan:
             "fig12": "dynamic-aggressive" in decoders,
             "table3": self.second is not None,
             "table6": set(BASELINES) <= decoders,
+            "frontier": bool(self.sweep()),
+            "headline": {"it", "lite"} <= main_tunings,
         }
-        return [a for a in FIGURES + TABLES if needs.get(a, True)]
+        return _unique([a for a in FIGURES + TABLES if needs.get(a, True)])
 
     def all_targets(self) -> list[str]:
         """Every artefact, plus every judged pair (some decoders appear in no figure)."""
-        figures = [f"results/figures/{a}.pdf" for a in self.artefacts() if a.startswith("fig")]
-        tables = [f"results/tables/{a}.csv" for a in self.artefacts() if a.startswith("table")]
+        artefacts = self.artefacts()
+        figures = [f"results/figures/{a}.pdf" for a in artefacts if a in FIGURES]
+        tables = [f"results/tables/{a}.csv" for a in artefacts if a in TABLES]
         judgments = [path for model in self.models for path in self.judgments(model)]
-        return figures + tables + _unique(judgments)
+        # Table 5 needs people's ratings, so it joins `all` only once the config names raters.
+        table5 = [TABLE5] if (self.config.get("human") or {}).get("raters") else []
+        return figures + tables + _unique(judgments) + table5
+
+    # ---- human ratings (Table 5; workflow/rules/human.smk, lite.human)
+    def table5_inputs(self) -> dict[str, Any]:
+        """The ratings database, the workflow judge's judgments of the rated pair and, with a
+        ``judge.second`` section, the second judge's; plus the resolved ``human`` settings."""
+        from lite.human.settings import HumanSettings
+
+        human = HumanSettings.from_config(self.config)
+        pair = Pair(*human.systems)
+        inputs = {
+            "human": human,
+            "db": human.database,
+            "judgments": self.judgment(human.model, human.evalset, pair),
+        }
+        if self.config["judge"].get("second") is not None:
+            inputs["second"] = f"results/{human.model}/judgments/openai/{human.evalset}/{pair.name}.jsonl"
+        return inputs
 
 
 def _unique(items: list[str]) -> list[str]:

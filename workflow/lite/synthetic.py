@@ -3,15 +3,15 @@
     lite prepare-train --source synthetic --n 20000 --seed 0 --out results/data/train.jsonl
     lite prepare-eval --source synthetic --name vicuna --n 80 --seed 1 --out results/data/eval/vicuna.jsonl
 
-Ten task families, each with 2-6 phrasings and three difficulty levels. Six work over a closed
-vocabulary of 48 short words and the numbers 0-99 (count, repeat, reverse, span, extreme, shift);
-all but count need copying or arithmetic, which a tiny LLaMA picks up only after many hundred
-steps. Three are lookups it learns within a few hundred (capital, after, opposite), with
-multi-token answers whose first token is hard and whose continuation is easy. One has long
-answers (cycle: 8-20 days or months in order), the stand-in for Alpaca's long responses that the
-latency benchmark decodes. The embedded default (config.yaml, ``data.families``) uses count, the
-lookups and cycle; the families a probe found unlearnable at this scale (sorting, two-digit
-arithmetic, upper-casing under BPE) are left out.
+Sixteen task families, each with a few phrasings and three difficulty levels. The embedded
+default (config.yaml, ``data.families``) uses the six ``country_*`` families of ``lite.world``,
+which ask about facts of a synthetic world the base model learnt in pretraining (level = how
+popular the country is; tuning asks about two thirds of the countries, held-out sets about all),
+and ``cycle``, whose long answers (8-20 days or months in order) the latency benchmark decodes.
+The older families work over a closed vocabulary of 48 short words and the numbers 0-99 (count,
+repeat, reverse, span, extreme, shift) or over small lookup tables a model learns during tuning
+alone (capital, after, opposite); a tiny model trained from scratch on them answers every token
+from its first layers, which is why the default no longer uses them.
 
 Train and held-out prompts never coincide: every prompt (instruction + input) is hashed into one
 of 16 buckets; train uses 14 of them, the calibration split one and the four eval sets the last,
@@ -19,11 +19,12 @@ so no eval or calibration prompt occurs verbatim in any train set, whatever the 
 
 The four eval sets play the roles of the paper's four (Table 4) and keep their names so the
 workflow's wildcards and per-category figures work unchanged; ``category`` is the task family
-and ``reference`` the gold answer:
-  vicuna       every family, even difficulty              (Vicuna: general questions)
-  koala        easier prompts                             (Koala: short real user queries)
-  wizardlm     harder prompts                             (WizardLM: evolved, complex instructions)
-  selfinstruct mostly instruction + separate input         (Self-Instruct: 208 of 252 have an input)
+and ``reference`` the gold answer. Each asks its own categories (``SplitRole.categories``) at its
+own difficulty, as the paper's four differ:
+  vicuna       general questions, even difficulty         (Vicuna: general questions)
+  koala        short questions, mostly popular countries  (Koala: short real user queries)
+  wizardlm     complex and two-hop questions, rare ones   (WizardLM: evolved, complex instructions)
+  selfinstruct mostly instruction + separate input        (Self-Instruct: 208 of 252 have an input)
   calibration  the train mix; for choosing exit thresholds, never for reporting
 """
 
@@ -36,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lite.datasets import eval_record
+from lite.world import WORLD_TASKS
 
 # 48 short, common words, each one BPE token. Why so few: with 364 words a tiny LLaMA (8 layers,
 # hidden 128, 900 steps of 32) learned no copying at all (repeat, reverse: 0 % exact match); with a
@@ -65,6 +67,9 @@ class Family:
     name: str
     generate: Generator
     what: str  # one line for the docs and the report
+    # World families (lite.world) also take whether the prompt is for tuning: tuning asks only
+    # about the tuned countries, held-out sets about any.
+    world: bool = False
 
 
 def _words(rng: random.Random, n: int) -> list[str]:
@@ -373,6 +378,7 @@ FAMILIES: dict[str, Family] = {
         Family("after", _after, "the next 1-4 days, months or letters after a given one"),
         Family("opposite", _opposite, "the opposite of one of 48 common words"),
         Family("cycle", _cycle, "8-20 days or months in order from a given one (long answers)"),
+        *(Family(name, task, what, world=True) for name, (task, what) in WORLD_TASKS.items()),
     )
 }
 
@@ -386,19 +392,37 @@ class SplitRole:
     input_share: float  # fraction of prompts with the data in a separate input field
     paper_size: int | None  # size of the paper set it mirrors (Table 4), None for train / calib
     role: str
+    # The families this set asks from, where configured (sets differ in their categories, as the
+    # paper's four do); None or no overlap with the configured families: all configured ones.
+    categories: tuple[str, ...] | None = None
 
 
 TRAIN_ROLE = SplitRole("train", (1, 1, 1), 0.3, None, "instruction tuning")
 EVAL_SETS: dict[str, SplitRole] = {
-    "vicuna": SplitRole("eval", (1, 1, 1), 0.2, 80, "Vicuna mirror: every family, even difficulty"),
-    "koala": SplitRole("eval", (0.5, 0.35, 0.15), 0.2, 180, "Koala mirror: easier prompts"),
-    "wizardlm": SplitRole("eval", (0.15, 0.35, 0.5), 0.2, 218, "WizardLM mirror: harder prompts"),
-    "selfinstruct": SplitRole("eval", (1, 1, 1), 0.8, 252, "Self-Instruct mirror: mostly with an input"),
+    "vicuna": SplitRole(
+        "eval", (1, 1, 1), 0.2, 80, "Vicuna mirror: general questions, even difficulty",
+        ("country_capital", "country_language", "country_profile", "country_two_hop", "cycle"),
+    ),
+    "koala": SplitRole(
+        "eval", (0.5, 0.35, 0.15), 0.2, 180, "Koala mirror: short questions, mostly popular countries",
+        ("country_capital", "country_language", "country_east", "country_two_hop"),
+    ),
+    "wizardlm": SplitRole(
+        "eval", (0.15, 0.35, 0.5), 0.2, 218, "WizardLM mirror: complex questions, mostly rare countries",
+        ("country_profile", "country_two_hop", "country_capitals", "country_east"),
+    ),
+    "selfinstruct": SplitRole(
+        "eval", (1, 1, 1), 0.8, 252, "Self-Instruct mirror: mostly with an input",
+        ("country_capital", "country_language", "country_east", "country_two_hop", "cycle"),
+    ),
     "calibration": SplitRole("calib", (1, 1, 1), 0.3, None, "calibration split for exit thresholds"),
-}
+}  # fmt: skip
 
-# Sizes of the embedded default (config.yaml): small eval sets keep CPU decoding to minutes.
-DEFAULT_SIZES: dict[str, int] = {"train": 12000, **{name: 60 for name in EVAL_SETS}, "calibration": 100}
+# Sizes of the embedded default (config.yaml): the paper's 80/180/218/252 scaled by 0.3, so CPU
+# decoding takes minutes.
+DEFAULT_SIZES: dict[str, int] = {
+    "train": 12000, "vicuna": 24, "koala": 54, "wizardlm": 65, "selfinstruct": 76, "calibration": 200,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -500,8 +524,9 @@ def _draw(
 ) -> list[tuple[str, str, str, str]]:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n: expected an integer >= 1, got {n!r}")
+    asked = [f for f in families if role.categories is None or f in role.categories] or list(families)
     # Balanced families (each n // F or one more), in a seeded random order.
-    order = [families[i % len(families)] for i in range(n)]
+    order = [asked[i % len(asked)] for i in range(n)]
     rng.shuffle(order)
     seen: set[str] = set()
     drawn = []
@@ -511,7 +536,12 @@ def _draw(
         for _ in range(_MAX_DRAWS):
             level = rng.choices(LEVELS, weights=role.levels)[0]
             with_input = rng.random() < role.input_share
-            instruction, text_input, output = family.generate(rng, level, with_input)
+            if family.world:
+                instruction, text_input, output = family.generate(
+                    rng, level, with_input, role.bucket == "train"
+                )
+            else:
+                instruction, text_input, output = family.generate(rng, level, with_input)
             if bucket_of(instruction, text_input) != role.bucket:
                 continue
             candidate = (instruction, text_input, output)

@@ -8,7 +8,9 @@ Folder layout of ``out`` (a ``from_pretrained``-able model folder when finished)
 
     out/checkpoints/checkpoint-<step>/   Trainer checkpoints, resumed from automatically (elsewhere
                                           with ``checkpoint_dir`` / ``--checkpoint-dir``)
-    out/train_log.jsonl                   one record per Trainer log: loss, lr, ce_layer_<i>, ...
+    out/checkpoints/train_log.jsonl       the running log, beside the checkpoints while training
+    out/train_log.jsonl                   its copy in the finished model: one record per Trainer log
+                                          (loss, lr, ce_layer_<i>, ...)
     out/config.json, model.safetensors, tokenizer files, resolved_config.json (written last)
 
 DeepSpeed ZeRO-3 partitions the weights over ranks; ``trainer.save_model`` can only write a normal
@@ -38,7 +40,8 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from lite.data import PaddingCollator, TrainDataset
+from lite.architectures import exit_modules
+from lite.data import CorpusDataset, PaddingCollator, TrainDataset
 from lite.io import atomic_write, read_jsonl, save_resolved_config, write_jsonl
 from lite.loss import SCHEMES, lite_loss, resolve_layer_weights
 from lite.modeling import decoder_layer_count, load_model, load_tokenizer, save_tokenizer
@@ -46,6 +49,7 @@ from lite.modeling import decoder_layer_count, load_model, load_tokenizer, save_
 logger = logging.getLogger(__name__)
 
 SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
+DATA_FORMATS = ("instruction", "text")
 CHECKPOINT_PREFIX = "checkpoint-"
 
 
@@ -67,7 +71,7 @@ class TuneConfig:
     max_grad_norm: float = 1.0  # gradient clipping; keeps early tiny-model steps stable
     max_length: int = 512  # tokens per example (Alpaca's recipe); longer ones are cut from the right
     seed: int = 0  # model-independent randomness: data order, dropout
-    bf16: bool = False  # bf16 autocast; only on GPUs (13-58x slower on this CPU, see ml-probe)
+    bf16: bool = False  # bf16 autocast; GPUs only: CPUs without bf16 units emulate it, 13-58x slower
     deepspeed: str | None = None  # DeepSpeed JSON config path (ZeRO), for multi-GPU runs
     threads: int | None = None  # torch intra-op threads on CPU; None leaves torch's default
     logging_steps: int = 10  # log (and write train_log.jsonl) every this many steps
@@ -76,6 +80,9 @@ class TuneConfig:
     chunk_size: int | None = None  # head+CE over this many positions at a time, checkpointed
     fused_head: bool = False  # head+CE gradients made in the forward pass, chunk by chunk (not ZeRO-3)
     skip_long_prompts: bool = False  # drop (and log) examples whose prompt fills max_length; else an error
+    # instruction: Alpaca records, loss on the response; text: {"text"} rows, loss on every token
+    # (pretraining a base model: the same trainer, checkpoints and resume)
+    data_format: str = "instruction"
 
     def __post_init__(self) -> None:
         if (self.layer_weights is None) == (self.scheme is None):
@@ -120,6 +127,10 @@ class TuneConfig:
             raise ValueError(
                 f"TuneConfig.scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}"
             )
+        if self.data_format not in DATA_FORMATS:
+            raise ValueError(
+                f"TuneConfig.data_format must be one of {', '.join(DATA_FORMATS)}, got {self.data_format!r}"
+            )
         if self.deepspeed is not None and not Path(self.deepspeed).is_file():
             raise ValueError(f"TuneConfig.deepspeed: no such file {self.deepspeed}")
 
@@ -161,12 +172,12 @@ class LiteTrainer(Trainer):
             use_cache=False,
             logits_to_keep=1,
         )
-        core = self.accelerator.unwrap_model(model)
+        norm, head = exit_modules(self.accelerator.unwrap_model(model))  # the family's own
         loss, per_layer = lite_loss(
             outputs.hidden_states,
             inputs["labels"],
-            core.model.norm,
-            core.lm_head,
+            norm,
+            head,
             self.layer_weights,
             self.chunk_size,
             fused=self.fused_head,
@@ -192,7 +203,12 @@ class LiteTrainer(Trainer):
 
 
 class JsonlLogCallback(TrainerCallback):
-    """Mirror the Trainer's logs into ``train_log.jsonl`` (rewritten atomically at each log)."""
+    """Mirror the Trainer's logs into ``train_log.jsonl`` (rewritten atomically at each log).
+
+    It lives beside the checkpoints, not in the output folder: a workflow engine deletes a failed
+    job's output folder, possibly while a SIGTERM-ed trainer is still saving (seen on SLURM at a
+    time limit). A write that fails only warns: the checkpoint after it matters more.
+    """
 
     def __init__(self, path: Path, resume_step: int):
         self.path = path
@@ -203,7 +219,10 @@ class JsonlLogCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             self.records.append({"step": state.global_step, **logs})
-            write_jsonl(self.path, self.records)
+            try:
+                write_jsonl(self.path, self.records)
+            except OSError as err:
+                logger.warning("could not write %s (%s); training and checkpoints go on", self.path, err)
 
 
 class PreemptionCallback(TrainerCallback):
@@ -269,6 +288,7 @@ def last_checkpoint(folder: Path) -> Path | None:
 RESUMABLE_CHANGES = frozenset(
     {"max_steps", "epochs", "threads", "logging_steps", "save_steps", "save_total_limit"}
 )
+TRAIN_LOG = "train_log.jsonl"  # in the checkpoint folder while training, copied into the model at the end
 RUN_FILE = "run.json"  # in the checkpoint folder: the fingerprint of the run its checkpoints belong to
 
 
@@ -374,7 +394,10 @@ def tune(
             f"TuneConfig.max_length={config.max_length} exceeds the model's {max_positions} positions"
         )
     weights = config.resolved_weights(n_layers)
-    dataset = TrainDataset(train, tokenizer, config.max_length, skip_long=config.skip_long_prompts)
+    if config.data_format == "text":
+        dataset = CorpusDataset(train, tokenizer, config.max_length)
+    else:
+        dataset = TrainDataset(train, tokenizer, config.max_length, skip_long=config.skip_long_prompts)
     if dataset.skipped:
         logger.warning(
             "skipped %d examples whose prompt leaves no room in max_length=%d (first: %s)",
@@ -412,7 +435,7 @@ def tune(
         layer_weights=weights,
         chunk_size=config.chunk_size,
         fused_head=config.fused_head,
-        callbacks=[JsonlLogCallback(out / "train_log.jsonl", resume_step), preemption],
+        callbacks=[JsonlLogCallback(ckpt_dir / TRAIN_LOG, resume_step), preemption],
     )
     if resume is not None:
         print(f"lite tune: resuming from {resume} (step {resume_step})", file=sys.stderr)
@@ -436,7 +459,7 @@ def tune(
         "train_loss": result.training_loss,
         "tune": dataclasses.asdict(config),
     }
-    _write_final(trainer, tokenizer, out, resolved)
+    _write_final(trainer, tokenizer, out, resolved, ckpt_dir / TRAIN_LOG)
     if torch.distributed.is_initialized():
         # all ranks wait for rank 0's writes, then close the group: a rank exiting with it open can
         # abort in a destructor ("terminate called without an active exception", seen with ZeRO-3)
@@ -445,8 +468,9 @@ def tune(
     return resolved
 
 
-def _write_final(trainer: Trainer, tokenizer, out: Path, resolved: dict) -> None:
-    """Final weights + tokenizer into ``out``, resolved config last (it marks the folder complete)."""
+def _write_final(trainer: Trainer, tokenizer, out: Path, resolved: dict, train_log: Path) -> None:
+    """Final weights, tokenizer and train log into ``out``, resolved config last (it marks the
+    folder complete)."""
     staging = out / ".final.tmp"
     if trainer.is_world_process_zero():
         shutil.rmtree(staging, ignore_errors=True)
@@ -454,6 +478,8 @@ def _write_final(trainer: Trainer, tokenizer, out: Path, resolved: dict) -> None
     if not trainer.is_world_process_zero():
         return
     save_tokenizer(tokenizer, staging)
+    if train_log.is_file():
+        shutil.copyfile(train_log, staging / TRAIN_LOG)
     for item in staging.iterdir():
         target = out / item.name
         if target.is_dir():

@@ -1,6 +1,7 @@
 # Latency: every decoder side by side on the same prompts, from the main model's LITE tuning
 # (HF generate, no-cache and KV-cached dynamic exit, self-speculative), plus acceptance rates per
-# draft layer for every tuning of the main model. Not part of the paper; see DESIGN.md section 5.
+# draft layer for every tuning of the main model. Not part of the paper. Device and dtype are
+# generation.device / generation.dtype, so the latencies are those of the configured generation.
 
 
 rule bench:
@@ -47,10 +48,12 @@ rule bench:
             else ""
         ),
         eos=config["bench"].get("eos", "forbid"),
+        device=device_args(),
     shell:
         "lite bench --model {input.model} --evalset {input.evalset} --checkpoints {params.checkpoints}"
         " --thresholds {params.thresholds} --prompts {params.prompts}"
         " --max-new-tokens {params.max_new_tokens} --repeats {params.repeats}"
         " --draft-layers {params.draft_layers} --draft-tokens {params.draft_tokens}"
         " --widths {params.widths} --threads {threads} {params.category} --eos {params.eos} {params.compare}"
+        " {params.device}"
         " --out {output.csv} --figure {output.pdf} --acceptance-out {output.acceptance} > {log} 2>&1"

@@ -13,8 +13,16 @@ validate(config, schema="../schemas/config.schema.yaml")
 lite.plan.check_config(config)
 PLAN = lite.plan.Plan(config)
 
-# Fail before any GPU work when the configured judge could not run at the end.
-lite.judge.check_claude_ready(config)
+# Judge settings are checked while parsing (dry runs too); the API key and the endpoint only when
+# a real run that judges with Claude starts, before its first job, so planning needs no secret
+# and no GPU hour is spent on a run whose judging could not happen.
+lite.judge.check_judge_config(config)
+
+
+onstart:
+    if any(job.rule.name == "judge" for job in workflow.dag.needrun_jobs()):
+        lite.judge.check_claude_ready(config, probe=True)
+
 
 # generation.shards > 1: each eval set's generations and traces run as that many jobs, each on
 # every N-th prompt, merged on the submitting host (rules merge_generations, merge_traces).
@@ -29,13 +37,14 @@ wildcard_constraints:
     model=_alternatives(PLAN.models),
     tuning="it|lite|lite_weighted",
     evalset=_alternatives([*PLAN.evalsets, lite.plan.CALIBRATION_SET]),
-    decoder=r"final|fixed-L\d+|dynamic-(paper|aggressive|calibrated)|random-half|random-k|sequential",
+    decoder=r"final|fixed-L\d+|dynamic-(paper|aggressive|calibrated|x\d+(\.\d+)?)|random-half|random-k|sequential",
     judge="reference|claude",
     source="alpaca|vicuna|koala|wizardlm|selfinstruct",
-    pair=r"[a-z_]+\.[A-Za-z0-9-]+~[a-z_]+\.[A-Za-z0-9-]+",
-    artefact=_alternatives([*lite.plan.FIGURES, *lite.plan.TABLES]),
+    pair=r"[a-z_]+\.[A-Za-z0-9.-]+~[a-z_]+\.[A-Za-z0-9.-]+",
+    artefact=_alternatives(dict.fromkeys([*lite.plan.FIGURES, *lite.plan.TABLES])),
     shard=r"\d+",
     nshards=str(SHARDS),
+    calibrated_kind="calibrated|aggressive",
 
 
 def all_targets():
@@ -61,6 +70,8 @@ def source_args(source):
         args.append(f"--n {source['n']}")
     if source.get("seed") is not None:
         args.append(f"--seed {source['seed']}")
+    if source.get("verify") is False:
+        args.append("--no-verify")
     if source["source"] == "synthetic" and config["data"].get("families"):
         args.append(f"--families {','.join(config['data']['families'])}")
     return " ".join(args)
@@ -77,6 +88,34 @@ def path_arg(wildcards, input):
     return f"--path {input[0]}" if len(input) else ""
 
 
+def init_model_inputs(wildcards):
+    """The train set (the tokenizer learns from it) and, for a pretrained tiny model, the corpus."""
+    inputs = {"train": "results/data/train.jsonl"}
+    if PLAN.pretrains(wildcards.model):
+        inputs["corpus"] = lite.plan.Plan.CORPUS
+    return inputs
+
+
+def init_model_args(wildcards):
+    return " ".join(
+        f"--{key.replace('_', '-')} {value}"
+        for key, value in config["models"][wildcards.model]["base"].items()
+        if key != "n_layers"
+    )
+
+
+def flag_args(settings):
+    """``--key value`` flags of a config section (None values left out, booleans as bare flags)."""
+    flags = []
+    for key, value in settings.items():
+        if value is None or value is False:
+            continue
+        flags.append(
+            f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}")
+        )
+    return " ".join(flags)
+
+
 def checkpoints_arg(wildcards):
     return ",".join(map(str, PLAN.checkpoints(wildcards.model)))
 
@@ -86,8 +125,9 @@ def decoder_inputs(wildcards):
         "model": PLAN.tuned(wildcards.model, wildcards.tuning),
         "evalset": PLAN.eval_data(wildcards.evalset),
     }
-    if wildcards.decoder == "dynamic-calibrated":
-        inputs["thresholds"] = PLAN.thresholds(wildcards.model)
+    kind = wildcards.decoder.removeprefix("dynamic-")
+    if kind in PLAN.calibrated_kinds():
+        inputs["thresholds"] = PLAN.thresholds(wildcards.model, kind)
     return inputs
 
 
@@ -96,13 +136,24 @@ def thresholds_arg(wildcards):
     params that read ``input`` out of its rerun check), so editing the configured values reruns
     that decoder and what follows, never tuning; calibrated ones rerun through their input file.
     """
-    if wildcards.decoder == "dynamic-calibrated":
-        return f"--thresholds {PLAN.thresholds(wildcards.model)}"
+    kind = wildcards.decoder.removeprefix("dynamic-")
+    if kind in PLAN.calibrated_kinds():
+        return f"--thresholds {PLAN.thresholds(wildcards.model, kind)}"
+    if wildcards.decoder.startswith("dynamic-x"):
+        scale = float(wildcards.decoder.removeprefix("dynamic-x"))
+        paper = config["models"][wildcards.model]["thresholds"]["paper"]
+        values = lite.plan.scaled_thresholds(paper, scale)
+        return f"--thresholds '{json.dumps(values, sort_keys=True)}'"
     if wildcards.decoder.startswith("dynamic-"):
-        kind = wildcards.decoder.removeprefix("dynamic-")
         values = config["models"][wildcards.model]["thresholds"][kind]
         return f"--thresholds '{json.dumps(values, sort_keys=True)}'"
     return ""
+
+
+def device_args():
+    """``--device D --dtype T`` of generate, trace and bench (generation.device / generation.dtype)."""
+    generation = config["generation"]
+    return f"--device {generation.get('device', 'cpu')} --dtype {generation.get('dtype', 'float32')}"
 
 
 def shard_args(wildcards):
@@ -144,13 +195,46 @@ def artefact_args(wildcards):
     """Options of one figure or table: which dynamic decoder, eval set and layers it shows."""
     name = wildcards.artefact
     args = []
-    if name in ("fig1", "fig7", "fig8", "fig9", "fig10", "table1", "table3"):
+    if name in (
+        "fig1",
+        "fig7",
+        "fig8",
+        "fig9",
+        "fig10",
+        "table1",
+        "table3",
+        "headline",
+    ):
         args.append(f"--dynamic {PLAN.dynamic}")
     if name in ("fig9", "fig10"):
         args.append(f"--evalset {PLAN.category_evalset(name)}")
     if name in ("fig6", "fig11", "fig15"):
         args.append(f"--layers {','.join(map(str, PLAN.checkpoints(PLAN.main)[:-1]))}")
     return " ".join(args)
+
+
+def artefact_caption(kind):
+    """The artefact's caption (its function's docstring) for the Snakemake report."""
+
+    def caption(wildcards):
+        import lite.report
+
+        return lite.report.caption(wildcards.artefact, kind)
+
+    return caption
+
+
+def artefact_labels(wildcards):
+    """Report labels: a number that sorts the artefacts in the paper's order, then the name."""
+    order = list(dict.fromkeys([*lite.plan.FIGURES, *lite.plan.TABLES]))
+    return {
+        "#": f"{order.index(wildcards.artefact) + 1:02d}",
+        "artefact": wildcards.artefact,
+    }
+
+
+def table_category(wildcards):
+    return "1. Headline numbers" if wildcards.artefact == "headline" else "3. Tables"
 
 
 # ---- bench (workflow/rules/bench.smk)
@@ -163,8 +247,8 @@ def bench_inputs(wildcards):
         "model": PLAN.tuned(main, "lite"),
         "evalset": PLAN.eval_data(config["bench"]["evalset"]),
     }
-    if config["bench"]["thresholds"] == "calibrated":
-        inputs["thresholds"] = PLAN.thresholds(main)
+    if config["bench"]["thresholds"] in PLAN.calibrated_kinds():
+        inputs["thresholds"] = PLAN.thresholds(main, config["bench"]["thresholds"])
     for tuning in PLAN.tunings(main):
         if tuning != "lite":
             inputs[f"compare_{tuning}"] = PLAN.tuned(main, tuning)
@@ -182,7 +266,7 @@ def bench_compare_args(wildcards, input):
 def bench_thresholds(wildcards):
     """``--thresholds``: the calibrated file, or the named configured set as quoted JSON."""
     name = config["bench"]["thresholds"]
-    if name == "calibrated":
-        return PLAN.thresholds(PLAN.main)
+    if name in PLAN.calibrated_kinds():
+        return PLAN.thresholds(PLAN.main, name)
     values = config["models"][PLAN.main]["thresholds"][name]
     return f"'{json.dumps(values, sort_keys=True)}'"

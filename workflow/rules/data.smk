@@ -39,6 +39,25 @@ rule prepare_train:
         "lite prepare-train {params.source} {params.path} --out {output} > {log} 2>&1"
 
 
+rule prepare_corpus:
+    output:
+        lite.plan.Plan.CORPUS,
+    log:
+        "logs/data/prepare_corpus.log",
+    benchmark:
+        "results/benchmarks/data/prepare_corpus.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=resource("cpu", "mem_mb"),
+        runtime=resource("cpu", "runtime"),
+    params:
+        args=lambda wildcards: flag_args(config["data"]["corpus"]),
+    shell:
+        "lite prepare-corpus {params.args} --out {output} > {log} 2>&1"
+
+
 rule prepare_eval:
     input:
         lambda wildcards: source_file(data_source(wildcards)),

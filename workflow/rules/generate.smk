@@ -39,11 +39,14 @@ rule generate:
         seed=config["generation"].get("seed", 0),
         kv_cache="--kv-cache" if config["generation"].get("kv_cache") else "",
         shard=shard_args,
+        device=device_args(),
+        agreement=config["generation"].get("agreement_prompts", 0),
     shell:
         "lite generate --model {input.model} --evalset {input.evalset} --decoder {wildcards.decoder}"
         " --model-name {wildcards.model} --tuning {wildcards.tuning} --evalset-name {wildcards.evalset}"
         " --checkpoints {params.checkpoints} {params.thresholds} {params.kv_cache}"
         " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} --seed {params.seed}"
+        " {params.device} --agreement-prompts {params.agreement}"
         " {params.shard} --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -80,10 +83,11 @@ rule trace:
         max_new_tokens=config["generation"]["max_new_tokens"],
         batch_size=config["generation"].get("batch_size", 8),
         shard=shard_args,
+        device=device_args(),
     shell:
         "lite trace --model {input.model} --evalset {input.evalset}"
         " --model-name {wildcards.model} --tuning {wildcards.tuning} --evalset-name {wildcards.evalset}"
-        " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size}"
+        " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} {params.device}"
         " {params.shard} --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -119,15 +123,17 @@ if SHARDS > 1:
             "lite merge-shards --out {output} {input} > {log} 2>&1"
 
 
+# calibrated: the headline rule at calibration.target; aggressive (with calibration.aggressive_target):
+# the same rule at a lower target, so its thresholds are never above the calibrated ones.
 rule calibrated_thresholds:
     input:
         "results/{model}/traces/lite/calibration.jsonl",
     output:
-        "results/{model}/thresholds/calibrated.json",
+        "results/{model}/thresholds/{calibrated_kind}.json",
     log:
-        "logs/{model}/thresholds.log",
+        "logs/{model}/thresholds/{calibrated_kind}.log",
     benchmark:
-        "results/benchmarks/{model}/thresholds.tsv"
+        "results/benchmarks/{model}/thresholds/{calibrated_kind}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -138,8 +144,9 @@ rule calibrated_thresholds:
         layers=lambda wildcards: ",".join(
             map(str, PLAN.checkpoints(wildcards.model)[:-1])
         ),
-        target=config["calibration"].get("target", 0.95),
+        target=lambda wildcards: PLAN.calibrated_kinds()[wildcards.calibrated_kind],
         min_count=config["calibration"].get("min_count", 20),
+        bin_width=config["calibration"].get("bin_width", 0.05),
     shell:
         "lite thresholds --traces {input} --layers {params.layers} --target {params.target}"
-        " --min-count {params.min_count} --out {output} > {log} 2>&1"
+        " --min-count {params.min_count} --bin-width {params.bin_width} --out {output} > {log} 2>&1"

@@ -8,7 +8,8 @@ rule figure:
         pdf=report(
             "results/figures/{artefact}.pdf",
             caption="../report/figure.rst",
-            category="Figures",
+            category="2. Figures",
+            labels=artefact_labels,
         ),
         png="results/figures/{artefact}.png",
     log:
@@ -23,6 +24,7 @@ rule figure:
         runtime=resource("cpu", "runtime"),
     params:
         args=artefact_args,
+        caption=artefact_caption("figure"),
     shell:
         "lite figure {wildcards.artefact} --out {output.pdf} {params.args} {input} > {log} 2>&1"
 
@@ -34,7 +36,8 @@ rule table:
         csv=report(
             "results/tables/{artefact}.csv",
             caption="../report/table.rst",
-            category="Tables",
+            category=table_category,
+            labels=artefact_labels,
         ),
         md="results/tables/{artefact}.md",
     log:
@@ -49,5 +52,6 @@ rule table:
         runtime=resource("cpu", "runtime"),
     params:
         args=artefact_args,
+        caption=artefact_caption("table"),
     shell:
         "lite table {wildcards.artefact} --out {output.csv} {params.args} {input} > {log} 2>&1"

@@ -1,9 +1,10 @@
-# Tuning: build the base model, then standard IT, LITE and weighted LITE with the same recipe.
+# Tuning: build the base model (tiny ones are then pretrained on the corpus), then standard IT,
+# LITE and weighted LITE from those same weights with the same recipe.
 
 
 rule init_model:
     input:
-        train="results/data/train.jsonl",
+        unpack(init_model_inputs),
     output:
         directory("results/{model}/base"),
     log:
@@ -17,18 +18,44 @@ rule init_model:
         mem_mb=resource("generate", "mem_mb"),
         runtime=resource("generate", "runtime"),
     params:
-        args=lambda wildcards: " ".join(
-            f"--{key.replace('_', '-')} {value}"
-            for key, value in config["models"][wildcards.model]["base"].items()
-            if key != "n_layers"
+        args=init_model_args,
+        corpus=lambda wildcards, input: (
+            f"--corpus {input.corpus}" if "corpus" in input.keys() else ""
         ),
     shell:
-        "lite init-model {params.args} --train {input.train} --out {output} > {log} 2>&1"
+        "lite init-model {params.args} --train {input.train} {params.corpus} --out {output} > {log} 2>&1"
+
+
+# The stand-in for LLaMA-2's pretraining: the ordinary LM loss on every token of the corpus, through
+# the tuning code (same trainer, checkpoints and resume).
+rule pretrain:
+    input:
+        base="results/{model}/base",
+        corpus=lite.plan.Plan.CORPUS,
+    output:
+        directory("results/{model}/pretrained"),
+    log:
+        "logs/{model}/pretrain.log",
+    benchmark:
+        "results/benchmarks/{model}/pretrain.tsv"
+    conda:
+        "../../envs/model.yaml"
+    threads: resource("tune", "cpus", 1)
+    resources:
+        mem_mb=resource("tune", "mem_mb"),
+        runtime=resource("tune", "runtime"),
+        gpu=resource("tune", "gpus", 0),
+    params:
+        args=flag_args(config.get("pretrain", {})),
+    shell:
+        "exec lite tune --base {input.base} --train {input.corpus} --out {output}"
+        " --checkpoint-dir results/{wildcards.model}/checkpoints/pretrain"
+        " --data-format text --scheme final_only {params.args} --threads {threads} > {log} 2>&1"
 
 
 rule tune:
     input:
-        base="results/{model}/base",
+        base=lambda wildcards: PLAN.tuning_base(wildcards.model),
         train="results/data/train.jsonl",
     output:
         directory("results/{model}/tuned/{tuning}"),

@@ -4,7 +4,8 @@
         --checkpoints 2,4,6,8 --thresholds '{"2": 0.95, "4": 0.9, "6": 0.8}' \\
         --out results/tables/latency.csv --figure results/figures/latency.pdf \\
         --prompts 4 --max-new-tokens 256 --repeats 3 --draft-layers 2 --draft-tokens 4 --widths 1,4 \\
-        --threads 1 [--compare it=results/tiny8/tuned/it --acceptance-out results/tables/acceptance.csv]
+        --threads 1 [--device auto|cpu|cuda] [--dtype float32|bfloat16] \
+        [--compare it=results/tiny8/tuned/it --acceptance-out results/tables/acceptance.csv]
 
 Times HF ``generate`` (final layer, KV cache), lite's own final-layer loop, the paper's no-cache
 dynamic exit, the KV-cached dynamic exit and self-speculative decoding from each draft layer, side
@@ -21,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lite.commands.generate import add_device_arguments, device_description, resolve_device
 from lite.io import InputError
 
 
@@ -98,17 +100,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="acceptance table (CSV): per draft layer, this model and the --compare ones",
     )
+    add_device_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> None:
+    device = resolve_device(args, "bench")  # first: a job on the wrong machine ends in seconds
     import pandas as pd
     import torch
     from tqdm import tqdm
 
     from lite import bench
-    from lite.data import encode_prompt
     from lite.datasets import read_eval_records
-    from lite.decoding import pad_id, parse_checkpoints, parse_thresholds, stop_ids
+    from lite.decoding import fit_to_context, pad_id, parse_checkpoints, parse_thresholds, stop_ids
     from lite.io import atomic_write, save_resolved_config
     from lite.modeling import load_model, load_tokenizer
     from lite.report.tables import to_markdown
@@ -142,15 +145,18 @@ def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(config.threads)
     records = read_eval_records(args.evalset)
     tokenizer = load_tokenizer(args.model)
-    model = load_model(args.model).eval()
+    model = load_model(args.model, dtype=args.dtype, device=device)
     total = model.config.num_hidden_layers
     missing = [c for c in checkpoints if c != total and c not in thresholds]
     if missing:
         raise InputError(f"--thresholds: no threshold for checkpoint layer {missing[0]}")
-    encoded = [encode_prompt(tokenizer, record) for record in records]
+    # room for the longest response either table generates
+    longest = max(config.max_new_tokens, args.acceptance_tokens)
+    fitted = [fit_to_context(model, tokenizer, record, longest) for record in records]
+    encoded = [prompt for prompt, _ in fitted]
     chosen = [
-        (record, prompt)
-        for record, prompt in zip(records, encoded, strict=True)
+        (record, prompt, cut)
+        for record, (prompt, cut) in zip(records, fitted, strict=True)
         if args.category is None or record.get("category") == args.category
     ][: config.prompts]
     if not chosen:
@@ -158,7 +164,7 @@ def run(args: argparse.Namespace) -> None:
         raise InputError(
             f"{args.evalset}: no record of category {args.category!r} (has: {', '.join(categories)})"
         )
-    prompts = [prompt for _, prompt in chosen]
+    prompts = [prompt for _, prompt, _ in chosen]
     pad = pad_id(tokenizer)
     stops = stop_ids(model, tokenizer)
 
@@ -198,19 +204,23 @@ def run(args: argparse.Namespace) -> None:
         "model_dir": args.model,
         "evalset_file": args.evalset,
         "category": args.category,
-        "prompt_ids": [record["id"] for record, _ in chosen],
+        "prompt_ids": [record["id"] for record, _, _ in chosen],
         "checkpoints": checkpoints,
         "thresholds": thresholds,
         "bench": config,
         "machine": {**bench.machine(), "torch_threads": torch.get_num_threads()},
+        "device": device_description(device),
+        "dtype": args.dtype,
         "versions": {"torch": torch.__version__},
         "prompt_tokens": [len(p) for p in prompts],
+        "prompt_truncated_chars": [cut for _, _, cut in chosen],
         "repeats": frame.to_dict(orient="records"),
     }
     for path in written:
         save_resolved_config(path, resolved)
     if args.acceptance_out is not None:
-        models = {args.name: model, **{name: load_model(path).eval() for name, path in compare.items()}}
+        others = {name: load_model(path, dtype=args.dtype, device=device) for name, path in compare.items()}
+        models = {args.name: model, **others}
         rates = bench.acceptance(
             models,
             encoded[: args.acceptance_prompts],

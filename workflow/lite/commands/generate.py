@@ -4,20 +4,31 @@
         --decoder dynamic-paper --out results/tiny8/generations/lite/vic/dynamic-paper.jsonl \
         --model-name tiny8 --tuning lite --evalset-name vic --checkpoints 2,4,6,8 \
         [--thresholds FILE_OR_JSON] --max-new-tokens 64 --batch-size 8 --seed 0 --threads 2 [--limit K] \
-        [--shard I --num-shards N]
+        [--shard I --num-shards N] [--device auto|cpu|cuda] [--dtype float32|bfloat16] [--agreement-prompts K]
 
 Decoders: final, fixed-L{k}, dynamic[-paper|-aggressive|-calibrated] (need --thresholds),
 random-half, random-k, sequential (see ``lite.decoding``). The records are written atomically and
 ``OUT.config.json`` beside them records the settings that produced them. With ``--num-shards N``
 only records j with j % N == I are decoded (``lite merge-shards`` joins the N files; ``lite.shards``).
+
+``--device``/``--dtype`` choose where and in what precision the model, its KV caches and every
+decoder tensor live; the config records both. In float32 the decoders reproduce their references
+bit for bit; in bfloat16 they may not (blocks of different shapes round differently), so
+``--agreement-prompts K`` decodes the first K records again with the reference (HF ``generate``
+for final, the no-cache loop for the cached exit) and records the agreement in the config.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import re
 from pathlib import Path
 
 from lite.io import InputError
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float32", "bfloat16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--thresholds",
         default=None,
         help='dynamic decoders: a thresholds file ({"thresholds": {"2": 0.9, ...}}) or that JSON inline',
+    )
+    parser.add_argument(
+        "--agreement-prompts",
+        type=int,
+        default=0,
+        help="also decode the first K records with the reference decoder and record the token "
+        "agreement in the config (default 0: no check)",
     )
 
 
@@ -68,10 +86,81 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="split the eval set into N shards, record j going to shard j %% N (default 1: no split)",
     )
+    add_device_arguments(parser)
 
 
-def load_inputs(args: argparse.Namespace):
-    """Seed, threads, eval records, model and tokenizer (imports torch only here)."""
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype``, shared by ``lite generate``, ``lite trace`` and ``lite bench``."""
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help="auto: the GPU when the job has one, else the CPU; cuda: a GPU or an error (default cpu)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="weights, activations and KV caches (default float32, in which decoders are bitwise exact)",
+    )
+
+
+def _torch_without_gpu_support() -> str | None:
+    """The torch version when the installed build has neither CUDA nor ROCm, else None.
+
+    Read from torch/version.py without importing torch (seconds on a busy node): a CPU-only build
+    can then refuse ``--device cuda`` at once.
+    """
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:
+        text = (Path(spec.submodule_search_locations[0]) / "version.py").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    found = dict(re.findall(r"^(__version__|cuda|hip)\b[^=]*=\s*(.+)$", text, re.M))
+    if found.get("cuda") == "None" and found.get("hip") == "None":
+        return found.get("__version__", "?").strip("'\"")
+    return None
+
+
+def resolve_device(args: argparse.Namespace, command: str):
+    """The ``torch.device`` of ``--device``, checked before anything slow.
+
+    ``--device cuda`` without a usable GPU ends the command at once with one line naming the
+    setting (SystemExit, no traceback): a GPU job that silently fell back to the CPU would run
+    for days inside a time limit sized for a GPU.
+    """
+    if args.device == "cuda":
+        version = _torch_without_gpu_support()
+        if version is not None:
+            raise SystemExit(
+                f"lite {command}: --device cuda: torch {version} is a CPU-only build; "
+                "use --device auto or cpu, or install a CUDA build of torch"
+            )
+    import torch
+
+    if args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise SystemExit(
+            f"lite {command}: --device cuda: torch {torch.__version__} sees no CUDA device "
+            "(no GPU allotted, or CUDA_VISIBLE_DEVICES empty); use --device auto or cpu"
+        )
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def device_description(device) -> str:
+    """What ran the job, for the config: ``cpu`` or ``cuda:0 (NVIDIA H200)``."""
+    import torch
+
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def load_inputs(args: argparse.Namespace, device):
+    """Seed, threads, eval records, and the model (on ``device``, in ``--dtype``) and tokenizer."""
     import torch
 
     from lite.datasets import read_eval_records
@@ -96,7 +185,8 @@ def load_inputs(args: argparse.Namespace):
     records = select_shard(records, args.shard, args.num_shards)
     if not Path(args.model, "config.json").is_file():
         raise InputError(f"{args.model}: not a model folder (no config.json)")
-    return records, load_model(args.model), load_tokenizer(args.model)
+    model = load_model(args.model, dtype=args.dtype, device=device)
+    return records, model, load_tokenizer(args.model)
 
 
 def base_config(args: argparse.Namespace, records: list[dict], model, tokenizer) -> dict:
@@ -121,6 +211,8 @@ def base_config(args: argparse.Namespace, records: list[dict], model, tokenizer)
         "n_layers": model.config.num_hidden_layers,
         "eos_ids": sorted(stop_ids(model, tokenizer)),
         "pad_id": pad_id(tokenizer),
+        "device": device_description(model.device),
+        "dtype": args.dtype,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
     if args.num_shards > 1:  # unsharded results keep the config they always had
@@ -129,8 +221,10 @@ def base_config(args: argparse.Namespace, records: list[dict], model, tokenizer)
 
 
 def run(args: argparse.Namespace) -> None:
+    device = resolve_device(args, "generate")  # first: a job on the wrong machine ends in seconds
     from lite.decoding import (
         RunLabels,
+        agreement_check,
         decoder_from_name,
         generate_records,
         parse_checkpoints,
@@ -138,12 +232,14 @@ def run(args: argparse.Namespace) -> None:
     )
     from lite.io import save_resolved_config, write_jsonl
 
+    if args.agreement_prompts < 0:
+        raise InputError(f"--agreement-prompts must be >= 0, got {args.agreement_prompts}")
     checkpoints = parse_checkpoints(args.checkpoints)
     thresholds = None if args.thresholds is None else parse_thresholds(args.thresholds)
     labels = RunLabels(args.model_name, args.tuning, args.evalset_name)
     # Check the decoder name before the (slower) model load, then again against the model's depth.
     decoder_from_name(args.decoder, checkpoints, thresholds, args.seed)
-    records, model, tokenizer = load_inputs(args)
+    records, model, tokenizer = load_inputs(args, device)
     spec = decoder_from_name(
         args.decoder, checkpoints, thresholds, args.seed, n_layers=model.config.num_hidden_layers
     )
@@ -157,7 +253,6 @@ def run(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         kv_cache=args.kv_cache,
     )
-    write_jsonl(args.out, out)
     config = base_config(args, records, model, tokenizer)
     config.update(
         {
@@ -167,4 +262,16 @@ def run(args: argparse.Namespace) -> None:
             "kv_cache": args.kv_cache,
         }
     )
+    if args.agreement_prompts:  # unchecked runs keep the config they always had
+        config["agreement"] = agreement_check(
+            model,
+            tokenizer,
+            records[: args.agreement_prompts],
+            out[: args.agreement_prompts],
+            spec,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            kv_cache=args.kv_cache,
+        )
+    write_jsonl(args.out, out)
     save_resolved_config(args.out, config)

@@ -22,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", required=True, choices=KINDS, help="how to obtain the base model")
     parser.add_argument("--out", required=True, help="output model folder")
     parser.add_argument("--train", help="training file (JSONL or JSON array) for the tiny tokenizer")
+    parser.add_argument(
+        "--corpus",
+        help="--kind tiny: pretraining corpus (JSONL of {text}); the tokenizer is trained on it too",
+    )
     parser.add_argument("--source", help="--kind hf: model folder or hub id (must be available offline)")
     parser.add_argument("--dtype", default="float32", help="--kind hf: dtype to load and save in")
     parser.add_argument(
@@ -88,9 +92,13 @@ def run(args: argparse.Namespace) -> None:
         max_positions=args.max_positions,
     )
     records = read_train_records(args.train)
-    texts = (
+    texts = [
         text for record in records for text in (render_prompt(record, args.prompt_template), record["output"])
-    )
+    ]
+    if args.corpus is not None:
+        from lite.data import read_corpus_texts
+
+        texts += read_corpus_texts(args.corpus)
     tokenizer = modeling.train_tokenizer(texts, spec.vocab_size)
     set_template(tokenizer, args.prompt_template)
     tokenizer.model_max_length = spec.max_positions
@@ -101,6 +109,7 @@ def run(args: argparse.Namespace) -> None:
         {
             "kind": args.kind,
             "train": args.train,
+            "corpus": args.corpus,
             "spec": spec,
             "seed": args.seed,
             "prompt_template": args.prompt_template,

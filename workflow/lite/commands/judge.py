@@ -5,6 +5,13 @@
         [--model claude-sonnet-5-5 --max-tokens 512 --prompt pairwise-v1 --cache-dir results/judge_cache \\
          --concurrency 4 --batches --sampling none|temperature0 --api-version YYYY-MM-DD --cost-table CSV]
 
+    lite judge --judge openai --base-url http://127.0.0.1:8000/v1 --model NAME \\
+        --a GEN_A.jsonl --b GEN_B.jsonl --out FILE.jsonl \\
+        [--api-key-env OPENAI_API_KEY --temperature T --max-tokens-field max_completion_tokens]
+
+The openai judge is the optional second judge (lite.judge.openai_compat): any OpenAI-compatible
+chat endpoint, through the same prompt files, cache and records as Claude.
+
 Writes FILE.jsonl (one judgment per id), FILE.jsonl.summary.json, FILE.jsonl.config.json and,
 for Claude, a row in the cost table (default FILE.jsonl.cost.csv). The Claude judge reads its key
 from ANTHROPIC_API_KEY only and honours ANTHROPIC_BASE_URL. By default it sends no sampling
@@ -27,13 +34,15 @@ _DEFAULTS = ClaudeSettings()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--judge", choices=("reference", "claude"), required=True, help="which judge")
+    parser.add_argument(
+        "--judge", choices=("reference", "claude", "openai"), required=True, help="which judge"
+    )
     parser.add_argument("--a", required=True, help="generation records of system A (JSONL)")
     parser.add_argument("--b", required=True, help="generation records of system B (same ids)")
     parser.add_argument("--out", required=True, help="judgment records to write (JSONL)")
     claude = parser.add_argument_group("Claude judge")
     claude.add_argument(
-        "--model", default=_DEFAULTS.model, help="Messages API model id (default %(default)s)"
+        "--model", default=None, help=f"model id (claude default {_DEFAULTS.model}; openai: required)"
     )
     claude.add_argument(
         "--max-tokens", type=int, default=_DEFAULTS.max_tokens, help="reply budget (%(default)s)"
@@ -64,6 +73,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="batches: seconds between polls",
     )
     claude.add_argument("--cost-table", default=None, help="CSV to append this run's usage and cost to")
+    second = parser.add_argument_group(
+        "OpenAI-compatible judge (also takes --model, --max-tokens, --prompt, "
+        "--cache-dir, --concurrency, --max-retries, --timeout)"
+    )
+    second.add_argument("--base-url", default=None, help="endpoint up to /v1, e.g. http://127.0.0.1:8000/v1")
+    second.add_argument(
+        "--api-key-env", default=None, help="environment variable holding the key (default: none sent)"
+    )
+    second.add_argument("--temperature", type=float, default=None, help="sent when given (default: not sent)")
+    second.add_argument(
+        "--max-tokens-field",
+        choices=("max_tokens", "max_completion_tokens"),
+        default="max_tokens",
+        help="name of the reply-budget field (%(default)s)",
+    )
     parser.add_argument(
         "--max-failures", type=int, default=0, help="failed orders tolerated before exiting 1 (%(default)s)"
     )
@@ -74,10 +98,33 @@ def run(args: argparse.Namespace) -> None:
     # The SDK logs each HTTP request at INFO; keep its chatter (never the key) out of job logs.
     for noisy in ("httpx", "httpx2", "anthropic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    claude = None
+    claude = judge = None
+    if args.judge == "openai":
+        if not args.base_url or not args.model:
+            sys.exit("lite judge: --judge openai needs --base-url and --model")
+        from lite.judge.openai_compat import OpenAIJudge, OpenAISettings
+
+        judge = OpenAIJudge(
+            OpenAISettings(
+                base_url=args.base_url,
+                model=args.model,
+                max_tokens=args.max_tokens,
+                max_tokens_field=args.max_tokens_field,
+                prompt=args.prompt,
+                temperature=args.temperature,
+                api_key_env=args.api_key_env,
+                concurrency=args.concurrency,
+                max_retries=args.max_retries,
+                timeout_s=args.timeout,
+                cache_dir=args.cache_dir,
+            )
+        )
+        logging.getLogger(__name__).info(
+            "openai judge settings: %s", json.dumps(dataclasses.asdict(judge.config))
+        )
     if args.judge == "claude":
         claude = ClaudeSettings(
-            model=args.model,
+            model=args.model or _DEFAULTS.model,
             max_tokens=args.max_tokens,
             prompt=args.prompt,
             sampling=args.sampling,
@@ -99,6 +146,7 @@ def run(args: argparse.Namespace) -> None:
             claude=claude,
             cost_table=args.cost_table,
             max_failures=args.max_failures,
+            judge=judge,
         )
     except JudgingFailed as err:
         sys.exit(f"lite judge: {err}")

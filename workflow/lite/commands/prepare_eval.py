@@ -9,9 +9,10 @@ output as reference (lite.datasets.alpaca_heldout).
 ``synthetic`` generates the synthetic mirror ``--name`` (vicuna, koala, wizardlm, selfinstruct or
 calibration; see lite.synthetic) with gold references. The real sources (vicuna, koala, wizardlm,
 selfinstruct) read the upstream file at ``--path``, or, without it, download the pinned file into
-``--download-dir`` and verify its checksum first. ``--n`` (alias ``--limit``) is the number of
-prompts to generate (synthetic) or keep from the start of the file (real; default all).
-The resolved settings go to ``OUT.config.json``.
+``--download-dir`` and verify its checksum first. A file given with ``--path`` is checked the
+same way (checksum and record count of the pinned file) unless ``--no-verify`` says it is data of
+your own. ``--n`` (alias ``--limit``) is the number of prompts to generate (synthetic) or keep
+from the start of the file (real; default all). The resolved settings go to ``OUT.config.json``.
 """
 
 from __future__ import annotations
@@ -40,10 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--download-dir", default="results/data/sources", help="real sources without --path: download folder"
     )
+    parser.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="--path is data of your own: skip the pinned checksum and record count (logged)",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
-    from lite.datasets import HELDOUT_FRACTION, alpaca_heldout, load_source, write_eval_records
+    from lite.datasets import HELDOUT_FRACTION, alpaca_heldout, load_checked_source, write_eval_records
     from lite.download import checksum_of, pinned_file
     from lite.io import InputError, save_resolved_config
 
@@ -73,12 +80,17 @@ def run(args: argparse.Namespace) -> None:
         if args.families is not None:
             raise InputError("--families is for --source synthetic")
         path = pinned_file(args.source, args.download_dir) if args.path is None else args.path
+        if not args.verify:
+            warning = f"prepare-eval: {path} is NOT checked against the pinned {args.source} file"
+            print(warning, file=sys.stderr)
         if args.source == "alpaca":
-            records = alpaca_heldout(path, args.n, args.seed)
+            records = alpaca_heldout(
+                load_checked_source("alpaca", path, None, args.verify), args.n, args.seed, path
+            )
             config.update(seed=args.seed, heldout_fraction=HELDOUT_FRACTION)
         else:
-            records = load_source(args.source, path, limit=args.n)
-        config.update(path=str(path), input_sha256=checksum_of(path, "sha256"))
+            records = load_checked_source(args.source, path, args.n, args.verify)
+        config.update(path=str(path), input_sha256=checksum_of(path, "sha256"), verified=args.verify)
 
     count = write_eval_records(args.out, records)
     config["records"] = count

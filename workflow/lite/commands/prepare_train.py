@@ -6,9 +6,10 @@
 
 ``synthetic`` generates the embedded default's tasks (lite.synthetic); ``alpaca`` reads Stanford
 Alpaca's JSON array from ``--path``, or, without it, downloads the pinned file into
-``--download-dir`` and verifies its checksum first. ``--n`` (alias ``--limit``) is the number of
-records to generate (synthetic) or to keep from the start of the file (alpaca; default all).
-The resolved settings go to ``OUT.config.json``.
+``--download-dir`` and verifies its checksum first. A file given with ``--path`` is checked the
+same way (checksum and record count of the pinned file) unless ``--no-verify`` says it is data of
+your own. ``--n`` (alias ``--limit``) is the number of records to generate (synthetic) or to keep
+from the start of the file (alpaca; default all). The resolved settings go to ``OUT.config.json``.
 """
 
 from __future__ import annotations
@@ -37,10 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="results/data/sources",
         help="alpaca without --path: where the download goes",
     )
+    parser.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="--path is data of your own: skip the pinned checksum and record count (logged)",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
-    from lite.datasets import load_source, write_train_records
+    from lite.datasets import load_checked_source, write_train_records
     from lite.download import checksum_of, pinned_file
     from lite.io import InputError, save_resolved_config
 
@@ -68,8 +75,11 @@ def run(args: argparse.Namespace) -> None:
         if args.families is not None:
             raise InputError("--families is for --source synthetic")
         path = pinned_file("alpaca", args.download_dir) if args.path is None else args.path
-        records = load_source("alpaca", path, limit=args.n)
-        config.update(path=str(path), input_sha256=checksum_of(path, "sha256"))
+        if not args.verify:
+            warning = f"prepare-train: {path} is NOT checked against the pinned alpaca file"
+            print(warning, file=sys.stderr)
+        records = load_checked_source("alpaca", path, args.n, args.verify)
+        config.update(path=str(path), input_sha256=checksum_of(path, "sha256"), verified=args.verify)
 
     count = write_train_records(args.out, records)
     config["records"] = count

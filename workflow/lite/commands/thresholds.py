@@ -3,9 +3,10 @@
     lite thresholds --traces results/tiny8/traces/lite/calib.jsonl --layers 2,4,6 \\
         --target 0.95 --min-count 20 --out results/tiny8/thresholds/calibrated.json
 
-For each layer: the smallest observed confidence c such that positions with confidence >= c
-number at least --min-count and agree with the final layer at least --target of the time;
-1.01 ("never exit") where none does (see ``lite.analysis.choose_thresholds``).
+For each layer: the lower edge of the lowest confidence bin (of --bin-width) from which every bin
+holding at least --min-count positions agrees with the final layer at least --target of the time;
+1.01 ("never exit") where none does (see ``lite.analysis.choose_thresholds``). The file records
+each threshold's evidence: positions at or above it, their alignment, its bin's alignment.
 """
 
 from __future__ import annotations
@@ -31,16 +32,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--traces", nargs="+", required=True, metavar="FILE", help="trace records (JSONL)")
     parser.add_argument("--layers", type=_layers, required=True, help="checkpoint layers, e.g. 2,4,6")
     parser.add_argument("--target", type=float, default=0.95, help="required alignment (default 0.95)")
-    parser.add_argument("--min-count", type=int, default=20, help="fewest positions above a threshold")
+    parser.add_argument("--min-count", type=int, default=20, help="fewest positions for a bin to count")
+    parser.add_argument("--bin-width", type=float, default=0.05, help="confidence bin width (default 0.05)")
     parser.add_argument("--out", required=True, metavar="JSON", help="thresholds file")
 
 
 def run(args: argparse.Namespace) -> None:
-    config = analysis.ThresholdConfig(args.layers, args.target, args.min_count)
+    config = analysis.ThresholdConfig(args.layers, args.target, args.min_count, args.bin_width)
     traces = analysis.read_traces(args.traces)
-    table = analysis.threshold_table(traces, config.layers, config.target, config.min_count)
+    table = analysis.threshold_table(traces, config.layers, config.target, config.min_count, config.bin_width)
     thresholds = {int(row.layer): float(row.threshold) for row in table.itertuples()}
-    write_json(args.out, analysis.thresholds_document(thresholds, config.target, config.min_count))
+    evidence = [
+        {key: (None if isinstance(value, float) and value != value else value) for key, value in row.items()}
+        for row in table.to_dict("records")
+    ]
+    document = analysis.thresholds_document(
+        thresholds, config.target, config.min_count, config.bin_width, evidence
+    )
+    write_json(args.out, document)
     save_resolved_config(args.out, {"command": "thresholds", "traces": list(args.traces), **vars_of(config)})
     for row in table.itertuples():
         print(
@@ -51,4 +60,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def vars_of(config: analysis.ThresholdConfig) -> dict:
-    return {"layers": list(config.layers), "target": config.target, "min_count": config.min_count}
+    return {
+        "layers": list(config.layers),
+        "target": config.target,
+        "min_count": config.min_count,
+        "bin_width": config.bin_width,
+    }

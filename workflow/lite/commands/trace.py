@@ -2,18 +2,21 @@
 
     lite trace --model results/tiny8/tuned/lite --evalset results/data/eval/vic.jsonl \
         --out results/tiny8/traces/lite/vic.jsonl --model-name tiny8 --tuning lite --evalset-name vic \
-        --max-new-tokens 64 --batch-size 8 --seed 0 --threads 2 [--limit K] [--shard I --num-shards N]
+        --max-new-tokens 64 --batch-size 8 --seed 0 --threads 2 [--limit K] [--shard I --num-shards N] \
+        [--device auto|cpu|cuda] [--dtype float32|bfloat16]
 
 Row t, column i-1 of ``layer_argmax`` / ``layer_confidence`` is layer i's argmax token / max softmax
 probability at generated position t (docs/records.md "Trace record"). Written atomically, with
-``OUT.config.json`` beside it. ``--shard``/``--num-shards`` split the eval set as in ``lite generate``.
+``OUT.config.json`` beside it. ``--shard``/``--num-shards`` split the eval set as in ``lite generate``;
+``--device``/``--dtype`` too. Layers are read one at a time (argmax and confidence kept, logits
+dropped), so the trace of a large model never holds every layer's logits at once.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from lite.commands.generate import add_common_arguments, base_config, load_inputs
+from lite.commands.generate import add_common_arguments, base_config, load_inputs, resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,11 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    device = resolve_device(args, "trace")  # first: a job on the wrong machine ends in seconds
     from lite.decoding import RunLabels, trace_records
     from lite.io import save_resolved_config, write_jsonl
 
     labels = RunLabels(args.model_name, args.tuning, args.evalset_name)
-    records, model, tokenizer = load_inputs(args)
+    records, model, tokenizer = load_inputs(args, device)
     out = trace_records(
         model, tokenizer, records, labels, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
     )

@@ -61,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="LM head + CE gradients made in the forward pass, in --chunk-size chunks (no ZeRO-3)",
     )
     parser.add_argument(
+        "--data-format",
+        default="instruction",
+        choices=("instruction", "text"),
+        help="instruction: Alpaca records, loss on the response; text: {text} rows, loss on every token",
+    )
+    parser.add_argument(
         "--skip-long-prompts",
         action="store_true",
         help="drop (and log) examples whose prompt fills --max-length instead of failing",
@@ -96,6 +102,7 @@ def run(args: argparse.Namespace) -> None:
         chunk_size=args.chunk_size,
         fused_head=args.fused_head,
         skip_long_prompts=args.skip_long_prompts,
+        data_format=args.data_format,
     )
     try:
         tune(args.base, args.train, args.out, config, checkpoint_dir=args.checkpoint_dir)

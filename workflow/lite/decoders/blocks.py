@@ -9,19 +9,26 @@
 - ``exit_head(model, hidden)``: the shared final RMSNorm + LM head on one layer's output at the
   last position -> logits, argmax token, confidence (max softmax probability).
 
+Families (``lite.architectures``): LLaMA, Mistral and Qwen2 layers are LLaMA's arithmetic and run
+written out; Qwen3, Phi-3 and Gemma 2/3 layers run their own module ``forward`` with the same
+spans and caches (exact by construction, slower on a CPU). Sliding-window layers get their own
+mask (and Gemma3 its own RoPE table) in ``Span.local``; caches keep every key, and the window
+lives in the mask.
+
 Layers are numbered 1..N. The hidden state after ``run_layers(..., last=k)`` is the *raw* output of
 layer k, so ``exit_head`` always applies the final norm, also for k = N (unlike HF's
-``hidden_states[N]``, which is already normed; ml-probe section 2).
+``hidden_states[N]``, which is already normed; tests/test_loss.py checks it).
 
 Batches are left-padded (``PaddedBatch``): real tokens end at the same column, so the last position
 is the one to predict from in every row. Position ids count real tokens only, and every block of
 queries gets an explicit additive mask unless it is provably unnecessary: transformers 5.24's sdpa
-wrapper crops the keys of a multi-token block run against a cache when the mask is None
-(ml-probe section 3), and eager attention is not causal without one.
+wrapper crops the keys of a multi-token block run against a cache when the mask is None, and
+eager attention is not causal without one.
 """
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -31,6 +38,8 @@ import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama import modeling_llama
+
+from lite.architectures import adapter
 
 
 def n_layers(model) -> int:
@@ -43,9 +52,18 @@ def attn_implementation(model) -> str:
     return getattr(model.config, "_attn_implementation", None) or "sdpa"
 
 
+def device_of(model) -> torch.device:
+    """The device the model's weights (and so every tensor a decoder makes for it) live on."""
+    return model.model.embed_tokens.weight.device
+
+
 def new_cache(model) -> DynamicCache:
-    """An empty KV cache with one slot per decoder layer (layers never run keep length 0)."""
-    return DynamicCache(config=model.config)
+    """An empty KV cache that keeps every key of every layer (layers never run keep length 0).
+
+    Not ``DynamicCache(config=...)``: for sliding-window layers that one drops keys beyond the
+    window, while a span's masks cover every key and carry the window themselves (``make_span``).
+    """
+    return DynamicCache()
 
 
 @dataclass(frozen=True)
@@ -56,20 +74,21 @@ class PaddedBatch:
     real: torch.Tensor  # (batch, seq) bool
 
     @classmethod
-    def from_lists(cls, sequences: list[list[int]], pad_id: int) -> PaddedBatch:
+    def from_lists(cls, sequences: list[list[int]], pad_id: int, device: torch.device) -> PaddedBatch:
         if not sequences or any(len(seq) == 0 for seq in sequences):
             raise ValueError("every prompt needs at least one token")
         width = max(len(seq) for seq in sequences)
-        ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)  # (batch, seq)
-        real = torch.zeros((len(sequences), width), dtype=torch.bool)  # (batch, seq)
-        for row, seq in enumerate(sequences):
-            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-            real[row, width - len(seq) :] = True
-        return cls(ids, real)
+        # padded in Python, then one copy to the device instead of one per row
+        ids = [[pad_id] * (width - len(seq)) + list(seq) for seq in sequences]
+        real = [[False] * (width - len(seq)) + [True] * len(seq) for seq in sequences]
+        return cls(
+            torch.tensor(ids, dtype=torch.long, device=device),  # (batch, seq)
+            torch.tensor(real, dtype=torch.bool, device=device),  # (batch, seq)
+        )
 
     def append(self, tokens: torch.Tensor) -> PaddedBatch:
         """The batch with one more real column ``tokens`` (batch,) on the right."""
-        column = torch.ones((tokens.shape[0], 1), dtype=torch.bool)
+        column = torch.ones((tokens.shape[0], 1), dtype=torch.bool, device=tokens.device)
         return PaddedBatch(
             torch.cat([self.ids, tokens[:, None]], dim=1), torch.cat([self.real, column], dim=1)
         )
@@ -83,23 +102,25 @@ class PaddedBatch:
 class Span:
     """What decoder layers need to process a block of ``q`` query positions at once."""
 
-    # (cos, signed sin), each (batch, 1, q, head_dim): see RotaryTable
+    # written-out layers: (cos, signed sin), each (batch, 1, q, head_dim); layer modules: HF's
+    # (cos, sin), each (batch, q, rotary_dim). See RotaryTable.
     rope: tuple[torch.Tensor, torch.Tensor]
     mask: torch.Tensor | None  # (batch, 1, q, kv) additive float, or None when no masking is needed
+    local: Span | None = None  # what sliding-window layers use instead; None when there are none
 
     def select(self, rows: torch.Tensor) -> Span:
         """The span of a subset of the batch rows (``rows``: (batch,) bool or indices)."""
         cos, sin = self.rope
         mask = None if self.mask is None else self.mask[rows]
-        return Span((cos[rows], sin[rows]), mask)
+        return Span((cos[rows], sin[rows]), mask, None if self.local is None else self.local.select(rows))
 
 
 class RotaryTable:
     """RoPE factors of every position a decode reaches, computed once instead of per block.
 
-    ``rope(hidden, position_ids)`` gives (cos, signed sin), each (batch, 1, q, head_dim), such that
-    ``x * cos + roll(x, d/2) * signed`` is bitwise HF's ``x * cos + rotate_half(x) * sin`` with
-    ``(cos, sin) = model.model.rotary_emb(hidden, position_ids)``:
+    For written-out layers, ``rope(hidden, position_ids)`` gives (cos, signed sin), each
+    (batch, 1, q, head_dim), such that ``x * cos + roll(x, d/2) * signed`` is bitwise HF's
+    ``x * cos + rotate_half(x) * sin`` with ``(cos, sin) = model.model.rotary_emb(hidden, position_ids)``:
 
     - the angles are elementwise products of position and frequency, so a row of the table is the
       same numbers as a call for that position alone;
@@ -107,29 +128,51 @@ class RotaryTable:
       half of sin, and IEEE products only depend on the operands' magnitudes and signs. One roll
       replaces rotate_half's two slices, negation and concatenation, in every layer.
 
-    RoPE types whose frequencies depend on the sequence length (dynamic, longrope) are computed
-    per call instead.
+    For layer modules it gives HF's own (cos, sin), each (batch, q, rotary_dim), which their
+    ``forward`` takes as ``position_embeddings``. RoPE types whose frequencies depend on the
+    sequence length (dynamic, longrope) are computed per call instead.
+
+    Gemma3 rotates sliding-window layers with another base (its ``rotary_emb`` takes the layer
+    type): the table of the full layers then keeps the sliding layers' table in ``local``.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, layer_type: str | None = None):
         self.rotary = model.model.rotary_emb
-        self.per_call = getattr(self.rotary, "rope_type", "default") in ("dynamic", "longrope")
+        typed = "layer_type" in inspect.signature(self.rotary.forward).parameters
+        self.layer_type = (layer_type or "full_attention") if typed else None
+        self.local = RotaryTable(model, "sliding_attention") if typed and layer_type is None else None
+        self.written_out = adapter(model).written_out
+        rope_type = getattr(self.rotary, "rope_type", "default")
+        if isinstance(rope_type, dict):  # Gemma3: one per layer type
+            rope_type = rope_type.get(self.layer_type, "default")
+        self.per_call = rope_type in ("dynamic", "longrope")
         self.cos: torch.Tensor | None = None  # (positions, head_dim)
-        self.signed: torch.Tensor | None = None  # (positions, head_dim): sin with its first half negated
+        self.sin: torch.Tensor | None = None  # (positions, head_dim): signed for written-out layers
+
+    def _factors(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # (cos, sin), each (batch, q, rotary_dim), in the form the layers take (signed or HF's)
+        if self.layer_type is None:
+            cos, sin = self.rotary(hidden, position_ids)
+        else:
+            cos, sin = self.rotary(hidden, position_ids, self.layer_type)
+        return (cos, _signed(sin)) if self.written_out else (cos, sin)
+
+    def _shaped(self, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # written-out layers broadcast over heads themselves; HF's apply_rotary_pos_emb unsqueezes
+        return (cos[:, None], sin[:, None]) if self.written_out else (cos, sin)
 
     def rope(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.per_call:
-            cos, sin = self.rotary(hidden, position_ids)  # (batch, q, head_dim) each
-            return cos[:, None], _signed(sin)[:, None]
+            return self._shaped(*self._factors(hidden, position_ids))
         if self.cos is not None and self.cos.dtype == hidden.dtype:
             try:  # the table usually covers the positions: no max() to read on every call
-                return self.cos[position_ids][:, None], self.signed[position_ids][:, None]
+                return self._shaped(self.cos[position_ids], self.sin[position_ids])
             except IndexError:
                 pass
         size = max(int(position_ids.max()) + 1, 256, 0 if self.cos is None else 2 * self.cos.shape[0])
-        cos, sin = self.rotary(hidden, torch.arange(size)[None])  # (1, size, head_dim) each
-        self.cos, self.signed = cos[0], _signed(sin[0])
-        return self.cos[position_ids][:, None], self.signed[position_ids][:, None]
+        cos, sin = self._factors(hidden, torch.arange(size, device=hidden.device)[None])  # (1, size, d)
+        self.cos, self.sin = cos[0], sin[0]
+        return self._shaped(self.cos[position_ids], self.sin[position_ids])
 
 
 def _signed(sin: torch.Tensor) -> torch.Tensor:
@@ -146,43 +189,74 @@ def make_span(
     *,
     padded: bool | None = None,
 ) -> Span:
-    """Rotary angles and attention mask for the block ``hidden`` (batch, q, hidden).
+    """Rotary angles and attention masks for the block ``hidden`` (batch, q, hidden).
 
     ``key_real`` (batch, kv) marks which of all keys visible to the block (cached ones, then the
     block's own q) are real tokens. Query i of the block sits at key index kv - q + i and sees keys
     at or before it. A padding query also sees itself, so its softmax row is never empty (its output
     is garbage nobody reads, but it must not be NaN). ``padded``: whether any of ``key_real`` is
     False, when the caller knows (None: look).
+
+    A model with sliding-window layers also gets ``Span.local``: there a query at position p sees
+    only real keys at positions > p - window (HF's ``sliding_window_overlay``). Positions count
+    real tokens (the key of column j is at ``key_real[:, :j+1].sum() - 1``), so left padding and
+    the holes of speculative decoding never count as distance.
+    """
+    rotary = rotary or RotaryTable(model)
+    rope = rotary.rope(hidden, position_ids)
+    if padded is None and _maskless_shape(model, hidden.shape[1], key_real.shape[1]):
+        padded = not bool(key_real.all())  # read only where it decides (a device sync on a GPU)
+    mask = _mask(model, hidden, key_real, position_ids, padded, None)
+    window = adapter(model).window
+    if window is None:
+        return Span(rope, mask)
+    local_rope = rope if rotary.local is None else rotary.local.rope(hidden, position_ids)
+    return Span(rope, mask, Span(local_rope, _mask(model, hidden, key_real, position_ids, padded, window)))
+
+
+def _maskless_shape(model, q: int, kv: int) -> bool:
+    """Whether a block of q queries against kv keys can attend without a mask when nothing is padded:
+    a single query sees every key; sdpa treats a square block with mask None as causal."""
+    return q == 1 or (q == kv and attn_implementation(model) == "sdpa")
+
+
+def _mask(
+    model, hidden, key_real, position_ids, padded: bool | None, window: int | None
+) -> torch.Tensor | None:
+    """(batch, 1, q, kv) additive mask of a block, or None when the attention needs none.
+
+    Any block other than a maskless shape without padding (cache + block, eager, padding, a window
+    shorter than the keys) gets an explicit mask. ``padded`` may be None only for other shapes.
     """
     q, kv = hidden.shape[1], key_real.shape[1]
-    rope = (rotary or RotaryTable(model)).rope(hidden, position_ids)
-    implementation = attn_implementation(model)
-    # No mask needed: a single query with no padding sees everything; sdpa treats a square block with
-    # mask None as causal. Any other case (cache + block, eager, padding) gets an explicit mask.
-    if q == 1 or (q == kv and implementation == "sdpa"):
-        if padded is None:
-            padded = not bool(key_real.all())
-        if not padded:
-            return Span(rope, None)
-    slots = torch.arange(kv - q, kv)  # (q,)
-    keys = torch.arange(kv)  # (kv,)
+    if _maskless_shape(model, q, kv) and not padded and (window is None or kv <= window):
+        return None
+    slots = torch.arange(kv - q, kv, device=hidden.device)  # (q,)
+    keys = torch.arange(kv, device=hidden.device)  # (kv,)
     causal = keys[None, :] <= slots[:, None]  # (q, kv)
     diagonal = keys[None, :] == slots[:, None]  # (q, kv)
-    allowed = causal[None] & (key_real[:, None, :] | diagonal[None])  # (batch, q, kv)
-    mask = torch.zeros(allowed.shape, dtype=hidden.dtype)
+    visible = key_real[:, None, :]  # (batch, 1, kv)
+    if window is not None:
+        key_positions = key_real.long().cumsum(dim=1) - 1  # (batch, kv)
+        visible = visible & (key_positions[:, None, :] > position_ids[:, :, None] - window)  # (batch, q, kv)
+    allowed = causal[None] & (visible | diagonal[None])  # (batch, q, kv)
+    mask = torch.zeros(allowed.shape, dtype=hidden.dtype, device=hidden.device)
     mask.masked_fill_(~allowed, torch.finfo(hidden.dtype).min)
-    return Span(rope, mask[:, None])  # mask (batch, 1, q, kv)
+    return mask[:, None]  # (batch, 1, q, kv)
 
 
-def row_index(rows: list[int], size: int) -> torch.Tensor | slice:
-    """Index of batch ``rows`` (ascending) into a batch of ``size``: a slice when they are all rows,
-    which reads views and writes in place instead of gathering and scattering."""
-    return slice(None) if len(rows) == size else torch.tensor(rows)
+def row_index(rows: list[int], size: int, device: torch.device) -> torch.Tensor | slice:
+    """Index of batch ``rows`` (ascending) into a batch of ``size`` on ``device``: a slice when they
+    are all rows, which reads views and writes in place instead of gathering and scattering."""
+    return slice(None) if len(rows) == size else torch.tensor(rows, device=device)
 
 
 def embed(model, ids: torch.Tensor) -> torch.Tensor:
     """Token embeddings (batch, seq) -> (batch, seq, hidden)."""
-    return F.embedding(ids, model.model.embed_tokens.weight)  # nn.Embedding's lookup, without the call
+    table = model.model.embed_tokens
+    if type(table) is torch.nn.Embedding:
+        return F.embedding(ids, table.weight)  # nn.Embedding's lookup, without the call
+    return table(ids)  # Gemma's scales by sqrt(hidden) in the weights' dtype: its own forward
 
 
 def run_layers(
@@ -205,8 +279,16 @@ def run_layers(
     attend = ALL_ATTENTION_FUNCTIONS.get_interface(
         attn_implementation(model), modeling_llama.eager_attention_forward
     )
+    found = adapter(model)
+    layers, sliding = model.model.layers, found.sliding
     for index in range(first - 1, last):
-        hidden = decoder_layer(model.model.layers[index], index, hidden, span, cache, attend)
+        view = span.local if sliding[index] else span
+        if found.written_out:
+            hidden = decoder_layer(layers[index], index, hidden, view, cache, attend)
+        else:  # the family's own layer: its arithmetic is not LLaMA's (lite.architectures)
+            hidden = layers[index](
+                hidden, attention_mask=view.mask, position_embeddings=view.rope, cache=cache
+            )
     return hidden
 
 
@@ -306,16 +388,22 @@ class HeadOutput:
 
 
 def exit_head(model, hidden: torch.Tensor) -> HeadOutput:
-    """Final RMSNorm + LM head on the last position of any layer's raw output.
+    """The shared final norm + LM head on the last position of any layer's raw output.
 
     ``hidden`` is (batch, seq, hidden) or (batch, hidden). Argmax is taken on the logits (as
     ``generate`` does) and the confidence is that token's softmax probability, i.e. the maximum.
     """
     if hidden.dim() == 3:
         hidden = hidden[:, -1]  # (batch, hidden)
-    norm = model.model.norm  # LlamaRMSNorm's arithmetic without its module call (see decoder_layer)
-    # the head stays a module call: hooks on it (lite.bench.forbidden) apply to every decoder alike
-    logits = model.lm_head(_rms_norm(hidden, norm.weight, norm.variance_epsilon))  # (batch, vocab)
+    found = adapter(model)
+    norm = found.norm
+    if found.llama_norm:  # LlamaRMSNorm's arithmetic without its module call (see decoder_layer)
+        hidden = _rms_norm(hidden, norm.weight, norm.variance_epsilon)
+    else:  # Gemma's (1 + w) in float32: its own forward
+        hidden = norm(hidden)
+    # the head stays a module call: hooks on it (lite.bench.forbidden) apply to every decoder alike;
+    # soft-capped where the family caps its logits (Gemma 2)
+    logits = found.head(hidden)  # (batch, vocab)
     tokens = logits.argmax(dim=-1)  # (batch,)
     probs = torch.softmax(logits.float(), dim=-1)  # (batch, vocab)
     confidence = probs.gather(1, tokens[:, None])[:, 0]  # (batch,)

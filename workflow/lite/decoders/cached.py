@@ -3,7 +3,7 @@
 ``exit_cached`` takes the arguments of ``lite.decoders.engines.exit_nocache`` and returns the same
 ``Generation`` records (tokens, exit layers, confidences, heads); only the work differs. The
 no-cache reference recomputes the whole prefix for every token. Here each (position, layer) state
-is computed once and kept (DESIGN.md section 5):
+is computed once and kept:
 
 - ``SlotCache``: keys/values of every layer in a fixed column per position of the left-padded
   batch. ``DynamicCache`` appends one block per layer for all rows at once, so every row would need
@@ -14,7 +14,7 @@ Per token the checkpoints are visited in ascending order as in the reference. Go
 layer l runs on a block made of the new position plus every earlier position whose deepest state is
 below l (positions skipped because their tokens exited early); they are caught up in the same
 batched pass, with an explicit mask (transformers 5.24's sdpa crops the keys of a multi-token
-block against a cache when the mask is None; ml-probe section 3). Depth never increases along a
+block against a cache when the mask is None). Depth never increases along a
 row (a position is caught up before any later one goes deeper), so the block of layer l is a
 suffix of the row and its start is the count of columns already at depth >= l. Consecutive layers
 whose blocks are the same run as one ``run_layers`` call. Rows that need the same block share a
@@ -34,6 +34,7 @@ import torch
 from lite.decoders.blocks import (
     PaddedBatch,
     RotaryTable,
+    device_of,
     embed,
     exit_head,
     make_span,
@@ -105,14 +106,20 @@ class SlotCache:
 
 
 class Meter:
-    """Work a decoder really does, counted block by block (matmul FLOPs as in ``lite.flops``)."""
+    """Work a decoder really does, counted block by block (matmul FLOPs as in ``lite.flops``).
+
+    The counts live on the CPU whatever device the decoder runs on: they are bookkeeping, read
+    after decoding, and a metered run is never a timed one (``lite.bench``).
+    """
 
     def __init__(self, shape: ModelShape, batch: int):
         self.shape = shape
         self.layer_kernel = 0  # decoder layers, attention over the whole (queries x keys) rectangle
         self.head_kernel = 0  # norm + LM head applications
-        self.causal = torch.zeros(batch, dtype=torch.long)  # (batch,) lite.flops' kvcache accounting
-        self.computed = torch.zeros((batch, 0, shape.layers), dtype=torch.int32)  # (batch, column, layer)
+        self.causal = torch.zeros(batch, dtype=torch.long, device="cpu")  # (batch,) kvcache accounting
+        self.computed = torch.zeros(
+            (batch, 0, shape.layers), dtype=torch.int32, device="cpu"
+        )  # (batch, column, layer)
         self.calls = 0  # run_layers calls
 
     @property
@@ -122,7 +129,7 @@ class Meter:
 
     def layers(
         self,
-        rows: torch.Tensor,
+        rows: list[int],
         start: int,
         end: int,
         first: int,
@@ -136,21 +143,23 @@ class Meter:
         self.layer_kernel += len(rows) * count * layer_flops(self.shape, queries, end)
         shape = self.shape
         per_key = 4 * shape.heads * shape.head_dim
-        is_real = real[rows, start:end].long()  # (rows, q)
+        rows = torch.tensor(rows, device="cpu")  # (rows,)
+        is_real = real[:, start:end].cpu()[rows].long()  # (rows, q)
         # a real query at position p attends causally to p + 1 keys (its own included)
-        per_position = (2 * shape.layer_weights + per_key * (positions[rows, start:end] + 1)) * is_real
+        keys = positions[:, start:end].cpu()[rows] + 1  # (rows, q)
+        per_position = (2 * shape.layer_weights + per_key * keys) * is_real
         self.causal.index_add_(0, rows, per_position.sum(dim=1) * count)
         if self.computed.shape[1] < end:
-            grown = torch.zeros((self.computed.shape[0], end, shape.layers), dtype=torch.int32)
+            grown = torch.zeros((self.computed.shape[0], end, shape.layers), dtype=torch.int32, device="cpu")
             grown[:, : self.computed.shape[1]] = self.computed
             self.computed = grown
         self.computed[rows, start:end, first - 1 : last] += is_real[:, :, None].int()
 
-    def heads(self, rows: torch.Tensor, positions: int = 1) -> None:
+    def heads(self, rows: list[int], positions: int = 1) -> None:
         """The head ran on ``positions`` positions of each of ``rows``."""
         flops = head_flops(self.shape, positions)
         self.head_kernel += len(rows) * flops
-        self.causal.index_add_(0, rows, torch.full((len(rows),), flops, dtype=torch.long))
+        self.causal[rows] += flops  # rows never repeat within a call
 
 
 class _ExitState:
@@ -164,19 +173,20 @@ class _ExitState:
     def __init__(self, model, batch: PaddedBatch, width: int, meter: Meter | None):
         self.model = model
         self.meter = meter
+        self.device = device = device_of(model)
         size, prompt = batch.ids.shape
         self.size, self.total = size, n_layers(model)
         # every generated column is real: a row that has finished never computes (or shows) it
-        self.real = torch.ones((size, width), dtype=torch.bool)  # (batch, width)
+        self.real = torch.ones((size, width), dtype=torch.bool, device=device)  # (batch, width)
         self.real[:, :prompt] = batch.real
         self.padded = not bool(batch.real.all())
-        self.positions = torch.zeros((size, width), dtype=torch.long)  # (batch, width)
+        self.positions = torch.zeros((size, width), dtype=torch.long, device=device)  # (batch, width)
         self.positions[:, :prompt] = batch.position_ids()
         self.positions[:, prompt:] = self.positions[:, prompt - 1 : prompt] + torch.arange(
-            1, width - prompt + 1
+            1, width - prompt + 1, device=device
         )
         # depth 0 = the embedding; padding counts as fully computed, so no block ever includes it
-        self.depth = torch.zeros((size, width), dtype=torch.long)  # (batch, width)
+        self.depth = torch.zeros((size, width), dtype=torch.long, device=device)  # (batch, width)
         self.depth[:, :prompt].masked_fill_(~batch.real, self.total)
         # per row, the depth of column cur - 1: since depth never increases along a row, the
         # shallowest of the earlier columns (N when there is none), so no catch-up is due below it
@@ -199,7 +209,7 @@ class _ExitState:
         if behind >= last:  # the usual case: nothing is behind
             self._run(rows, self.cur, first, last)
             return
-        index = torch.tensor(rows)
+        index = torch.tensor(rows, device=self.device)
         depth = self.depth[index, : self.cur + 1]  # (rows, cur + 1)
         # starts[i] (rows,): first column whose state is below layer first + i (all later ones are too)
         starts = torch.stack([(depth >= layer).sum(dim=1) for layer in range(first, last + 1)])
@@ -215,7 +225,7 @@ class _ExitState:
 
     def _run(self, rows: list[int], start: int, first: int, last: int) -> None:
         stop = self.cur + 1
-        pick = row_index(rows, self.size)
+        pick = row_index(rows, self.size, self.device)
         hidden = self.store[pick, start:stop]  # (rows, q, hidden): every column is at layer first - 1
         positions = self.positions[pick, start:stop]
         real = self.real[pick, :stop]
@@ -226,20 +236,20 @@ class _ExitState:
         self.store[pick, start:stop] = run_layers(self.model, hidden, first, last, span, cache)
         self.depth[pick, start:stop] = last
         if self.meter is not None:
-            self.meter.layers(torch.tensor(rows), start, stop, first, last, self.real, self.positions)
+            self.meter.layers(rows, start, stop, first, last, self.real, self.positions)
 
     def head(self, rows: list[int]):
         """The shared head on column ``cur`` of ``rows`` (their current depth)."""
         if self.meter is not None:
-            self.meter.heads(torch.tensor(rows))
-        return exit_head(self.model, self.store[row_index(rows, self.size), self.cur])
+            self.meter.heads(rows)
+        return exit_head(self.model, self.store[row_index(rows, self.size, self.device), self.cur])
 
     def append(self, tokens: list[int], layers: list[int], live: list[bool]) -> None:
         """A new input column holding ``tokens`` (per row), which exited at ``layers``: the depth
         column ``cur`` reached. Finished rows never compute the new column."""
         column = self.cur + 1
         # finished rows get an embedding too, but no block and no head ever reads it
-        self.store[:, column] = embed(self.model, torch.tensor(tokens)[:, None])[:, 0]
+        self.store[:, column] = embed(self.model, torch.tensor(tokens, device=self.device)[:, None])[:, 0]
         for row in range(self.size):
             if live[row]:
                 self.behind[row] = layers[row]
@@ -269,7 +279,7 @@ def exit_cached(
     checkpoints = list(checkpoints)
     if not checkpoints or checkpoints[-1] != total or checkpoints != sorted(set(checkpoints)):
         raise ValueError(f"checkpoints must ascend and end with the final layer {total}, got {checkpoints}")
-    batch = PaddedBatch.from_lists(list(prompts), pad_id)
+    batch = PaddedBatch.from_lists(list(prompts), pad_id, device_of(model))
     size = len(prompts)
     state = _ExitState(model, batch, batch.ids.shape[1] + max_new_tokens, meter)
     out = Collector(size, max_new_tokens, eos_ids, trace=False)
@@ -291,11 +301,13 @@ def exit_cached(
                 leave = undecided
             else:
                 if read is None:  # unused by policies that ignore confidence
-                    scores = torch.zeros(size)
+                    scores = torch.zeros(size, device=state.device)
                 elif len(undecided) == size:
                     scores = read.confidence
                 else:
-                    scores = torch.zeros(size).index_copy_(0, torch.tensor(undecided), read.confidence)
+                    scores = torch.zeros(size, device=state.device).index_copy_(
+                        0, torch.tensor(undecided, device=state.device), read.confidence
+                    )
                 exits = policy.exits(step, index, scores).tolist()  # (batch,)
                 leave = [row for row in undecided if exits[row]]
             if read is None and leave:  # only the rows that exit need this head

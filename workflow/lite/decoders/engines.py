@@ -23,6 +23,7 @@ import torch
 from lite.decoders.blocks import (
     PaddedBatch,
     RotaryTable,
+    device_of,
     embed,
     exit_head,
     make_span,
@@ -62,11 +63,6 @@ class Collector:
         self.live = [True] * batch  # per row: still generating
         self.max_new_tokens = max_new_tokens
         self.eos_ids = frozenset(eos_ids)
-
-    @property
-    def active(self) -> torch.Tensor:
-        """(batch,) bool: rows still generating."""
-        return torch.tensor(self.live, dtype=torch.bool)
 
     def add(self, tokens, layers, confidences, heads, layer_argmax=None, layer_confidence=None) -> None:
         """One step's outputs, (batch,) each (tensors or lists); rows already finished ignore theirs."""
@@ -116,28 +112,31 @@ def greedy_cached(
         raise ValueError(f"exit layer {exit_layer} is outside 1..{total}")
     if every_layer and exit_layer != total:
         raise ValueError("every_layer reads all layers, so the exit layer must be the final one")
-    batch = PaddedBatch.from_lists(list(prompts), pad_id)
+    batch = PaddedBatch.from_lists(list(prompts), pad_id, device_of(model))
     out = Collector(len(prompts), max_new_tokens, eos_ids, trace=every_layer)
     cache = new_cache(model)
     rotary = RotaryTable(model)
     ids, positions, key_real = batch.ids, batch.position_ids(), batch.real  # (batch, seq) each
-    one = torch.ones(len(prompts), dtype=torch.long)  # (batch,)
+    layers, ones = [exit_layer] * len(prompts), [1] * len(prompts)
     while True:
         hidden = embed(model, ids)  # (batch, q, hidden): the whole prompt first, then one token
         span = make_span(model, hidden, key_real, positions, rotary)
         if every_layer:
-            per_layer = []
+            # One layer's logits at a time: only its argmax and confidence are kept, so a trace of a
+            # 32-layer model with a 32k vocabulary holds (batch, N) numbers, not (batch, N, vocab).
+            tokens, confidences = [], []
             for layer in range(1, total + 1):
                 hidden = run_layers(model, hidden, layer, layer, span, cache)
-                per_layer.append(exit_head(model, hidden))
-            head = per_layer[-1]
-            argmax = torch.stack([h.tokens for h in per_layer], dim=1)  # (batch, N)
-            confidence = torch.stack([h.confidence for h in per_layer], dim=1)  # (batch, N)
-            out.add(head.tokens, one * exit_layer, head.confidence, one, argmax, confidence)
+                head = exit_head(model, hidden)
+                tokens.append(head.tokens)
+                confidences.append(head.confidence)
+            argmax = torch.stack(tokens, dim=1)  # (batch, N)
+            confidence = torch.stack(confidences, dim=1)  # (batch, N)
+            out.add(head.tokens, layers, head.confidence, ones, argmax, confidence)
         else:
             hidden = run_layers(model, hidden, 1, exit_layer, span, cache)
             head = exit_head(model, hidden)
-            out.add(head.tokens, one * exit_layer, head.confidence, one)
+            out.add(head.tokens, layers, head.confidence, ones)
         if out.finished:
             return out.rows
         ids = head.tokens[:, None]  # (batch, 1)
@@ -168,29 +167,33 @@ def exit_nocache(
     checkpoints = list(checkpoints)
     if not checkpoints or checkpoints[-1] != total or checkpoints != sorted(set(checkpoints)):
         raise ValueError(f"checkpoints must ascend and end with the final layer {total}, got {checkpoints}")
-    batch = PaddedBatch.from_lists(list(prompts), pad_id)
+    device = device_of(model)
+    batch = PaddedBatch.from_lists(list(prompts), pad_id, device)
     out = Collector(len(prompts), max_new_tokens, eos_ids, trace=False)
     size = len(prompts)
     rotary = RotaryTable(model)
     step = 0
+
+    def zeros(dtype: torch.dtype) -> torch.Tensor:
+        return torch.zeros(size, dtype=dtype, device=device)  # (batch,)
+
     while True:
         # Only rows still generating are computed, and a row leaves the computation once it exits.
-        rows = out.active.nonzero()[:, 0]  # (rows,) batch indices being computed
+        undecided = torch.tensor(out.live, dtype=torch.bool, device=device)  # (batch,)
+        rows = undecided.nonzero()[:, 0]  # (rows,) batch indices being computed
         hidden = embed(model, batch.ids[rows])  # (rows, seq, hidden)
         real = batch.real[rows]  # (rows, seq)
         span = make_span(model, hidden, real, PaddedBatch(batch.ids[rows], real).position_ids(), rotary)
-        tokens = torch.zeros(size, dtype=torch.long)  # (batch,)
-        layers = torch.zeros(size, dtype=torch.long)  # (batch,)
-        confidence = torch.zeros(size)  # (batch,)
-        visited = torch.zeros(size, dtype=torch.long)  # (batch,) heads read while undecided
-        undecided = out.active.clone()  # (batch,)
+        tokens, layers = zeros(torch.long), zeros(torch.long)  # (batch,) each
+        confidence = zeros(torch.float32)  # (batch,)
+        visited = zeros(torch.long)  # (batch,) heads read while undecided
         previous = 0
         for index, layer in enumerate(checkpoints):
             hidden = run_layers(model, hidden, previous + 1, layer, span)  # (rows, seq, hidden)
             previous = layer
             head = exit_head(model, hidden)
-            head_tokens = torch.zeros(size, dtype=torch.long).index_copy(0, rows, head.tokens)  # (batch,)
-            head_confidence = torch.zeros(size).index_copy(0, rows, head.confidence)  # (batch,)
+            head_tokens = zeros(torch.long).index_copy(0, rows, head.tokens)  # (batch,)
+            head_confidence = zeros(torch.float32).index_copy(0, rows, head.confidence)  # (batch,)
             visited += undecided.long()
             if layer == total:
                 leave = undecided

@@ -56,17 +56,17 @@ class RandomPolicy(ExitPolicy):
         self.probability = probability
         self.n_intermediate = n_intermediate
         self._rngs = [random.Random(row_seed(seed, key)) for key in keys]
-        self._draws: list[torch.Tensor] = []  # per step: (batch, n_intermediate) uniforms
+        self._draws: list[list[list[float]]] = []  # per step: (batch, n_intermediate) uniforms
 
-    def _draws_for(self, step: int) -> torch.Tensor:
+    def _draws_for(self, step: int) -> list[list[float]]:
         # Draw step by step so that a row's stream position depends on the step number only.
         while len(self._draws) <= step:
-            rows = [[rng.random() for _ in range(self.n_intermediate)] for rng in self._rngs]
-            self._draws.append(torch.tensor(rows, dtype=torch.float64).reshape(len(self._rngs), -1))
+            self._draws.append([[rng.random() for _ in range(self.n_intermediate)] for rng in self._rngs])
         return self._draws[step]
 
     def exits(self, step: int, index: int, confidence: torch.Tensor) -> torch.Tensor:
-        return self._draws_for(step)[:, index] < self.probability
+        decisions = [row[index] < self.probability for row in self._draws_for(step)]
+        return torch.tensor(decisions, dtype=torch.bool, device=confidence.device)
 
 
 class SequentialPolicy(ExitPolicy):
@@ -74,4 +74,5 @@ class SequentialPolicy(ExitPolicy):
         self.n_exit_points = n_exit_points  # intermediate checkpoints + the final layer
 
     def exits(self, step: int, index: int, confidence: torch.Tensor) -> torch.Tensor:
-        return torch.full(confidence.shape, index == step % self.n_exit_points, dtype=torch.bool)
+        exit_here = index == step % self.n_exit_points
+        return torch.full(confidence.shape, exit_here, dtype=torch.bool, device=confidence.device)

@@ -30,6 +30,7 @@ import torch
 from lite.decoders.blocks import (
     PaddedBatch,
     RotaryTable,
+    device_of,
     embed,
     exit_head,
     make_span,
@@ -77,10 +78,11 @@ class _Columns:
 
     def __init__(self, model, batch: PaddedBatch, width: int):
         self.rotary = RotaryTable(model)
+        self.device = device = batch.ids.device
         size, prompt = batch.ids.shape
-        self.ids = torch.zeros((size, width), dtype=torch.long)  # (batch, width)
+        self.ids = torch.zeros((size, width), dtype=torch.long, device=device)  # (batch, width)
         self.ids[:, :prompt] = batch.ids
-        self.real = torch.zeros((size, width), dtype=torch.bool)  # (batch, width)
+        self.real = torch.zeros((size, width), dtype=torch.bool, device=device)  # (batch, width)
         self.real[:, :prompt] = batch.real
         self.positions = self._positions()
         self.size = size
@@ -105,14 +107,14 @@ class _Columns:
 def _run(model, cols: _Columns, cache: SlotCache, hidden, rows: list[int], start, first, last, meter):
     """Layers ``first..last`` on the block of columns ``start..`` of batch ``rows``; returns its output."""
     stop = start + hidden.shape[1]
-    pick = row_index(rows, cols.size)
+    pick = row_index(rows, cols.size, cols.device)
     real, positions = cols.real[pick, :stop], cols.positions[pick, start:stop]
     span = make_span(model, hidden, real, positions, cols.rotary, padded=None if cols.padded else False)
     out = run_layers(
         model, hidden, first, last, span, cache.target(None if isinstance(pick, slice) else pick, start)
     )
     if meter is not None:
-        meter.layers(torch.tensor(rows), start, stop, first, last, cols.real, cols.positions)
+        meter.layers(rows, start, stop, first, last, cols.real, cols.positions)
     return out
 
 
@@ -138,7 +140,8 @@ def speculative(
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     eos_ids = frozenset(eos_ids)
-    batch = PaddedBatch.from_lists(list(prompts), pad_id)
+    device = device_of(model)
+    batch = PaddedBatch.from_lists(list(prompts), pad_id, device)
     size, prompt = batch.ids.shape
     width = prompt + 2 * (draft.tokens + 1)
     cols = _Columns(model, batch, width)
@@ -164,20 +167,18 @@ def speculative(
         while drafting:
             start = done if step == 0 else cur + step
             drafters = [rows[i] for i in drafting]
-            ids = cols.ids[row_index(drafters, cols.size), start : cur + step + 1]  # (drafters, q)
+            ids = cols.ids[row_index(drafters, cols.size, device), start : cur + step + 1]  # (drafters, q)
             hidden = _run(model, cols, cache, embed(model, ids), drafters, start, 1, draft.layer, meter)
             if first_layer is None:
                 first_layer = hidden.new_zeros((len(rows), cur + k + 1 - done, hidden.shape[-1]))
-            into = slice(None) if len(drafting) == len(rows) else torch.tensor(drafting)
+            into = row_index(drafting, len(rows), device)
             first_layer[into, start - done : cur + step + 1 - done] = hidden
             wants = [n for n, i in enumerate(drafting) if limit[i] > step]  # may still propose a draft
             takers = []
             if wants:
                 if meter is not None:
-                    meter.heads(torch.tensor([drafters[n] for n in wants]))
-                head = exit_head(
-                    model, hidden if len(wants) == len(drafting) else hidden[torch.tensor(wants)]
-                )
+                    meter.heads([drafters[n] for n in wants])
+                head = exit_head(model, hidden[row_index(wants, len(drafting), device)])
                 tokens = head.tokens.tolist()
                 keep = (
                     [True] * len(wants)
@@ -190,8 +191,8 @@ def speculative(
                 if chosen:
                     takers = [i for i, _ in chosen]
                     column = cur + step + 1
-                    where = row_index([rows[i] for i in takers], cols.size)
-                    cols.ids[where, column] = torch.tensor([token for _, token in chosen])
+                    where = row_index([rows[i] for i in takers], cols.size, device)
+                    cols.ids[where, column] = torch.tensor([token for _, token in chosen], device=device)
                     cols.real[where, column] = True
                     # the draft continues its row's real tokens: one position further
                     cols.positions[where, column] = cols.positions[where, column - 1] + 1
@@ -206,12 +207,12 @@ def speculative(
         block = first_layer[:, : stop - done]  # (rows, q, hidden)
         final = _run(model, cols, cache, block, rows, done, draft.layer + 1, total, meter)
         if meter is not None:
-            meter.heads(torch.tensor(rows), most + 1)
+            meter.heads(rows, most + 1)
         tail = final[:, cur - done :]  # (rows, K + 1, hidden): predictions for columns cur + 1 ..
         head = exit_head(model, tail.reshape(-1, tail.shape[-1]))
         verified = head.tokens.view(len(rows), most + 1).tolist()  # (rows, K + 1)
         confidence = head.confidence.view(len(rows), most + 1).tolist()  # (rows, K + 1)
-        drafts = cols.ids[row_index(rows, cols.size), cur + 1 : stop].tolist()  # (rows, K)
+        drafts = cols.ids[row_index(rows, cols.size, device), cur + 1 : stop].tolist()  # (rows, K)
         accepted = []  # per row: the longest prefix of its drafts that the final layer agrees with
         for i in range(len(rows)):
             count = 0
@@ -239,13 +240,13 @@ def speculative(
         # Commit: kept columns cur..cur+a per row, holes up to the common next column.
         best = max(accepted)
         nxt = cur + best + 1
-        pick = row_index(rows, cols.size)
+        pick = row_index(rows, cols.size, device)
         if min(accepted) < best:
-            kept = (
-                torch.arange(cur + 1, cols.ids.shape[1])[None, :] <= (cur + torch.tensor(accepted))[:, None]
-            )
-            cols.real[pick, cur + 1 :] = kept
-        cols.ids[pick, nxt] = torch.tensor([verified[i][accepted[i]] for i in range(len(rows))])
+            columns = torch.arange(cur + 1, cols.ids.shape[1], device=device)  # (width - cur - 1,)
+            last_kept = cur + torch.tensor(accepted, device=device)  # (rows,)
+            cols.real[pick, cur + 1 :] = columns[None, :] <= last_kept[:, None]
+        corrections = [verified[i][accepted[i]] for i in range(len(rows))]
+        cols.ids[pick, nxt] = torch.tensor(corrections, device=device)
         cols.real[pick, nxt] = True
         cols.renumber()
         done = cur = nxt

@@ -6,23 +6,34 @@ protocol and write the judgment records of ``docs/records.md``. Nothing here imp
 
     lite judge --judge reference --a GEN_A.jsonl --b GEN_B.jsonl --out FILE.jsonl
 
-The workflow calls :func:`check_claude_ready` at start, before any GPU work.
+The workflow checks the settings with :func:`check_judge_config` when it parses the config (dry
+runs too) and calls :func:`check_claude_ready` (key and endpoint) when a run that judges starts,
+before any GPU work.
 """
 
 from lite.judge.protocol import Ask, Reply, judge_pair, summarize
 from lite.judge.records import load_pair, read_judgments
 from lite.judge.reference import ReferenceJudge
 from lite.judge.run import JudgingFailed, judge_files
-from lite.judge.settings import ClaudeSettings, JudgeSetupError, check_claude_ready, judge_cli_args
+from lite.judge.settings import (
+    ClaudeSettings,
+    JudgeSetupError,
+    JudgeUnavailable,
+    check_claude_ready,
+    check_judge_config,
+    judge_cli_args,
+)
 
 __all__ = [
     "Ask",
     "ClaudeSettings",
     "JudgeSetupError",
+    "JudgeUnavailable",
     "JudgingFailed",
     "ReferenceJudge",
     "Reply",
     "check_claude_ready",
+    "check_judge_config",
     "judge_cli_args",
     "judge_files",
     "judge_pair",

@@ -10,6 +10,10 @@ resubmitted by the next run.
 
 The one unprotected moment is between the API accepting a batch and the manifest reaching disk
 (one local file write); a crash exactly there would resubmit those requests.
+
+Parallel jobs: a job claims the keys it submits (``JudgeCache.claim``) until their results are in
+the cache; keys another live job has claimed are left to that job's batch, and this job waits
+for their entries (or for the claim to end without one: those are asked by the next run).
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ log = logging.getLogger(__name__)
 
 # The API allows 100,000 requests (256 MB) per batch; smaller batches finish and resume sooner.
 MAX_REQUESTS_PER_BATCH = 10_000
+# A batch's claims may stand as long as the API may take (24 h), plus slack; claims of a process on
+# this host that has ended are taken over at once.
+BATCH_CLAIM_LIFETIME_S = 25 * 3600.0
 
 
 def run_batches(judge: ClaudeJudge, pending: dict[str, tuple[dict, dict]]) -> tuple[dict, dict]:
@@ -52,32 +59,64 @@ def run_batches(judge: ClaudeJudge, pending: dict[str, tuple[dict, dict]]) -> tu
     remaining = [key for key in pending if key not in entries and judge.cache.get(key) is None]
     for key in remaining:
         errors.pop(key, None)
-    submitted = []
-    sampling = judge.config.sampling_params
-    for start in range(0, len(remaining), MAX_REQUESTS_PER_BATCH):
-        chunk = remaining[start : start + MAX_REQUESTS_PER_BATCH]
-        requests = [{"custom_id": key, "params": {**pending[key][1], **sampling}} for key in chunk]
-        batch = judge.client.messages.batches.create(requests=requests)
-        manifest = batch_dir / f"{batch.id}.json"
-        write_json(
-            manifest,
-            {
-                "batch_id": batch.id,
-                "submitted_at": now(),
-                "model": judge.config.model,
-                "api_version": judge.api_version,
-                "identities": {key: pending[key][0] for key in chunk},
-            },
-        )
-        log.info("submitted batch %s with %d requests", batch.id, len(chunk))
-        submitted.append(manifest)
-    for manifest in submitted:
-        _finish(judge, manifest, entries, errors)
+    mine = [key for key in remaining if judge.cache.claim(key, BATCH_CLAIM_LIFETIME_S)]
+    claimed = set(mine)
+    try:
+        submitted = []
+        sampling = judge.config.sampling_params
+        for start in range(0, len(mine), MAX_REQUESTS_PER_BATCH):
+            chunk = mine[start : start + MAX_REQUESTS_PER_BATCH]
+            requests = [{"custom_id": key, "params": {**pending[key][1], **sampling}} for key in chunk]
+            batch = judge.client.messages.batches.create(requests=requests)
+            manifest = batch_dir / f"{batch.id}.json"
+            write_json(
+                manifest,
+                {
+                    "batch_id": batch.id,
+                    "submitted_at": now(),
+                    "model": judge.config.model,
+                    "api_version": judge.api_version,
+                    "identities": {key: pending[key][0] for key in chunk},
+                },
+            )
+            log.info("submitted batch %s with %d requests", batch.id, len(chunk))
+            submitted.append(manifest)
+        for manifest in submitted:
+            _finish(judge, manifest, entries, errors)
+    finally:
+        for key in mine:
+            judge.cache.release(key)
+    _wait_for_other_jobs(judge, [key for key in remaining if key not in claimed], entries)
     for key in remaining:
         if key not in entries:
             errors.setdefault(key, "no result for this request in its batch")
             judge.stats.calls_failed += 1
     return entries, errors
+
+
+def _wait_for_other_jobs(judge: ClaudeJudge, keys: list[str], entries: dict) -> None:
+    """Entries of ``keys``, which other jobs' batches are answering, as those file them."""
+    if keys:
+        log.info("%d request(s) are in another judge job's batch; waiting for its results", len(keys))
+    waiting = keys
+    while waiting:
+        still = []
+        for key in waiting:
+            entry = judge.cache.get(key)
+            if entry is None:
+                if not judge.cache.claim(key, BATCH_CLAIM_LIFETIME_S):
+                    still.append(key)
+                    continue
+                judge.cache.release(key)
+                entry = judge.cache.get(key)  # filed as its claim ended; else the next run asks
+                if entry is None:
+                    continue
+            entries[key] = entry
+            judge.stats.cached += 1
+            judge.stats.cached_usage.add(entry["usage"], batch=entry["mode"] == "batch")
+        waiting = still
+        if waiting:
+            time.sleep(judge.config.poll_interval_s)
 
 
 def _poll(judge: ClaudeJudge, batch_id: str, total: int) -> bool:

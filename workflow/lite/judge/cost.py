@@ -118,6 +118,7 @@ class RunStats:
     cached: int = 0  # answered from the cache: no call, no cost
     calls_made: int = 0  # paid calls that succeeded in this run
     calls_failed: int = 0  # calls that failed after all retries (recorded, not cached)
+    reasks: int = 0  # of calls_made: second calls for replies whose scores could not be read
     new: Usage = dataclasses.field(default_factory=Usage)  # paid in this run
     cached_usage: Usage = dataclasses.field(default_factory=Usage)  # paid in earlier runs
 

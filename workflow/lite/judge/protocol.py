@@ -33,6 +33,7 @@ class Reply:
     text: str | None  # the judge's raw reply; None when the call failed
     error: str | None = None  # why the call failed after all retries, else None
     model: str | None = None  # the model id that answered (the API's resolved id)
+    first_text: str | None = None  # when ``text`` is a re-ask: the first reply, whose scores were unreadable
 
 
 class Judge(Protocol):
@@ -61,6 +62,8 @@ def _order(first: str, reply: Reply) -> dict:
         "scores": list(parsed.scores) if parsed.parsed else None,
         "raw": reply.text,
         "parsed": parsed.parsed,
+        "reasked": reply.first_text is not None,
+        "first_raw": reply.first_text,
         "error": reply.error,
         "model": reply.model,
     }
@@ -131,6 +134,8 @@ def summarize(records: list[dict]) -> dict:
         # failed when the call itself failed after all retries; both leave the instance unscored.
         "unparseable_orders": sum(1 for o in orders if o["error"] is None and not o["parsed"]),
         "failed_orders": sum(1 for o in orders if o["error"] is not None),
+        # Orders whose first reply had no readable scores and were asked once more.
+        "reasked_orders": sum(1 for o in orders if o.get("reasked")),
         "win": outcomes.count("win"),
         "tie": outcomes.count("tie"),
         "loss": outcomes.count("loss"),

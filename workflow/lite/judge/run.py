@@ -17,7 +17,7 @@ from lite.judge.cost import append_cost_row, cost_row
 from lite.judge.protocol import judge_pair, summarize
 from lite.judge.records import load_pair
 from lite.judge.reference import ReferenceJudge
-from lite.judge.settings import ClaudeSettings
+from lite.judge.settings import ClaudeSettings, JudgeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,14 @@ def judge_files(
     pair = load_pair(path_a, path_b)
     if judge is None:
         judge = make_judge(judge_name, claude)
-    records = judge_pair(judge, pair)
-    summary = summarize(records)
     settings = judge.settings()
+    try:
+        records = judge_pair(judge, pair)
+    except JudgeUnavailable:
+        # The calls paid before the stop are cached; the cost table still gets their row.
+        _add_cost_row(judge, out, cost_table, settings)
+        raise
+    summary = summarize(records)
     write_jsonl(out, records)
     write_json(summary_path(out), summary)
     resolved = {"judge": settings, "a": str(path_a), "b": str(path_b), "max_failures": max_failures}
@@ -73,21 +78,19 @@ def judge_files(
         resolved["prompt_sha256"] = judge.prompt.sha256
         resolved["prompt_source"] = judge.prompt.source
         resolved["anthropic_sdk"] = anthropic.__version__
+    elif judge_name == "openai":  # the optional second judge (lite.judge.openai_compat)
+        resolved["openai"] = dataclasses.asdict(judge.config)
+        resolved["prompt_sha256"] = judge.prompt.sha256
+        resolved["prompt_source"] = judge.prompt.source
     save_resolved_config(out, resolved)
-    stats = getattr(judge, "stats", None)
+    stats = _add_cost_row(judge, out, cost_table, settings)
     if stats is not None:
-        from lite.judge.claude import now
-
-        mode = "batches" if judge.config.batches else "messages"
-        table = cost_table if cost_table is not None else Path(out).with_name(Path(out).name + ".cost.csv")
-        append_cost_row(
-            table, cost_row(stats, finished_at=now(), output=str(out), settings=settings, mode=mode)
-        )
         summary = {
             **summary,
             "calls_made": stats.calls_made,
             "cached": stats.cached,
             "calls_failed": stats.calls_failed,
+            "reasks": stats.reasks,
         }
     if summary["failed_orders"] > max_failures:
         raise JudgingFailed(
@@ -96,3 +99,17 @@ def judge_files(
             "Rerun to retry them: cached calls are not paid again."
         )
     return summary
+
+
+def _add_cost_row(judge, out, cost_table, settings: dict):
+    """Append the run's usage to the cost table (judges that pay); returns its stats, or None."""
+    stats = getattr(judge, "stats", None)
+    if stats is None:
+        return None
+    from lite.judge.claude import now
+
+    # A judge may name its own mode (the OpenAI-compatible one: "chat"); Claude's depends on batches.
+    mode = getattr(judge, "mode", None) or ("batches" if judge.config.batches else "messages")
+    table = cost_table if cost_table is not None else Path(out).with_name(Path(out).name + ".cost.csv")
+    append_cost_row(table, cost_row(stats, finished_at=now(), output=str(out), settings=settings, mode=mode))
+    return stats

@@ -1,6 +1,7 @@
 """Settings of the Claude judge, and the start-up check the workflow runs before any GPU work.
 
-Light on purpose (no anthropic import): the Snakefile calls :func:`check_claude_ready` at start.
+Light on purpose (no anthropic import): the Snakefile checks the settings while parsing and
+calls :func:`check_claude_ready` when a run that judges starts (before its first job).
 
 Sampling: API version 2026-10-21 (what anthropic 2.x sends) has no ``temperature``, ``top_p`` or
 ``top_k``; the API answers 400 to any of them. So by default nothing is sent and repeatability
@@ -15,7 +16,7 @@ import dataclasses
 import os
 import shlex
 
-from lite.io import InputError
+from lite.io import InputError, SetupError
 
 # What each sampling option adds to the request body.
 SAMPLING: dict[str, dict] = {"none": {}, "temperature0": {"temperature": 0}}
@@ -25,8 +26,12 @@ LEGACY_API_VERSION = "2023-06-01"
 KEY_ENV = "ANTHROPIC_API_KEY"
 
 
-class JudgeSetupError(RuntimeError):
+class JudgeSetupError(SetupError, RuntimeError):
     """The Claude judge cannot run as configured (missing key, bad settings)."""
+
+
+class JudgeUnavailable(JudgeSetupError):
+    """The API cannot be used: its endpoint does not answer, or it rejected the key."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +40,7 @@ class ClaudeSettings:
     # on 2026-11-30 per anthropic 2.14's deprecation table.)
     model: str = "claude-sonnet-5-5"
     max_tokens: int = 512  # reply budget; the scores come first, the explanation after
-    prompt: str = "pairwise-v1"  # a file under lite/judge/prompts/
+    prompt: str = "appendix-a-v1"  # a file under lite/judge/prompts/ (the paper's wording)
     sampling: str = "none"  # none | temperature0 (see the module docstring)
     # anthropic-version header; None = the SDK's own (2026-10-21), or 2023-06-01 with temperature0.
     api_version: str | None = None
@@ -123,8 +128,8 @@ def judge_name(config: dict) -> str:
     return judge.get("name", "reference")
 
 
-def check_claude_ready(config: dict) -> ClaudeSettings | None:
-    """Raise unless the configured judge can run; call at workflow start, before any GPU work.
+def check_judge_config(config: dict) -> ClaudeSettings | None:
+    """Raise on bad judge settings (no secret needed, so a dry run checks them too).
 
     Returns the Claude settings when ``judge.name`` is ``claude``, else None (nothing to check).
     """
@@ -134,9 +139,22 @@ def check_claude_ready(config: dict) -> ClaudeSettings | None:
     if name != "claude":
         return None
     judge = config.get("judge")
-    section = judge.get("claude") if isinstance(judge, dict) else None
-    settings = ClaudeSettings.from_config(section)
+    return ClaudeSettings.from_config(judge.get("claude") if isinstance(judge, dict) else None)
+
+
+def check_claude_ready(config: dict, probe: bool = False) -> ClaudeSettings | None:
+    """Raise unless the configured judge can run: settings, the key and, with ``probe``, one free
+    request to the endpoint (``lite.judge.claude.check_endpoint``). The workflow calls it when a
+    run that judges with Claude starts, before its first job (GPU jobs included).
+    """
+    settings = check_judge_config(config)
+    if settings is None:
+        return None
     api_key_from_env()
+    if probe:
+        from lite.judge.claude import check_endpoint, make_client
+
+        check_endpoint(make_client(settings), settings.model)
     return settings
 
 

@@ -3,7 +3,8 @@
     lite figure fig5 --out results/figures/fig5.pdf results/tiny8/analysis/*/*/alignment.csv
     lite table table1 --out results/tables/table1.csv results/tiny8/generations/lite/*/*.jsonl
 
-``ARTEFACTS`` maps each artefact name to the function that builds it. The function's docstring
+``ARTEFACTS`` maps each kind ("figure", "table") and artefact name to the function that builds it
+(a figure and a table may share a name: ``frontier`` is both). The function's docstring
 is the artefact's caption (first paragraph) followed by an ``Inputs:`` line; ``caption(name)``
 returns the caption text for ``snakemake --report`` (the workflow renders it into its report
 folder). ``build`` loads the inputs, calls the function with the options given and writes the
@@ -64,6 +65,7 @@ _FIGURES = [
     "fig13",
     "fig14",
     "fig15",
+    "frontier",
 ]
 _TABLES = {
     "table1": tables.table1,
@@ -71,25 +73,30 @@ _TABLES = {
     "table3": tables.table3,
     "table4": tables.table4,
     "table6": tables.table6,
+    "frontier": tables.frontier,
+    "headline": tables.headline,
     "quality": tables.quality_table,
 }
 
-ARTEFACTS: dict[str, Artefact] = {
-    **{name: Artefact(name, "figure", getattr(figures, name)) for name in _FIGURES},
-    **{name: Artefact(name, "table", function) for name, function in _TABLES.items()},
+ARTEFACTS: dict[str, dict[str, Artefact]] = {
+    "figure": {name: Artefact(name, "figure", getattr(figures, name)) for name in _FIGURES},
+    "table": {name: Artefact(name, "table", function) for name, function in _TABLES.items()},
 }
 
 
-def caption(name: str) -> str:
-    return ARTEFACTS[name].caption
+def caption(name: str, kind: str) -> str:
+    return _resolve(name, kind).caption
 
 
-def _resolve(name: str, kind: str) -> Artefact:
-    artefact = ARTEFACTS.get(name)
-    if artefact is None or artefact.kind != kind:
-        names = [n for n, a in ARTEFACTS.items() if a.kind == kind]
-        raise InputError(f"unknown {kind} {name!r}; choose from {', '.join(names)}")
-    return artefact
+def _resolve(name: str, kind: str | None) -> Artefact:
+    """The artefact ``name`` of ``kind``; without a kind, the only one of that name."""
+    kinds = [kind] if kind is not None else [k for k in ARTEFACTS if name in ARTEFACTS[k]]
+    if len(kinds) > 1:
+        raise InputError(f"{name!r} is both a figure and a table; say which")
+    if not kinds or kinds[0] not in ARTEFACTS or name not in ARTEFACTS[kinds[0]]:
+        names = [n for k in ([kind] if kind in ARTEFACTS else ARTEFACTS) for n in ARTEFACTS[k]]
+        raise InputError(f"unknown {kind or 'artefact'} {name!r}; choose from {', '.join(names)}")
+    return ARTEFACTS[kinds[0]][name]
 
 
 def _check_options(artefact: Artefact, options: dict) -> None:
@@ -104,11 +111,9 @@ def _check_options(artefact: Artefact, options: dict) -> None:
         raise InputError(f"{artefact.name} needs option(s) {missing}")
 
 
-def make(name: str, inputs: Inputs, **options):
+def make(name: str, inputs: Inputs, kind: str | None = None, **options):
     """Build artefact ``name`` from loaded inputs: a matplotlib figure or a data frame."""
-    artefact = ARTEFACTS.get(name)
-    if artefact is None:
-        raise InputError(f"unknown artefact {name!r}; choose from {', '.join(ARTEFACTS)}")
+    artefact = _resolve(name, kind)
     _check_options(artefact, options)
     return artefact.function(inputs, **options)
 

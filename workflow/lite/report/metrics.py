@@ -286,6 +286,21 @@ def eval_stats(records: Iterable[dict]) -> pd.DataFrame:
     )
 
 
+def truncated_prompts(generations: Iterable[dict]) -> pd.DataFrame:
+    """Per eval set: prompts cut to fit the model's context (``prompt_truncated_chars`` > 0).
+
+    A prompt counts once per model however many of its systems generated from it: the cut depends
+    only on the model's tokenizer and context and the workflow's one ``max_new_tokens``.
+    """
+    cut: dict[str, set] = {}
+    for record in generations:
+        ids = cut.setdefault(str(field(record, "evalset")), set())
+        if field(record, "prompt_truncated_chars") > 0:
+            ids.add((field(record, "model"), field(record, "id")))
+    rows = [{"evalset": e, "truncated_prompts": len(ids)} for e, ids in sorted(cut.items())]
+    return pd.DataFrame(rows, columns=["evalset", "truncated_prompts"])
+
+
 def similarity_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (model, evalset, system_a, system_b): n, mean and standard deviation of similarity."""
     keys = ["model", "evalset", "system_a", "system_b"]

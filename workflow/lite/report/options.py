@@ -39,7 +39,7 @@ OPTIONS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
-    names = [n for n, a in ARTEFACTS.items() if a.kind == kind]
+    names = list(ARTEFACTS[kind])
     parser.add_argument("name", choices=names, metavar="NAME", help=f"{kind}: {', '.join(names)}")
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT_FILE", help="record files (.jsonl) and tables (.csv)"
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
         parser.add_argument(f"--{option}", type=kind_type, default=None, help=help_text)
     lines = []
     for name in names:
-        artefact = ARTEFACTS[name]
+        artefact = ARTEFACTS[kind][name]
         opts = ", ".join(
             f"--{o}" + ("" if d is inspect.Parameter.empty else f"={_show(d)}")
             for o, d in artefact.options.items()

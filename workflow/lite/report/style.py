@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 
 from lite.io import atomic_write  # noqa: E402
 
-TUNING_COLORS = {"it": "#4C72B0", "lite": "#DD8452", "lite_weighted": "#55A868"}
+# the paper's colours: IT orange, LITE blue (its captions name them)
+TUNING_COLORS = {"it": "#DD8452", "lite": "#4C72B0", "lite_weighted": "#55A868"}
 TUNING_NAMES = {"it": "IT", "lite": "LITE", "lite_weighted": "weighted LITE"}
 # tunings outside the table get the next unused colour of this list, by sorted name
 _SPARE = ["#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]

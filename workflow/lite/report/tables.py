@@ -19,9 +19,11 @@ from lite.report.metrics import (
     ACCOUNTINGS,
     compare_cost,
     eval_stats,
+    exit_shares,
     pair_quality,
     quality,
     similarity_summary,
+    truncated_prompts,
 )
 
 
@@ -113,15 +115,24 @@ def table2(inputs: Inputs):
 
 
 def table4(inputs: Inputs):
-    """Evaluation sets: number of prompts, number of categories and mean prompt length (words of
-    instruction and input).
+    """Evaluation sets: number of prompts, number of categories, mean prompt length (words of
+    instruction and input) and, given generation records, the prompts cut from the left to fit
+    the model's context (``truncated_prompts``).
 
-    Inputs: eval records (results/data/eval/{evalset}.jsonl) or generation records of one system.
+    Inputs: eval records (results/data/eval/{evalset}.jsonl), generation records of one system,
+    or both (the workflow passes both: the eval sets as prepared and the main model's truncations).
     """
     records = inputs.evals or inputs.generations
     if not records:
         raise InputError("no eval or generation records among the inputs")
-    return eval_stats(records)
+    stats = eval_stats(records)
+    if not inputs.generations:
+        return stats
+    # an eval set without generation records stays empty: its truncations are unknown, not 0
+    stats = stats.merge(truncated_prompts(inputs.generations), on="evalset", how="left")
+    stats["truncated_prompts"] = stats["truncated_prompts"].astype("Int64")
+    columns = ["evalset", "count", "categories", "mean_prompt_words", "truncated_prompts", "category_names"]
+    return stats[columns]
 
 
 def _baselines(inputs: Inputs, tuning: str, final: str) -> list[str]:
@@ -192,6 +203,127 @@ def table6(
     )
 
 
+SWEEP_PREFIX = "dynamic-x"  # the threshold sweep's decoders: dynamic-x{scale}
+
+
+def decoder_kind(decoder: str) -> str:
+    """Where a decoder's exits come from: sweep, paper, aggressive, calibrated or baseline."""
+    if decoder.startswith(SWEEP_PREFIX):
+        return "sweep"
+    if decoder.startswith("dynamic-"):
+        return decoder.removeprefix("dynamic-")
+    return "baseline"
+
+
+def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
+    """The quality/cost frontier of dynamic exit (beyond the paper, which picked two threshold sets by
+    eye): one row per decoder judged against final-layer generation, averaged over the eval sets:
+    its mean score, the final layer's, and the % FLOPs saved in both accountings. Sweep points
+    (``dynamic-x{k}``) use the paper's thresholds moved away from 1 by k (1 - k (1 - t)); the
+    paper's, aggressive and calibrated settings and the random/sequential baselines sit beside them.
+
+    Inputs: judgments of {tuning}.{decoder} vs {tuning}.{final} and generation records of each
+    system.
+    """
+    decoders = _baselines(inputs, tuning, final)
+    if not decoders:
+        raise InputError(f"no judgments of a {tuning} decoder against {tuning}.{final} among the inputs")
+    per_set = table6(inputs, tuning=tuning, final=final, decoders=decoders)
+    frame = per_set[per_set["evalset"] == "mean"].drop(columns=["evalset"]).copy()
+    decoder = frame["system"].str.partition(".")[2]
+    frame.insert(2, "kind", decoder.map(decoder_kind))
+    scale = decoder.where(decoder.str.startswith(SWEEP_PREFIX)).str.removeprefix(SWEEP_PREFIX)
+    frame.insert(3, "scale", pd.to_numeric(scale))
+    return frame.sort_values(["model", "saved_pct_nocache"], kind="stable").reset_index(drop=True)
+
+
+def _pooled_alignment(inputs: Inputs, tuning: str, model: str) -> dict[int, float]:
+    """Alignment (%) per layer of one tuning, pooled over the eval sets (weighted by positions)."""
+    frame = inputs.alignment
+    if frame is None:
+        raise InputError("no alignment CSVs among the inputs")
+    part = frame[(frame["tuning"] == tuning) & (frame["model"] == model)]
+    sums = part.groupby("layer")[["aligned", "count"]].sum()
+    return {
+        int(layer): 100.0 * aligned / count
+        for layer, aligned, count in zip(sums.index, sums["aligned"], sums["count"], strict=True)
+        if count
+    }
+
+
+def headline(
+    inputs: Inputs,
+    *,
+    tuning: str = "lite",
+    final: str = "final",
+    dynamic: str = "dynamic-paper",
+    aggressive: str = "dynamic-aggressive",
+    baseline: str = "it",
+):
+    """The run's headline numbers beside the paper's (7B): alignment of the first checkpoint after
+    IT and LITE (fig5), the final layers' quality (fig4), the headline dynamic decoder's exit
+    shares (fig8), FLOPs saved and quality (table1, table6), the baselines (table6) and the
+    aggressive thresholds (fig12), all averaged over the eval sets of the main base model.
+
+    Inputs: alignment CSVs of {baseline} and {tuning}; judgments of {tuning}.{decoder} vs
+    {tuning}.{final} and of {baseline}.{final} vs {tuning}.{final}; generation records of each system.
+    """
+    reference = f"{tuning}.{final}"
+    models = [g["model"] for g in inputs.generations if g.get("tuning") == tuning]
+    if not models:
+        raise InputError(f"no generation records of {tuning} among the inputs")
+    model = models[0]
+    judgments = [j for j in inputs.judgments if j.get("model") == model]
+    generations = [g for g in inputs.generations if g.get("model") == model]
+    rows: list[dict] = []
+
+    def add(metric: str, value, paper: str = "") -> None:
+        rows.append({"metric": metric, "value": value, "paper (7B)": paper})
+
+    lite_alignment = _pooled_alignment(inputs, tuning, model)
+    it_alignment = _pooled_alignment(inputs, baseline, model)
+    checkpoints = sorted({int(c) for g in generations for c in g.get("checkpoints") or []})
+    for layer in checkpoints[:-1]:
+        add(
+            f"alignment with the final layer at layer {layer} (%): {baseline} / {tuning}",
+            f"{it_alignment.get(layer, float('nan')):.1f} / {lite_alignment.get(layer, float('nan')):.1f}",
+            "LITE far above IT at every intermediate layer" if layer == checkpoints[0] else "",
+        )
+    finals = pair_quality(judgments, f"{baseline}.{final}", reference)
+    if not finals.empty:
+        add(
+            f"final-layer score: {baseline} / {tuning}",
+            f"{finals['score_x'].mean():.2f} / {finals['score_y'].mean():.2f}",
+            "about equal (LITE does not hurt)",
+        )
+    shares = exit_shares(generations, f"{tuning}.{dynamic}", by=("model",))
+    if not shares.empty:
+        add(
+            f"{dynamic}: tokens per exit layer (%)",
+            ", ".join(f"L{row.layer} {row.share_pct:.0f}" for row in shares.itertuples()),
+            "spread over every checkpoint",
+        )
+    for decoder in [dynamic, aggressive, *[d for d in ("random-half", "random-k", "sequential")]]:
+        system = f"{tuning}.{decoder}"
+        q = pair_quality(judgments, system, reference)
+        c = compare_cost(generations, reference, system)
+        if q.empty or c.empty:
+            continue
+        paper = {
+            dynamic: "saves 33-47 % at the final layer's score",
+            aggressive: "saves ~50 %, a little below",
+        }.get(decoder, "0.8-1.9 points below dynamic exit")
+        add(
+            f"{decoder}: score vs final / FLOPs saved (%, no cache / KV cache)",
+            f"{q['score_x'].mean():.2f} vs {q['score_y'].mean():.2f} / "
+            f"{c['saved_pct_nocache'].mean():.1f} / {c['saved_pct_kvcache'].mean():.1f}",
+            paper,
+        )
+    if not rows:
+        raise InputError("nothing to report among the inputs")
+    return pd.DataFrame(rows, columns=["metric", "value", "paper (7B)"])
+
+
 def quality_table(inputs: Inputs):
     """Every judged pair: mean score of each system, wins/ties/losses from system A's side,
     order-inconsistency rate (%) and unparseable judgments, per judge and eval set.
@@ -214,7 +346,7 @@ def _formatter(column: pd.Series):
     big = floats and numbers.abs().max() >= 1e5
 
     def cell(value) -> str:
-        if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+        if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and np.isnan(value)):
             return "–"
         if isinstance(value, (float, np.floating)):
             return f"{value:.3e}" if big else f"{value:.2f}"
