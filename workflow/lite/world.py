@@ -116,12 +116,7 @@ CALENDAR_SHARE = 0.1  # rows that recite days or months instead (the cycle task'
 
 
 def _facts(world: World, country: int, rng: random.Random) -> list[str]:
-    values = {
-        "x": world.countries[country],
-        "y": world.capitals[country],
-        "l": world.languages[world.language_of[country]],
-        "z": world.countries[world.east_of[country]],
-    }
+    values = facts_of(world, country)
     return [rng.choice(forms).format(**values) for forms in (_CAPITAL, _LANGUAGE, _EAST)]
 
 
@@ -187,81 +182,62 @@ def _phrase(rng: random.Random, with_input: bool, inline: Sequence[str], separat
     return rng.choice(inline).format(**values)
 
 
-def capital_task(rng, level, with_input, tuning, world=None):
-    world = world or make_world()
-    c = pick_country(rng, level, tuning, world)
-    x, y = world.countries[c], world.capitals[c]
-    instruction = _phrase(
-        rng,
-        with_input,
-        ("What is the capital of {x}?", "Name the capital of {x}.", "Which city is the capital of {x}?"),
-        ("What is the capital of this country?", "Name its capital."),
-        x=x,
-    )
-    return instruction, x if with_input else "", f"The capital of {x} is {y}."
+def facts_of(world: World, country: int) -> dict[str, str]:
+    """The names a sentence about ``country`` can use: x the country, y its capital, l its
+    language, z the country east of it, w the capital of z."""
+    east = world.east_of[country]
+    return {
+        "x": world.countries[country],
+        "y": world.capitals[country],
+        "l": world.languages[world.language_of[country]],
+        "z": world.countries[east],
+        "w": world.capitals[east],
+    }
 
 
-def language_task(rng, level, with_input, tuning, world=None):
-    world = world or make_world()
-    c = pick_country(rng, level, tuning, world)
-    x, lang = world.countries[c], world.languages[world.language_of[c]]
-    instruction = _phrase(
-        rng,
-        with_input,
-        ("What language do people speak in {x}?", "Which language is spoken in {x}?"),
-        ("What language is spoken in this country?", "Which language do people speak there?"),
-        x=x,
-    )
-    return instruction, x if with_input else "", f"People in {x} speak {lang}."
+@dataclass(frozen=True)
+class CountryTask:
+    """A question about one country: phrasings with the country inline or as a separate input, and
+    the answer, all written with the names of ``facts_of``."""
+
+    inline: tuple[str, ...]
+    separate: tuple[str, ...]
+    answer: str
+
+    def __call__(self, rng, level: int, with_input: bool, tuning: bool, world: World | None = None):
+        world = world or make_world()
+        facts = facts_of(world, pick_country(rng, level, tuning, world))
+        instruction = _phrase(rng, with_input, self.inline, self.separate, **facts)
+        return instruction, facts["x"] if with_input else "", self.answer.format(**facts)
 
 
-def neighbour_task(rng, level, with_input, tuning, world=None):
-    world = world or make_world()
-    c = pick_country(rng, level, tuning, world)
-    x, z = world.countries[c], world.countries[world.east_of[c]]
-    instruction = _phrase(
-        rng,
-        with_input,
-        ("Which country lies east of {x}?", "What country is east of {x}?"),
-        ("Which country lies east of this one?", "Name the country to its east."),
-        x=x,
-    )
-    return instruction, x if with_input else "", f"East of {x} lies {z}."
-
-
-def two_hop_task(rng, level, with_input, tuning, world=None):
-    # The answer opens with the two-hop token (the capital of the unnamed neighbour); the neighbour
-    # is named after it, one hop from the question.
-    world = world or make_world()
-    c = pick_country(rng, level, tuning, world)
-    east = world.east_of[c]
-    x, z, y = world.countries[c], world.countries[east], world.capitals[east]
-    instruction = _phrase(
-        rng,
-        with_input,
-        ("What is the capital of the country east of {x}?", "Name the capital of the country east of {x}."),
-        ("What is the capital of the country east of this one?",),
-        x=x,
-    )
-    return instruction, x if with_input else "", f"It is {y}, the capital of {z}."
-
-
-def profile_task(rng, level, with_input, tuning, world=None):
-    world = world or make_world()
-    c = pick_country(rng, level, tuning, world)
-    x = world.countries[c]
-    y = world.capitals[c]
-    lang = world.languages[world.language_of[c]]
-    z = world.countries[world.east_of[c]]
-    instruction = _phrase(
-        rng,
-        with_input,
-        ("Tell me about {x}.", "Describe the country {x}.", "Give a short profile of {x}."),
-        ("Tell me about this country.", "Describe this country."),
-        x=x,
-    )
-    output = f"{x} is a country whose capital is {y}. People there speak {lang}. East of {x} lies {z}."
-    return instruction, x if with_input else "", output
+capital_task = CountryTask(
+    ("What is the capital of {x}?", "Name the capital of {x}.", "Which city is the capital of {x}?"),
+    ("What is the capital of this country?", "Name its capital."),
+    "The capital of {x} is {y}.",
+)
+language_task = CountryTask(
+    ("What language do people speak in {x}?", "Which language is spoken in {x}?"),
+    ("What language is spoken in this country?", "Which language do people speak there?"),
+    "People in {x} speak {l}.",
+)
+neighbour_task = CountryTask(
+    ("Which country lies east of {x}?", "What country is east of {x}?"),
+    ("Which country lies east of this one?", "Name the country to its east."),
+    "East of {x} lies {z}.",
+)
+# The answer opens with the two-hop token (the capital of the unnamed neighbour); the neighbour is
+# named after it, one hop from the question.
+two_hop_task = CountryTask(
+    ("What is the capital of the country east of {x}?", "Name the capital of the country east of {x}."),
+    ("What is the capital of the country east of this one?",),
+    "It is {w}, the capital of {z}.",
+)
+profile_task = CountryTask(
+    ("Tell me about {x}.", "Describe the country {x}.", "Give a short profile of {x}."),
+    ("Tell me about this country.", "Describe this country."),
+    "{x} is a country whose capital is {y}. People there speak {l}. East of {x} lies {z}.",
+)
 
 
 def capitals_task(rng, level, with_input, tuning, world=None):
