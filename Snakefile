@@ -26,7 +26,7 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/bench.smk"
+include: "workflow/rules/latency.smk"
 include: "workflow/rules/human.smk"
 
 

@@ -16,7 +16,9 @@ them alike; the table reports each mode's median over rounds (memory: the larges
 Modes: ``it_hf`` = HF ``model(..., labels=labels).loss`` (the IT baseline); ``it_lite`` = lite_loss
 with {N: 1}; ``lite`` = lite_loss on exits + N, unchunked; ``lite_chunked`` = the same with head + CE
 over chunks of ``--chunk`` positions under activation checkpointing; ``lite_fused`` = chunks of the
-same size whose head gradients are made in the forward pass (no recomputation).
+same size whose head gradients are made in the forward pass (no recomputation); ``lite_torch_lce`` =
+the same loss through torch's ``F.linear_cross_entropy`` (chunks of ``--chunk`` rows), per exit.
+The table also shows each mode's loss, so a variant that computes something else shows up.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import subprocess
 import sys
 import time
 
-MODES = ("it_hf", "it_lite", "lite", "lite_chunked", "lite_fused")
+MODES = ("it_hf", "it_lite", "lite", "lite_chunked", "lite_fused", "lite_torch_lce")
 
 
 def parse_args(argv=None):
@@ -70,11 +72,33 @@ def _reset_peak() -> bool:
         return False
 
 
+def torch_lce_loss(hidden_states, labels, norm, lm_head, weights, chunk):
+    """``lite_loss``'s value, each exit's head + CE through ``F.linear_cross_entropy`` in chunks."""
+    import torch
+    import torch.nn.functional as F
+
+    from lite.loss import IGNORE_INDEX, layer_outputs
+
+    outputs = layer_outputs(hidden_states, len(hidden_states) - 1)
+    keep = labels[:, 1:] != IGNORE_INDEX  # (batch, seq-1)
+    targets = labels[:, 1:][keep]  # (tokens,)
+    options = torch.nn.LinearCrossEntropyOptions(batch_chunk_size=chunk)
+    total = 0.0
+    for layer, weight in weights.items():
+        hidden, normed = outputs[layer]
+        rows = hidden[:, :-1][keep]  # (tokens, hidden)
+        ce = F.linear_cross_entropy(
+            rows if normed else norm(rows), lm_head.weight, targets, linear_bias=lm_head.bias, options=options
+        )
+        total = total + weight * ce
+    return total / sum(weights.values())
+
+
 def worker(args) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from lite.loss import lite_loss
+    from lite.loss import IGNORE_INDEX, lite_loss
 
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -93,7 +117,7 @@ def worker(args) -> dict:
     model = LlamaForCausalLM(config).to(device).train()
     input_ids = torch.randint(0, args.vocab, (args.batch, args.seq), device=device)  # (batch, seq)
     labels = input_ids.clone()
-    labels[:, : args.prompt] = -100
+    labels[:, : args.prompt] = IGNORE_INDEX
     mask = torch.ones_like(input_ids)
     n = args.layers
     exits = sorted({int(x) for x in args.exits.split(",") if x} | {n})
@@ -104,6 +128,11 @@ def worker(args) -> dict:
     def step():
         if args.worker == "it_hf":
             loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        elif args.worker == "lite_torch_lce":
+            out = model.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+            loss = torch_lce_loss(
+                out.hidden_states, labels, model.model.norm, model.lm_head, weights, args.chunk
+            )
         else:
             out = model.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
             loss, _ = lite_loss(
@@ -120,7 +149,7 @@ def worker(args) -> dict:
         before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        step()
+        loss = step()
         torch.cuda.synchronize()
         first = time.perf_counter() - t0
         peak_delta = (torch.cuda.max_memory_allocated() - before) / 2**20
@@ -129,7 +158,7 @@ def worker(args) -> dict:
         reset = _reset_peak()
         before = _rss_kib("VmRSS")
         t0 = time.perf_counter()
-        step()
+        loss = step()
         first = time.perf_counter() - t0
         peak = _rss_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak_delta, peak_total = (peak - before) / 1024, peak / 1024
@@ -145,6 +174,7 @@ def worker(args) -> dict:
         "mode": args.worker,
         "device": device,
         "layers_with_loss": sorted(weights),
+        "loss": round(loss, 6),
         "peak_step_mib": round(peak_delta, 1),
         "peak_total_mib": round(peak_total, 1),
         "memory_measure": how,
@@ -194,11 +224,14 @@ def main(argv=None) -> None:
         f"memory: {base['memory_measure']} (largest of {args.rounds} rounds); time: median over "
         f"{args.rounds} interleaved rounds of the median of {args.steps} steps after a warm-up step\n"
     )
-    header = f"{'mode':<14}{'loss layers':<16}{'peak step MiB':>14}{'x IT':>7}{'peak total MiB':>16}"
+    header = (
+        f"{'mode':<16}{'loss layers':<16}{'loss':>9}{'peak step MiB':>14}{'x IT':>7}{'peak total MiB':>16}"
+    )
     print(header + f"{'x IT':>7}{'s/step':>9}{'x IT':>7}")
     for r in results:
         print(
-            f"{r['mode']:<14}{','.join(map(str, r['layers_with_loss'])):<16}{r['peak_step_mib']:>14.1f}"
+            f"{r['mode']:<16}{','.join(map(str, r['layers_with_loss'])):<16}{r['loss']:>9.4f}"
+            f"{r['peak_step_mib']:>14.1f}"
             f"{r['peak_step_mib'] / base['peak_step_mib']:>7.2f}{r['peak_total_mib']:>16.1f}"
             f"{r['peak_total_mib'] / base['peak_total_mib']:>7.2f}{r['step_s']:>9.3f}"
             f"{r['step_s'] / base['step_s']:>7.2f}"

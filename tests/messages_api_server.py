@@ -7,57 +7,32 @@ API does: a key (``Authorization: Bearer`` or ``x-api-key``), an ``anthropic-ver
 ``invalid_request_error`` "<param>: Extra inputs are not permitted" for ``temperature``,
 ``top_p`` or ``top_k``.
 
-Scripting ``POST /v1/messages``: ``server.script`` is a queue of actions consumed one per request
-(``ok(text)``, ``error(status)``, ``slow(seconds)``, ``drop()``, ``hold()``); when it is empty the
-reply comes from ``server.answer(body) -> str`` (default: "s1 s2" from the answers' word counts).
-Every request is logged in ``server.requests`` (the key itself is never kept).
+``POST /v1/messages`` is the scripted endpoint (``scripted_api_server``); by default the reply is
+"s1 s2" from the answers' word counts.
 
     with MessagesAPIServer() as server:
         client = anthropic.Anthropic(api_key="test", base_url=server.url)
+
+or, in a test, ``with sdk_server(monkeypatch, key) as server:`` for a judge that finds the server
+the way a gateway is found (ANTHROPIC_BASE_URL).
 """
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import datetime
-import itertools
 import json
 import re
-import socket
-import threading
-import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import anthropic._base_client
+from scripted_api_server import ScriptedHandler, ScriptedServer
 
 SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
 NO_SAMPLING_SINCE = "2026-10-21"
 _ANSWER = re.compile(
     r"\[The Start of Assistant (\d)'s Answer\]\n(.*?)\n\n\[The End of Assistant \1's Answer\]", re.DOTALL
 )
-
-
-# ----------------------------------------------------------------------------- scripted actions
-def ok(text: str) -> dict:
-    return {"kind": "ok", "text": text}
-
-
-def error(status: int, retry_after: float | None = None) -> dict:
-    return {"kind": "error", "status": status, "retry_after": retry_after}
-
-
-def slow(seconds: float, text: str | None = None) -> dict:
-    """Answer only after ``seconds`` (longer than the client's timeout: the client gives up first)."""
-    return {"kind": "slow", "seconds": seconds, "text": text}
-
-
-def drop() -> dict:
-    """Read the request, then close the connection without any response."""
-    return {"kind": "drop"}
-
-
-def hold() -> dict:
-    """Never answer until the server stops (stands for a call in flight when a run is killed)."""
-    return {"kind": "hold"}
 
 
 ERROR_TYPES = {
@@ -93,58 +68,13 @@ def _request_id() -> str:
     return "req_" + uuid.uuid4().hex[:24]
 
 
-class MessagesAPIServer:
+class MessagesAPIServer(ScriptedServer):
+    scripted_path = "/v1/messages"
+
     def __init__(self, answer=None, expected_key: str | None = None):
-        self.answer = answer or default_answer
-        self.expected_key = expected_key  # when set, any other key gets a 401
-        self.script: collections.deque = collections.deque()
-        self.requests: list[dict] = []  # every request, in arrival order
         self.batches: dict[str, dict] = {}
         self.batch_polls_to_end = 0  # retrieves a batch answers "in_progress" before it ends
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self._ids = itertools.count(1)
-        handler = type("Handler", (_Handler,), {"api": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    # ------------------------------------------------------------------ lifecycle
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> MessagesAPIServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()  # releases held and slow handlers
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> MessagesAPIServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    # ------------------------------------------------------------------ inspection
-    def calls(self, path: str = "/v1/messages", method: str = "POST") -> list[dict]:
-        with self.lock:
-            return [r for r in self.requests if r["path"] == path and r["method"] == method]
-
-    def wait_for(self, predicate, timeout: float = 20.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.02)
-        return False
+        super().__init__(_Handler, answer or default_answer, expected_key)
 
     def log_lines(self) -> list[dict]:
         """A readable request log: method, path, status, version, model, params; prompt digest only."""
@@ -258,26 +188,25 @@ class MessagesAPIServer:
         batch["ended_at"] = _iso(datetime.datetime.now(datetime.UTC))
 
 
-class _Handler(BaseHTTPRequestHandler):
+@contextlib.contextmanager
+def sdk_server(monkeypatch, key: str):
+    """A running server that the anthropic SDK reaches through its own environment variables
+    (ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY = ``key``), the SDK's backoff shrunk so that retries take
+    milliseconds (retry-after is still honoured)."""
+    monkeypatch.setattr(anthropic._base_client, "INITIAL_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(anthropic._base_client, "MAX_RETRY_DELAY", 0.05)
+    with MessagesAPIServer(expected_key=key) as api:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", key)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+        monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+        yield api
+
+
+class _Handler(ScriptedHandler):
     api: MessagesAPIServer
-    protocol_version = "HTTP/1.1"
-    timeout = 10  # idle keep-alive connections close on their own
 
-    def log_message(self, *args) -> None:  # keep test output quiet
-        pass
-
-    # ------------------------------------------------------------------ plumbing
-    def _send_json(self, status: int, payload, headers: dict | None = None, content_type="application/json"):
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(data)))
-        self.send_header("request-id", _request_id())
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-        self._entry["status"] = status
+    def identity_headers(self) -> dict:
+        return {"request-id": _request_id()}
 
     def _send_error(self, status: int, message: str | None = None, headers: dict | None = None):
         kind, default = ERROR_TYPES.get(status, ("api_error", "Internal server error"))
@@ -289,32 +218,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(status, body, headers)
 
     def _begin(self, method: str) -> dict | None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except json.JSONDecodeError:
-            body = "<invalid json>"
         auth = self.headers.get("authorization")
         api_key = self.headers.get("x-api-key")
         presented = auth[7:] if auth and auth.startswith("Bearer ") else api_key
         scheme = "Bearer" if auth else ("x-api-key" if api_key else None)
-        entry = {
-            "n": next(self.api._ids),
-            "time": time.time(),
-            "method": method,
-            "path": self.path.split("?")[0],
-            "anthropic_version": self.headers.get("anthropic-version"),
-            # The log keeps how the key came, never the key.
-            "auth": f"{scheme} <redacted>" if scheme else None,
-            "key_matches": None if self.api.expected_key is None else presented == self.api.expected_key,
-            "body": body,
-            "status": None,
-            "action": None,
-        }
-        with self.api.lock:
-            self.api.requests.append(entry)
-        self._entry = entry
+        entry = self._log_request(
+            method, presented, scheme, anthropic_version=self.headers.get("anthropic-version")
+        )
         if presented is None or entry["key_matches"] is False:
             self._send_error(401)
             return None
@@ -364,33 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
             entry["action"] = "invalid"
             self._send_error(400, problem)
             return
-        with self.api.lock:
-            action = self.api.script.popleft() if self.api.script else None
-        entry["action"] = action["kind"] if action else "answer"
-        if action is None or action["kind"] == "ok":
-            text = action["text"] if action else self.api.answer(body)
-            self._send_json(200, self.api.message(body, text))
-        elif action["kind"] == "error":
-            headers = {}
-            if action["retry_after"] is not None:
-                headers["retry-after"] = str(action["retry_after"])
-            self._send_error(action["status"], headers=headers)
-        elif action["kind"] == "slow":
-            self.api.stopping.wait(action["seconds"])
-            text = action["text"] if action["text"] is not None else self.api.answer(body)
-            try:
-                self._send_json(200, self.api.message(body, text))
-            except OSError:  # the client timed out and closed the connection first
-                pass
-        elif action["kind"] == "drop":
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        elif action["kind"] == "hold":
-            self.api.stopping.wait()
-            self.close_connection = True
+        self._play_script(entry, lambda text: self.api.message(body, text))
 
     def _create_batch(self, entry: dict):
         body = entry["body"]

@@ -10,11 +10,8 @@ when ``models`` is set (404 ``model_not_found``), ``max_tokens`` / ``max_complet
 positive integer, ``temperature`` within 0..2, and no unknown parameter (400 "Unrecognized
 request argument supplied: <name>").
 
-Scripting ``POST /v1/chat/completions``: ``server.script`` is a queue of actions consumed one per
-request (``ok(text)``, ``error(status, retry_after)``, ``drop()``); when it is empty the reply
-comes from ``server.answer(body) -> str`` (default: scores from the answers' word counts, as the
-Messages API test server gives). Every request is logged in ``server.requests`` (how the key
-came, never the key).
+``POST /v1/chat/completions`` is the scripted endpoint (``scripted_api_server``); by default the
+reply gives scores from the answers' word counts, as the Messages API test server does.
 
     with OpenAIServer(expected_key="sk-test") as server:
         httpx.post(server.url + "/v1/chat/completions", ...)
@@ -22,16 +19,12 @@ came, never the key).
 
 from __future__ import annotations
 
-import collections
-import itertools
 import json
-import socket
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from messages_api_server import default_answer
+from scripted_api_server import ScriptedHandler, ScriptedServer
 
 KNOWN_PARAMS = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stop",
@@ -51,63 +44,17 @@ ERRORS = {
 }  # fmt: skip
 
 
-def ok(text: str) -> dict:
-    return {"kind": "ok", "text": text}
+class OpenAIServer(ScriptedServer):
+    scripted_path = "/v1/chat/completions"
 
-
-def error(status: int, retry_after: float | None = None) -> dict:
-    return {"kind": "error", "status": status, "retry_after": retry_after}
-
-
-def drop() -> dict:
-    """Read the request, then close the connection without any response."""
-    return {"kind": "drop"}
-
-
-class OpenAIServer:
     def __init__(self, answer=None, expected_key: str | None = None, models: list[str] | None = None):
-        self.answer = answer or default_answer
-        self.expected_key = expected_key  # when set, any other key (or none) gets a 401
         self.models = models  # when set, any other model gets a 404
-        self.script: collections.deque = collections.deque()
-        self.requests: list[dict] = []
-        self.lock = threading.Lock()
-        self._ids = itertools.count(1)
-        handler = type("Handler", (_Handler,), {"api": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(_Handler, answer or default_answer, expected_key)
 
     @property
     def base_url(self) -> str:
         """What a client is configured with: the URL up to and including /v1."""
         return self.url + "/v1"
-
-    def start(self) -> OpenAIServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> OpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def calls(self, path: str = "/v1/chat/completions") -> list[dict]:
-        with self.lock:
-            return [r for r in self.requests if r["path"] == path]
 
     def validate(self, body) -> tuple[int, str, str | None] | None:
         """(status, message, param) of the API's error for an invalid request body, or None."""
@@ -163,54 +110,21 @@ class OpenAIServer:
         }
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(ScriptedHandler):
     api: OpenAIServer
-    protocol_version = "HTTP/1.1"
-    timeout = 10
 
-    def log_message(self, *args) -> None:
-        pass
+    def identity_headers(self) -> dict:
+        return {"x-request-id": "req_" + uuid.uuid4().hex[:24], "openai-processing-ms": "1"}
 
-    def _send_json(self, status: int, payload: dict, headers: dict | None = None) -> None:
-        data = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.send_header("x-request-id", "req_" + uuid.uuid4().hex[:24])
-        self.send_header("openai-processing-ms", "1")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-        self._entry["status"] = status
-
-    def _send_error(self, status: int, message: str | None = None, param=None, headers=None) -> None:
+    def _send_error(self, status: int, message: str | None = None, headers=None, param=None) -> None:
         kind, code, default = ERRORS.get(status, ("server_error", None, "Internal server error"))
         body = {"error": {"message": message or default, "type": kind, "param": param, "code": code}}
         self._send_json(status, body, headers)
 
     def _begin(self, method: str) -> dict | None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except json.JSONDecodeError:
-            body = "<invalid json>"
         auth = self.headers.get("authorization")
         presented = auth[7:] if auth and auth.startswith("Bearer ") else None
-        entry = {
-            "n": next(self.api._ids),
-            "method": method,
-            "path": self.path.split("?")[0],
-            "auth": "Bearer <redacted>" if presented else None,
-            "key_matches": None if self.api.expected_key is None else presented == self.api.expected_key,
-            "body": body,
-            "status": None,
-            "action": None,
-        }
-        with self.api.lock:
-            self.api.requests.append(entry)
-        self._entry = entry
+        entry = self._log_request(method, presented, "Bearer" if presented else None)
         if self.api.expected_key is not None and not entry["key_matches"]:
             message = (
                 "You didn't provide an API key. You need to provide your API key in an Authorization header "
@@ -244,22 +158,6 @@ class _Handler(BaseHTTPRequestHandler):
         if problem is not None:
             status, message, param = problem
             entry["action"] = "invalid"
-            self._send_error(status, message, param)
+            self._send_error(status, message, param=param)
             return
-        with self.api.lock:
-            action = self.api.script.popleft() if self.api.script else None
-        entry["action"] = action["kind"] if action else "answer"
-        if action is None or action["kind"] == "ok":
-            text = action["text"] if action else self.api.answer(entry["body"])
-            self._send_json(200, self.api.completion(entry["body"], text))
-        elif action["kind"] == "error":
-            headers = {}
-            if action["retry_after"] is not None:
-                headers["retry-after"] = str(action["retry_after"])
-            self._send_error(action["status"], headers=headers)
-        elif action["kind"] == "drop":
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self._play_script(entry, lambda text: self.api.completion(entry["body"], text))

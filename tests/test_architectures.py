@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from test_fast_exits import quantile_thresholds
 from test_workflow import copy_workflow, planned_jobs, snakemake
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import (
@@ -34,79 +35,76 @@ from transformers import (
 )
 
 from lite.architectures import UnsupportedArchitecture, adapter, exit_modules
-from lite.bench import widen
+from lite.decoders.agreement import hf_greedy
 from lite.decoders.blocks import PaddedBatch, embed, exit_head, make_span, new_cache, run_layers
 from lite.decoders.cached import exit_cached
+from lite.decoders.dispatch import trace
 from lite.decoders.engines import exit_nocache, greedy_cached
 from lite.decoders.policies import ThresholdPolicy
-from lite.decoders.speculative import Draft, speculative
-from lite.decoding import hf_greedy, trace
+from lite.decoders.specs import Draft
+from lite.decoders.speculative import speculative
 from lite.flops import ModelShape, decode_step_flops, prefix_flops, register_cpu_sdpa_flop_formula
+from lite.latency import widen
 from lite.loss import lite_loss
 from lite.modeling import load_model
 
-EOS, PAD, N = 2, 0, 4
+EOS, PAD, N, VOCAB = 2, 0, 4, 97  # the tiny models' (tests/conftest.py)
 CHECKPOINTS = [1, 2, 3, 4]
-COMMON = {
-    "vocab_size": 97,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": N,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 256,
-    "bos_token_id": 1,
-    "eos_token_id": EOS,
-    "pad_token_id": PAD,
-}
 WINDOW = 6  # keys; prompts reach 14 tokens and responses 12, so every window binds
 ALTERNATING = ["sliding_attention", "full_attention"] * (N // 2)
+# family -> its config class and the fields that make it differ from the tiny LLaMA (tiny_model)
 CONFIGS = {
     # Llama 3.x: llama3 RoPE scaling (a short original context, so most frequencies are rescaled), ties
-    "llama3": lambda: LlamaConfig(
-        **COMMON,
-        head_dim=16,
-        tie_word_embeddings=True,
-        rope_parameters={
-            "rope_type": "llama3",
-            "rope_theta": 500000.0,
-            "factor": 8.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 16,
+    "llama3": (
+        LlamaConfig,
+        {
+            "head_dim": 16,
+            "tie_word_embeddings": True,
+            "rope_parameters": {
+                "rope_type": "llama3",
+                "rope_theta": 500000.0,
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 16,
+            },
         },
     ),
-    "mistral": lambda: MistralConfig(**COMMON, head_dim=16, sliding_window=WINDOW),
+    "mistral": (MistralConfig, {"head_dim": 16, "sliding_window": WINDOW}),
     # sliding layers from layer 3 on (max_window_layers), q/k/v biases
-    "qwen2": lambda: Qwen2Config(
-        **COMMON, use_sliding_window=True, sliding_window=WINDOW, max_window_layers=2
-    ),
+    "qwen2": (Qwen2Config, {"use_sliding_window": True, "sliding_window": WINDOW, "max_window_layers": 2}),
     # q/k norms; 4 heads of 32 make a 128-wide attention on a 64-wide residual, as Qwen3 does
-    "qwen3": lambda: Qwen3Config(**COMMON, head_dim=32, tie_word_embeddings=True),
+    "qwen3": (Qwen3Config, {"head_dim": 32, "tie_word_embeddings": True}),
     # fused projections, half the head rotated, a window on every layer
-    "phi3": lambda: Phi3Config(
-        **COMMON,
-        sliding_window=WINDOW,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
+    "phi3": (
+        Phi3Config,
+        {
+            "sliding_window": WINDOW,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
+        },
     ),
-    "gemma2": lambda: Gemma2Config(
-        **COMMON,
-        head_dim=16,
-        query_pre_attn_scalar=24,
-        sliding_window=WINDOW,
-        layer_types=ALTERNATING,
-        attn_logit_softcapping=3.0,
-        final_logit_softcapping=5.0,
+    "gemma2": (
+        Gemma2Config,
+        {
+            "head_dim": 16,
+            "query_pre_attn_scalar": 24,
+            "sliding_window": WINDOW,
+            "layer_types": ALTERNATING,
+            "attn_logit_softcapping": 3.0,
+            "final_logit_softcapping": 5.0,
+        },
     ),
-    "gemma3": lambda: Gemma3TextConfig(
-        **COMMON,
-        head_dim=16,
-        query_pre_attn_scalar=24,
-        sliding_window=WINDOW,
-        layer_types=ALTERNATING,
-        rope_parameters={
-            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
-            "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+    "gemma3": (
+        Gemma3TextConfig,
+        {
+            "head_dim": 16,
+            "query_pre_attn_scalar": 24,
+            "sliding_window": WINDOW,
+            "layer_types": ALTERNATING,
+            "rope_parameters": {
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+            },
         },
     ),
 }
@@ -115,32 +113,36 @@ FAMILIES = list(CONFIGS)
 
 def random_prompts(count: int, seed: int, longest: int = 14) -> list[list[int]]:
     rng = random.Random(seed)
-    return [
-        [rng.randrange(3, COMMON["vocab_size"]) for _ in range(rng.randint(1, longest))] for _ in range(count)
-    ]
+    return [[rng.randrange(3, VOCAB) for _ in range(rng.randint(1, longest))] for _ in range(count)]
 
 
 PROMPTS = random_prompts(16, seed=1)
 
 
-def build(family: str):
-    """A seeded random model of the family, with its distinguishing weights made to matter."""
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(CONFIGS[family]()).eval()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() == 1:  # norm weights and biases start at 0 or 1: give them values
-                parameter.add_(torch.randn_like(parameter) * 0.3)
-        norm = model.model.norm.weight  # sharpen the shared head through the final norm's gain
-        if adapter(model).llama_norm:
-            norm.mul_(20.0)
-        else:
-            norm.copy_((1.0 + norm) * 20.0 - 1.0)  # Gemma's norm scales by (1 + w)
-    return model
+@pytest.fixture(scope="module")
+def build(tiny_model):
+    """``build(family)``: a seeded random model of the family, with its distinguishing weights made
+    to matter."""
+
+    def make(family: str):
+        config_class, fields = CONFIGS[family]
+        model = tiny_model(config_class, **copy.deepcopy(fields))  # configs may edit nested settings
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.dim() == 1:  # norm weights and biases start at 0 or 1: give them values
+                    parameter.add_(torch.randn_like(parameter) * 0.3)
+            norm = model.model.norm.weight  # sharpen the shared head through the final norm's gain
+            if adapter(model).llama_norm:
+                norm.mul_(20.0)
+            else:
+                norm.copy_((1.0 + norm) * 20.0 - 1.0)  # Gemma's norm scales by (1 + w)
+        return model
+
+    return make
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
-def model(request):
+def model(request, build):
     return build(request.param)
 
 
@@ -155,24 +157,12 @@ def truncated(model, layers: int):
     return short
 
 
-def quantile_thresholds(model, q: float) -> list[float]:
-    """Per intermediate checkpoint, midway between two observed confidences near the q-quantile."""
-    gens = trace(model, PROMPTS[:8], max_new_tokens=12, eos_ids={EOS}, pad_id=PAD)
-    rows = [row for gen in gens for row in gen.layer_confidence]
-    result = []
-    for c in CHECKPOINTS[:-1]:
-        values = sorted(row[c - 1] for row in rows)
-        i = int(q * (len(values) - 2))
-        result.append((values[i] + values[i + 1]) / 2)
-    return result
-
-
 # ---- the LITE loss ---------------------------------------------------------------------------
 
 
 def labelled_batch() -> tuple[torch.Tensor, torch.Tensor]:
     """Two 20-token sequences (longer than the window) whose first 5 tokens are prompt (no loss)."""
-    ids = torch.randint(3, COMMON["vocab_size"], (2, 20), generator=torch.Generator().manual_seed(2))
+    ids = torch.randint(3, VOCAB, (2, 20), generator=torch.Generator().manual_seed(2))
     labels = ids.clone()
     labels[:, :5] = -100
     return ids, labels
@@ -193,7 +183,7 @@ def test_lite_loss_of_one_layer_is_the_models_own_loss(model, layer):
     assert set(per_layer) == {layer}
 
 
-def test_fused_head_refuses_a_soft_capped_head():
+def test_fused_head_refuses_a_soft_capped_head(build):
     model = build("gemma2")
     ids, labels = labelled_batch()
     with torch.no_grad():
@@ -240,7 +230,7 @@ def test_exit_logits_equal_the_models_on_long_padded_prompts(model, layer):
 
 @pytest.mark.parametrize("quantile", [0.3, 0.6])
 def test_cached_dynamic_exit_equals_nocache_reference(model, quantile):
-    thresholds = quantile_thresholds(model, quantile)
+    thresholds = quantile_thresholds(model, PROMPTS[:8], quantile)
     common = {"max_new_tokens": 12, "eos_ids": {EOS}, "pad_id": PAD}
     for policy in ([*thresholds], [thresholds[0], 1.01, 0.0]):  # the second: never at 2, always at 3
         reference = exit_nocache(model, PROMPTS, CHECKPOINTS, ThresholdPolicy(policy), **common)
@@ -260,10 +250,11 @@ def test_cached_dynamic_exit_equals_nocache_reference(model, quantile):
 def test_speculative_equals_greedy(model, draft):
     common = {"max_new_tokens": 12, "eos_ids": {EOS}, "pad_id": PAD}
     greedy = greedy_cached(model, PROMPTS, N, **common)
-    drafted, acceptance = speculative(model, PROMPTS, draft, **common)
+    drafted = speculative(model, PROMPTS, draft, **common)
     for i, (a, b) in enumerate(zip(greedy, drafted, strict=True)):
         assert b.token_ids == a.token_ids, f"prompt {i}"
     # rows accepted different numbers of drafts (holes in the batch), and some were rejected
+    acceptance = [gen.acceptance for gen in drafted]
     assert 0 < sum(s.accepted for s in acceptance) < sum(s.proposed for s in acceptance)
 
 
@@ -307,28 +298,26 @@ def test_analytic_flops_equal_the_flop_counter(model):
 # ---- what is refused -------------------------------------------------------------------------
 
 
-def test_unsupported_families_are_refused_by_name(tmp_path):
+def test_unsupported_families_are_refused_by_name(tmp_path, tiny_model):
     gpt2 = AutoModelForCausalLM.from_config(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64))
     with pytest.raises(UnsupportedArchitecture, match="'gpt2'"):
         adapter(gpt2)
     gpt2.save_pretrained(tmp_path / "gpt2")
     with pytest.raises(UnsupportedArchitecture, match="'gpt2'"):
         load_model(tmp_path / "gpt2")  # the first stage that loads a base model stops here
-    encoder = AutoModelForCausalLM.from_config(
-        Gemma3TextConfig(**{**COMMON, "num_hidden_layers": 1}, head_dim=16, use_bidirectional_attention=True)
-    )
+    encoder = tiny_model(Gemma3TextConfig, num_hidden_layers=1, head_dim=16, use_bidirectional_attention=True)
     with pytest.raises(UnsupportedArchitecture, match="bidirectional"):
         adapter(encoder)
 
 
-def test_bench_widens_llama_only():
+def test_latency_widens_llama_only(build):
     """The latency benchmark's wider copies are LlamaForCausalLM: another family would be timed as
     a different model."""
     with pytest.raises(ValueError, match="'qwen3'"):
         widen(build("qwen3"), 2)
 
 
-def test_load_model_picks_the_attention_the_family_supports(tmp_path):
+def test_load_model_picks_the_attention_the_family_supports(tmp_path, build):
     """sdpa where the family has it; eager for Gemma 2, whose attention soft-cap sdpa cannot do."""
     for family, attention in (("gemma2", "eager"), ("qwen3", "sdpa")):
         build(family).save_pretrained(tmp_path / family)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 import torch
+from transformers import DataCollatorForSeq2Seq
 
 from lite.data import PaddingCollator, TrainDataset, encode_example, encode_prompt, read_train_records
 from lite.io import InputError
@@ -61,6 +63,26 @@ def test_padding_collator_pads_right_and_masks():
     assert all(t.dtype == torch.long for t in batch.values())
     with pytest.raises(ValueError, match="2 input_ids but 1 labels"):
         PaddingCollator(0)([{"input_ids": [1, 2], "labels": [2]}])
+
+
+@pytest.mark.parametrize(("padding_side", "same"), [("right", True), ("left", False)])
+def test_transformers_seq2seq_collator_matches_ours_only_when_padding_right(
+    tmp_path, tokenizer, padding_side, same
+):
+    """Why PaddingCollator stays: transformers' collator pads on the tokenizer's side, and LLaMA's
+    and Gemma's tokenizers pad on the left."""
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n")
+    examples = list(TrainDataset(path, tokenizer, max_length=256))
+    assert len({len(e["input_ids"]) for e in examples}) == len(examples)  # every row is padded but one
+    sided = copy.copy(tokenizer)
+    sided.padding_side = padding_side
+    theirs = DataCollatorForSeq2Seq(sided, label_pad_token_id=-100, return_tensors="pt")
+    for batch in (examples, examples[::-1], examples[1:]):
+        ours, other = PaddingCollator(tokenizer.pad_token_id)(batch), theirs(batch)
+        assert set(ours) == set(other)
+        assert all(ours[key].dtype == other[key].dtype for key in ours)
+        assert all(torch.equal(ours[key], other[key]) for key in ours) is same
 
 
 def test_reads_jsonl_and_json_arrays(tmp_path):

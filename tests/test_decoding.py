@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 
@@ -11,21 +12,12 @@ import torch
 from lite.cli import main as lite_main
 from lite.data import encode_prompt
 from lite.decoders import blocks
+from lite.decoders.dispatch import decode, trace
 from lite.decoders.policies import RandomPolicy
-from lite.decoding import (
-    VALID_NAMES,
-    RunLabels,
-    decode,
-    decoder_from_name,
-    fit_to_context,
-    generate_records,
-    parse_thresholds,
-    trace,
-    trace_records,
-)
+from lite.decoders.records import RunLabels, fit_to_context, generate_records, trace_records
+from lite.decoders.specs import VALID_NAMES, decoder_from_name, parse_thresholds
 from lite.io import InputError, read_json, read_jsonl
-from lite.modeling import TinyModelSpec, build_tiny_model, save_model, train_tokenizer
-from lite.prompts import render_prompt
+from lite.modeling import save_model
 
 EOS, PAD, N = 2, 0, 4
 # Different lengths, so batches are left-padded.
@@ -57,29 +49,10 @@ EVAL = [
 LABELS = RunLabels("tiny4", "lite", "unit")
 
 
-def sharpen(model, scale: float = 20.0):
-    """Scale the head so a random model's confidences spread over (0, 1) like a trained one's."""
-    with torch.no_grad():
-        model.lm_head.weight.mul_(scale)
-    return model
-
-
-@pytest.fixture
-def sharp(tiny_llama):
-    return sharpen(tiny_llama)
-
-
 @pytest.fixture(scope="module")
-def tok_model():
+def tok_model(tokenized_model):
     """A tokenizer trained on Alpaca-style prompts and a sharpened 4-layer model of its vocabulary."""
-    texts = [render_prompt(r) for r in EVAL] + [
-        f"Add {a} and {b}. {a + b}" for a in range(20) for b in range(5)
-    ]
-    tokenizer = train_tokenizer(texts, 300)
-    spec = TinyModelSpec(
-        num_layers=N, hidden_size=64, num_heads=4, num_kv_heads=2, intermediate_size=128, vocab_size=300
-    )
-    return sharpen(build_tiny_model(spec, tokenizer, seed=0)), tokenizer
+    return tokenized_model(EVAL)
 
 
 def run(model, name, prompts=PROMPTS, checkpoints=(2, 3), thresholds=None, seed=0, eos=(EOS,), keys=None):
@@ -354,19 +327,10 @@ def test_trace_records(tok_model):
 @pytest.mark.parametrize(
     ("name", "kv_cache"), [("final", False), ("dynamic-paper", False), ("dynamic-paper", True)]
 )
-def test_a_prompt_longer_than_the_context_is_cut_from_the_left(tok_model, name, kv_cache):
+def test_a_prompt_longer_than_the_context_is_cut_from_the_left(tok_model, tokenized_model, name, kv_cache):
     _, tokenizer = tok_model
     context = 128
-    spec = TinyModelSpec(
-        num_layers=N,
-        hidden_size=64,
-        num_heads=4,
-        num_kv_heads=2,
-        intermediate_size=128,
-        vocab_size=300,
-        max_positions=context,
-    )
-    model = sharpen(build_tiny_model(spec, tokenizer, seed=0))
+    model, _ = tokenized_model(EVAL, tokenizer=tokenizer, max_positions=context)
     long = {**EVAL[0], "id": "long", "instruction": "Reverse the words. " * 30 + "Add 3 and 4."}
     records = [EVAL[0], long, EVAL[3]]
     longest_fitting = max(len(encode_prompt(tokenizer, r)) for r in (EVAL[0], EVAL[3]))
@@ -401,6 +365,10 @@ def test_decoder_names():
     spec = decoder_from_name("dynamic-aggressive", [2, 4], {"2": 0.8}, n_layers=4)
     assert spec.kind == "dynamic" and spec.thresholds == {2: 0.8}
     assert decoder_from_name("random-k", [2], seed=7).seed == 7
+    spec = decoder_from_name("speculative-L3", [2], n_layers=4, draft_tokens=6)
+    assert (spec.kind, spec.layer, spec.draft.tokens, spec.checkpoints) == ("speculative", 3, 6, (2, 4))
+    # the draft settings are written only into the configs of speculative decoders
+    assert "draft_tokens" not in dataclasses.asdict(decoder_from_name("final", [2]))
 
 
 @pytest.mark.parametrize(
@@ -422,6 +390,12 @@ def test_decoder_names():
         (lambda: decoder_from_name("dynamic", [2], {2: -0.1}), r"layer 2 has -0\.1"),
         (lambda: decoder_from_name("final", [2, 6], n_layers=4), r"checkpoint layer 6 is outside 1\.\.4"),
         (lambda: decoder_from_name("final", [0, 2]), r"checkpoints"),
+        (
+            lambda: decoder_from_name("speculative-L4", [2], n_layers=4),
+            r"'speculative-L4': layer 4 is outside 1\.\.3",
+        ),
+        (lambda: decoder_from_name("speculative-L4", [2]).resolve(4), r"draft layer 4 must be below"),
+        (lambda: decoder_from_name("speculative-L1", [2], draft_tokens=0), r"Draft\.tokens must be >= 1"),
     ],
 )
 def test_decoder_errors(call, message):
@@ -501,17 +475,12 @@ def test_cli_errors(tmp_path, tok_model):
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("kv_heads", [4, 2])
-def test_decoder_layer_is_bitwise_the_hf_layer(attn, kv_heads):
+def test_decoder_layer_is_bitwise_the_hf_layer(tiny_model, attn, kv_heads):
     """The written-out layer equals LlamaDecoderLayer.forward exactly: prefill, then a cached step."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=kv_heads, attention_bias=True, mlp_bias=True,
+    model = tiny_model(
+        attn=attn, vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_key_value_heads=kv_heads, attention_bias=True, mlp_bias=True,
     )  # fmt: skip
-    config._attn_implementation = attn
-    model = LlamaForCausalLM(config).eval()
     for p in model.parameters():  # the biases start at zero; give them values
         torch.nn.init.normal_(p, std=0.3)
     batch = blocks.PaddedBatch.from_lists([[5, 6, 7, 8], [9, 10]], pad_id=0, device="cpu")
@@ -548,16 +517,15 @@ def test_rotary_table_is_bitwise_the_rotary_module(tiny_llama):
 
 
 @pytest.mark.parametrize("rope_type", ["default", "dynamic"])
-def test_rope_factors_rotate_bitwise_as_hf(rope_type):
+def test_rope_factors_rotate_bitwise_as_hf(tiny_model, rope_type):
     """x * cos + roll(x) * signed sin is HF's apply_rotary_pos_emb exactly, from the table or per call."""
-    from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-    config = LlamaConfig(vocab_size=32, hidden_size=32, intermediate_size=16, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=64)  # fmt: skip
-    if rope_type == "dynamic":
-        config.rope_parameters = {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}
-    model = LlamaForCausalLM(config)
+    dynamic = {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}
+    model = tiny_model(
+        vocab_size=32, hidden_size=32, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=64, rope_parameters=dynamic if rope_type == "dynamic" else None,
+    )  # fmt: skip
     table = blocks.RotaryTable(model)
     assert table.per_call == (rope_type == "dynamic")
     torch.manual_seed(0)

@@ -1,10 +1,9 @@
-"""Device and dtype of generate, trace and bench: settings, records, placement, bf16 agreement, traces'
+"""Device and dtype of generate, trace and latency: settings, records, placement, bf16 agreement, traces'
 memory, and what the workflow rules pass on."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -18,48 +17,27 @@ from test_workflow import CI_CONFIG, copy_workflow, snakemake
 
 from lite.cli import main as lite_main
 from lite.commands import generate as generate_command
-from lite.decoders.cached import Meter, exit_cached
+from lite.decoders.agreement import agreement, hf_greedy
+from lite.decoders.cached import exit_cached
+from lite.decoders.dispatch import trace
 from lite.decoders.engines import exit_nocache, greedy_cached
 from lite.decoders.policies import RandomPolicy, SequentialPolicy, ThresholdPolicy
-from lite.decoders.speculative import Draft, speculative
-from lite.decoding import agreement, hf_greedy, trace
+from lite.decoders.slots import Meter
+from lite.decoders.specs import Draft
+from lite.decoders.speculative import speculative
 from lite.flops import ModelShape
 from lite.io import read_json, read_jsonl
-from lite.modeling import TinyModelSpec, build_tiny_model, save_model, train_tokenizer
-from lite.prompts import render_prompt
 
 EOS, PAD, N = 2, 0, 4
 PROMPTS = [[5, 17, 33], [8, 9, 10, 11, 12, 13, 14], [40, 41]]
-EVAL = [
-    {"id": "e1", "instruction": "Add 3 and 4.", "input": "", "category": "math", "reference": "7"},
-    {"id": "e2", "instruction": "Reverse the words.", "input": "red green blue", "category": "words",
-     "reference": None},
-    {"id": "e3", "instruction": "Sort 5 3 9.", "input": "", "category": "sort", "reference": "3 5 9"},
-]  # fmt: skip
-# every decoder kind of lite.decoding
+# every decoder kind of lite.decoders.specs that the workflow generates with
 DECODERS = ["final", "fixed-L2", "dynamic-paper", "random-half", "random-k", "sequential"]
 
 
-def sharpen(model, scale: float = 20.0):
-    with torch.no_grad():
-        model.lm_head.weight.mul_(scale)
-    return model
-
-
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    texts = [render_prompt(r) for r in EVAL] + [
-        f"Add {a} and {b}. {a + b}" for a in range(20) for b in range(5)
-    ]
-    tokenizer = train_tokenizer(texts, 300)
-    spec = TinyModelSpec(
-        num_layers=N, hidden_size=64, num_heads=4, num_kv_heads=2, intermediate_size=128, vocab_size=300
-    )
-    model = sharpen(build_tiny_model(spec, tokenizer, seed=0))
-    root = tmp_path_factory.mktemp("device")
-    evalset = root / "eval.jsonl"
-    evalset.write_text("".join(json.dumps(r) + "\n" for r in EVAL))
-    return save_model(model, tokenizer, root / "model"), evalset
+def model_dir(tiny_model_dirs):
+    dirs, evalset = tiny_model_dirs
+    return dirs["lite"], evalset
 
 
 def generate_args(model_dir, evalset, out, decoder, *extra):
@@ -117,9 +95,9 @@ def test_agreement_counts_tokens_before_the_first_difference():
         agreement([[1]], [])
 
 
-def test_final_equals_hf_generate_in_bfloat16_at_batch_one(tiny_llama):
+def test_final_equals_hf_generate_in_bfloat16_at_batch_one(sharp):
     # the same block shapes as HF (a prefill, then one position per step): no rounding can differ
-    model = sharpen(tiny_llama).to(torch.bfloat16)
+    model = sharp.to(torch.bfloat16)
     for prompt in PROMPTS:
         ours = greedy_cached(model, [prompt], N, max_new_tokens=8, eos_ids={EOS}, pad_id=PAD)[0]
         assert ours.token_ids == hf_greedy(model, prompt, max_new_tokens=8, eos_ids={EOS}, pad_id=PAD)
@@ -129,13 +107,13 @@ def test_final_equals_hf_generate_in_bfloat16_at_batch_one(tiny_llama):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-@pytest.mark.parametrize("command", ["generate", "trace", "bench"])
+@pytest.mark.parametrize("command", ["generate", "trace", "latency"])
 def test_device_cuda_without_cuda_fails_at_once_naming_the_setting(tmp_path, command):
     args = {
         "generate": generate_args(tmp_path, tmp_path / "e.jsonl", tmp_path / "o.jsonl", "final"),
         "trace": ["trace", "--model", str(tmp_path), "--evalset", "e.jsonl", "--out", "o.jsonl",
                   "--model-name", "m", "--tuning", "t", "--evalset-name", "e"],
-        "bench": ["bench", "--model", str(tmp_path), "--evalset", "e.jsonl", "--checkpoints", "2,4",
+        "latency": ["latency", "--model", str(tmp_path), "--evalset", "e.jsonl", "--checkpoints", "2,4",
                   "--thresholds", '{"2": 0.9}', "--out", "t.csv", "--figure", "f.pdf"],
     }[command]  # fmt: skip
     start = time.perf_counter()
@@ -173,10 +151,10 @@ def test_cpu_only_torch_build_is_recognised_without_importing_torch():
         assert version == torch.__version__
 
 
-def test_decoders_make_every_tensor_on_the_model_device(tiny_llama):
+def test_decoders_make_every_tensor_on_the_model_device(sharp):
     """Run every decoder with torch's default device set to ``meta``: a tensor made without the
     model's device would land there and the decode would fail (or differ)."""
-    model = sharpen(tiny_llama)
+    model = sharp
     common = {"max_new_tokens": 6, "eos_ids": {EOS}, "pad_id": PAD}
     checkpoints = [1, 2, 3, 4]
     keys = [str(i) for i in range(len(PROMPTS))]
@@ -192,7 +170,7 @@ def test_decoders_make_every_tensor_on_the_model_device(tiny_llama):
         ),
         "random": lambda: exit_cached(model, PROMPTS, checkpoints, RandomPolicy(0.5, 3, 0, keys), **common),
         "sequential": lambda: exit_nocache(model, PROMPTS, checkpoints, SequentialPolicy(4), **common),
-        "speculative": lambda: speculative(model, PROMPTS, Draft(2, 3), meter=Meter(shape, 3), **common)[0],
+        "speculative": lambda: speculative(model, PROMPTS, Draft(2, 3), meter=Meter(shape, 3), **common),
     }  # fmt: skip
     expected = {name: run() for name, run in runs.items()}
     torch.set_default_device("meta")
@@ -208,10 +186,10 @@ def test_decoders_make_every_tensor_on_the_model_device(tiny_llama):
 # ---- traces' memory ----------------------------------------------------------------------------
 
 
-def test_trace_holds_one_layers_logits_at_a_time(tiny_llama):
+def test_trace_holds_one_layers_logits_at_a_time(sharp):
     """Every LM-head output is watched; when the next layer's head runs, the earlier logits must be
     gone but for the last one's (a 7B trace would otherwise hold N x batch x vocab floats)."""
-    model = sharpen(tiny_llama)
+    model = sharp
     alive, peak = [], [0]
 
     def watch(module, args, logits):
@@ -248,7 +226,7 @@ def test_rules_pass_device_and_dtype(tmp_path):
         (chosen, "--device auto --dtype bfloat16"),
     ):
         text = result.stdout + result.stderr
-        for needle in ("lite generate ", "lite trace ", "lite bench "):
+        for needle in ("lite generate ", "lite trace ", "lite latency "):
             commands = shell_commands(text, needle)
             assert commands and all(flags in c for c in commands), (needle, commands)
     assert all(

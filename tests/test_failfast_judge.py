@@ -13,9 +13,9 @@ import sys
 import time
 from collections import Counter
 
-import anthropic._base_client
 import pytest
-from messages_api_server import MessagesAPIServer, default_answer, drop, error, ok
+from messages_api_server import MessagesAPIServer, default_answer, sdk_server
+from scripted_api_server import drop, error, ok
 from test_judge_protocol import write_generations
 
 from lite.judge import ClaudeSettings, JudgeUnavailable, judge_files, read_judgments
@@ -26,12 +26,7 @@ KEY = "sk-ant-test-failfast-5150"
 
 @pytest.fixture
 def server(monkeypatch):
-    monkeypatch.setattr(anthropic._base_client, "INITIAL_RETRY_DELAY", 0.01)
-    monkeypatch.setattr(anthropic._base_client, "MAX_RETRY_DELAY", 0.05)
-    with MessagesAPIServer(expected_key=KEY) as api:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
-        monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    with sdk_server(monkeypatch, KEY) as api:
         yield api
 
 

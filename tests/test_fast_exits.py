@@ -11,23 +11,18 @@ import random
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from lite.decoders.cached import Meter, SlotCache, exit_cached
+from lite.decoders.cached import exit_cached
+from lite.decoders.dispatch import decode, trace
 from lite.decoders.engines import exit_nocache, greedy_cached
 from lite.decoders.policies import RandomPolicy, SequentialPolicy, ThresholdPolicy
-from lite.decoders.speculative import Draft, speculative
-from lite.decoding import decode, decoder_from_name, trace
+from lite.decoders.slots import Meter, SlotCache
+from lite.decoders.specs import Draft, decoder_from_name
+from lite.decoders.speculative import speculative
 from lite.flops import ModelShape, kvcache_flops, register_cpu_sdpa_flop_formula
 
 EOS, PAD, N = 2, 0, 4
 CHECKPOINTS = [1, 2, 3, 4]
-
-
-def sharpen(model, scale: float = 20.0):
-    with torch.no_grad():
-        model.lm_head.weight.mul_(scale)
-    return model
 
 
 def random_prompts(count: int, seed: int, longest: int = 14, vocab: int = 97) -> list[list[int]]:
@@ -36,11 +31,6 @@ def random_prompts(count: int, seed: int, longest: int = 14, vocab: int = 97) ->
 
 
 PROMPTS = random_prompts(24, seed=1)
-
-
-@pytest.fixture
-def sharp(tiny_llama):
-    return sharpen(tiny_llama)
 
 
 def quantile_thresholds(model, prompts, q: float) -> list[float]:
@@ -97,19 +87,18 @@ def test_cached_exit_equals_reference_with_mixed_thresholds(sharp):
         assert_same(reference, cached)
 
 
-def test_cached_exit_equals_reference_on_another_model():
-    torch.manual_seed(3)
-    config = LlamaConfig(
+def test_cached_exit_equals_reference_on_another_model(tiny_model):
+    model = tiny_model(
+        seed=3,
         vocab_size=131,
         hidden_size=96,
         intermediate_size=160,
-        num_hidden_layers=N,
         num_attention_heads=6,
         num_key_value_heads=3,
-        max_position_embeddings=256,
+        pad_token_id=None,
         tie_word_embeddings=False,
+        head_scale=30.0,
     )
-    model = sharpen(LlamaForCausalLM(config).eval(), 30.0)
     prompts = random_prompts(16, seed=7, longest=20, vocab=131)
     thresholds = quantile_thresholds(model, prompts[:6], 0.5)
     reference, cached = both(model, prompts, lambda: ThresholdPolicy(thresholds), max_new=24, eos=())
@@ -225,9 +214,8 @@ def test_meter_kernel_flops_match_torch_flop_counter(sharp):
     assert counter.get_total_flops() == meter.kernel
 
 
-def test_slot_cache_returns_written_columns():
-    config = LlamaConfig(hidden_size=8, num_attention_heads=2, num_key_value_heads=1, num_hidden_layers=2)
-    model = LlamaForCausalLM(config)
+def test_slot_cache_returns_written_columns(tiny_model):
+    model = tiny_model(hidden_size=8, num_attention_heads=2, num_key_value_heads=1, num_hidden_layers=2)
     cache = SlotCache(model, batch=3, width=4)
     block = torch.arange(2 * 1 * 2 * 4, dtype=torch.float32).view(2, 1, 2, 4)  # (rows, kv_heads, q, d)
     keys, values = cache.target(torch.tensor([0, 2]), 1).update(block, -block, 1)
@@ -265,7 +253,8 @@ def test_cached_exit_drop_in_for_decode(sharp):
 )
 def test_speculative_equals_final_layer_greedy(sharp, draft):
     final = greedy_cached(sharp, PROMPTS, N, max_new_tokens=20, eos_ids={EOS}, pad_id=PAD)
-    gens, stats = speculative(sharp, PROMPTS, draft, max_new_tokens=20, eos_ids={EOS}, pad_id=PAD)
+    gens = speculative(sharp, PROMPTS, draft, max_new_tokens=20, eos_ids={EOS}, pad_id=PAD)
+    stats = [g.acceptance for g in gens]
     for f, g, s in zip(final, gens, stats, strict=True):
         assert g.token_ids == f.token_ids
         assert g.confidences == pytest.approx(f.confidences, abs=1e-5)
@@ -276,11 +265,25 @@ def test_speculative_equals_final_layer_greedy(sharp, draft):
     assert sum(s.accepted for s in stats) > 0
 
 
+def test_speculative_is_a_decoder_kind(sharp):
+    """``speculative-L{E}`` by name through ``decode``: final's tokens, the spec's draft settings."""
+    common = {"max_new_tokens": 12, "eos_ids": {EOS}, "pad_id": PAD}
+    final = decode(sharp, PROMPTS, decoder_from_name("final", [2]), **common)
+    spec = decoder_from_name("speculative-L2", [2], draft_tokens=3, draft_threshold=0.5, n_layers=N)
+    assert spec.draft == Draft(2, 3, 0.5)
+    meter = Meter(ModelShape.from_config(sharp.config), len(PROMPTS))
+    gens = decode(sharp, PROMPTS, spec, meter=meter, **common)
+    assert [g.token_ids for g in gens] == [g.token_ids for g in final]
+    assert meter.kernel > 0 and all(g.acceptance.rounds >= 1 for g in gens)
+    with pytest.raises(ValueError, match="counts no work in a Meter"):
+        decode(sharp, PROMPTS, decoder_from_name("final", [2]), meter=meter, **common)
+
+
 def test_speculative_single_equals_batched_and_respects_length(sharp):
     draft = Draft(2, 4)
-    batched, _ = speculative(sharp, PROMPTS[:8], draft, max_new_tokens=13, eos_ids=set(), pad_id=PAD)
+    batched = speculative(sharp, PROMPTS[:8], draft, max_new_tokens=13, eos_ids=set(), pad_id=PAD)
     for prompt, gen in zip(PROMPTS[:8], batched, strict=True):
-        alone, _ = speculative(sharp, [prompt], draft, max_new_tokens=13, eos_ids=set(), pad_id=PAD)
+        alone = speculative(sharp, [prompt], draft, max_new_tokens=13, eos_ids=set(), pad_id=PAD)
         assert alone[0].token_ids == gen.token_ids and len(gen.token_ids) == 13
 
 
@@ -297,14 +300,16 @@ def test_speculative_accepts_everything_when_draft_equals_final(sharp):
     model = skip_top_layers(sharp, 2)
     shape = ModelShape.from_config(model.config)
     meter = Meter(shape, 1)
-    gens, stats = speculative(
+    gens = speculative(
         model, [PROMPTS[1]], Draft(2, 4), max_new_tokens=21, eos_ids=set(), pad_id=PAD, meter=meter
     )
     assert (
         gens[0].token_ids
         == greedy_cached(model, [PROMPTS[1]], N, max_new_tokens=21, eos_ids=set(), pad_id=PAD)[0].token_ids
     )
-    assert stats[0].rate == 1.0 and stats[0].rounds == 5  # 4 drafts + 1 bonus per round, 21 = 4*5 + 1
+    assert (
+        gens[0].acceptance.rate == 1.0 and gens[0].acceptance.rounds == 5
+    )  # 4 drafts + 1 bonus per round, 21 = 4*5 + 1
     # the draft's layer 1..2 states are reused by verification: no (position, layer) ran twice
     assert int(meter.computed.max()) == 1
     columns = len(PROMPTS[1]) + 20  # the last token is never fed back
@@ -320,15 +325,14 @@ def test_speculative_rejects_bad_settings(sharp):
         Draft(1, 2, 1.5)
 
 
-def test_acceptance_follows_agreement_of_draft_and_final_layer(sharp):
+def test_acceptance_follows_agreement_of_draft_and_final_layer(sharp, tiny_model):
     """A draft layer that nearly agrees with the final layer (LITE's aim) is accepted far more often."""
-    torch.manual_seed(0)
-    close = skip_top_layers(sharpen(LlamaForCausalLM(sharp.config).eval()), 3)
+    close = skip_top_layers(tiny_model(tie_word_embeddings=False, head_scale=20.0), 3)
     with torch.no_grad():  # layer 3 nudges the residual only slightly; layer 4 passes it through
         close.model.layers[2].mlp.down_proj.weight.mul_(0.05)
         close.model.layers[2].self_attn.o_proj.weight.mul_(0.05)
     rates = []
     for model in (sharp, close):
-        _, stats = speculative(model, PROMPTS[:8], Draft(2, 4), max_new_tokens=16, eos_ids=set(), pad_id=PAD)
-        rates.append(sum(s.accepted for s in stats) / sum(s.proposed for s in stats))
+        gens = speculative(model, PROMPTS[:8], Draft(2, 4), max_new_tokens=16, eos_ids=set(), pad_id=PAD)
+        rates.append(sum(g.acceptance.accepted for g in gens) / sum(g.acceptance.proposed for g in gens))
     assert rates[1] > rates[0] + 0.3, rates

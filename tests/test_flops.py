@@ -7,10 +7,10 @@ import statistics
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from lite.decoders.blocks import PaddedBatch, embed, exit_head, make_span, new_cache, run_layers
-from lite.decoding import decode, decoder_from_name, trace
+from lite.decoders.dispatch import decode, trace
+from lite.decoders.specs import decoder_from_name
 from lite.flops import (
     LLAMA2_7B,
     ModelShape,
@@ -26,20 +26,15 @@ from lite.flops import (
 )
 
 
-def tiny(attn: str) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=97,
-        hidden_size=64,
-        intermediate_size=160,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=False,
-    )
-    config._attn_implementation = attn
-    return LlamaForCausalLM(config).eval()
+@pytest.fixture
+def tiny(tiny_model):
+    """``tiny(attn)``: the tiny LLaMA in that attention, its MLP 160 wide: not twice the hidden
+    size, so that a count confusing the two is caught."""
+
+    def make(attn: str):
+        return tiny_model(attn=attn, intermediate_size=160, pad_token_id=None, tie_word_embeddings=False)
+
+    return make
 
 
 def counted(fn) -> int:
@@ -48,7 +43,7 @@ def counted(fn) -> int:
     return counter.get_total_flops()
 
 
-def test_shape_matches_parameters():
+def test_shape_matches_parameters(tiny):
     model = tiny("sdpa")
     shape = ModelShape.from_config(model.config)
     assert (shape.hidden, shape.intermediate, shape.heads, shape.kv_heads, shape.head_dim) == (
@@ -79,7 +74,7 @@ def test_check_cost_ratio():
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("layers", [1, 3, 4])
-def test_nocache_prefix_matches_flop_counter(attn, layers):
+def test_nocache_prefix_matches_flop_counter(tiny, attn, layers):
     register_cpu_sdpa_flop_formula()
     register_cpu_sdpa_flop_formula()  # idempotent: a second call must not raise
     model = tiny(attn)
@@ -97,7 +92,7 @@ def test_nocache_prefix_matches_flop_counter(attn, layers):
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
-def test_cached_decode_step_matches_flop_counter(attn):
+def test_cached_decode_step_matches_flop_counter(tiny, attn):
     register_cpu_sdpa_flop_formula()
     model = tiny(attn)
     layers, prompt = 3, 11
@@ -121,7 +116,7 @@ def test_cached_decode_step_matches_flop_counter(attn):
     assert flops == pytest.approx(expected, rel=0.02)
 
 
-def test_whole_dynamic_generation_matches_flop_counter():
+def test_whole_dynamic_generation_matches_flop_counter(tiny):
     """The record's no-cache FLOPs equal what the reference dynamic decoder really computes (batch 1)."""
     model = tiny("eager")
     shape = ModelShape.from_config(model.config)
@@ -169,7 +164,7 @@ def test_kvcache_fixed_layer_is_a_cached_k_layer_model():
     assert kvcache_flops(shape, prompt, [k] * tokens, [1] * tokens) == prefill + steps + head_flops(shape)
 
 
-def test_accountings_order_and_early_exit_saves():
+def test_accountings_order_and_early_exit_saves(tiny):
     shape = ModelShape.from_config(tiny("sdpa").config)
     final = generation_flops(shape, 20, [4] * 10, [1] * 10)
     assert final["kvcache"] < final["nocache"]

@@ -9,9 +9,9 @@ import shlex
 from pathlib import Path
 
 import anthropic
-import anthropic._base_client
 import pytest
-from messages_api_server import MessagesAPIServer, drop, error, ok, slow
+from messages_api_server import sdk_server
+from scripted_api_server import drop, error, ok, slow
 from test_judge_protocol import write_generations
 
 from lite.io import InputError
@@ -33,13 +33,7 @@ KEY = "sk-ant-test-Zq7secretKEY0042"
 
 @pytest.fixture
 def server(monkeypatch):
-    # The SDK's own backoff, shrunk so retries take milliseconds (retry-after is still honoured).
-    monkeypatch.setattr(anthropic._base_client, "INITIAL_RETRY_DELAY", 0.01)
-    monkeypatch.setattr(anthropic._base_client, "MAX_RETRY_DELAY", 0.05)
-    with MessagesAPIServer(expected_key=KEY) as api:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)  # the SDK's own variable, as a gateway would use
-        monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    with sdk_server(monkeypatch, KEY) as api:
         yield api
 
 

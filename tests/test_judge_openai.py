@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from openai_api_server import OpenAIServer, drop, error, ok
+from openai_api_server import OpenAIServer
+from scripted_api_server import drop, error, ok
 from test_judge_protocol import write_generations
 
 import lite.judge.openai_compat as openai_compat
@@ -165,7 +166,7 @@ def test_a_rejected_key_stops_before_any_paid_call(tmp_path, gens, server, monke
     with pytest.raises(JudgeUnavailable, match=r"rejected the key in TEST_OPENAI_KEY \(HTTP 401") as caught:
         run(server, tmp_path, gens)
     assert "sk-wrong" not in str(caught.value)
-    assert server.calls() == [] and len(server.calls("/v1/models")) == 1
+    assert server.calls() == [] and len(server.calls("/v1/models", "GET")) == 1
 
 
 def test_no_server_stops_the_run(tmp_path, gens):
@@ -183,7 +184,8 @@ def test_settings_from_config(monkeypatch):
     }
     assert second_settings({"judge": {"name": "reference"}}) is None  # off by default
     assert second_settings(config).api_key() is None  # a local server needs no key
-    assert second_cli_args(config).startswith("--judge openai --base-url http://127.0.0.1:8000/v1 --model m ")
+    assert second_cli_args(config).startswith("--judge openai --model m ")
+    assert "--base-url http://127.0.0.1:8000/v1" in second_cli_args(config)
     config["judge"]["second"]["api_key_env"] = "TEST_UNSET_KEY"
     monkeypatch.delenv("TEST_UNSET_KEY", raising=False)
     with pytest.raises(JudgeSetupError, match="export TEST_UNSET_KEY=<your key>"):

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from messages_api_server import MessagesAPIServer, hold, ok
+from messages_api_server import MessagesAPIServer
+from scripted_api_server import hold, ok
 from test_judge_protocol import write_generations
 
 from lite.judge import ClaudeSettings, judge_files, read_judgments
@@ -38,7 +39,7 @@ def judge_command(tmp_path, gens, *extra):
     args = [sys.executable, "-m", "lite.cli", "judge", "--judge", "claude", "--a", str(gens[0]), "--b",
             str(gens[1]), "--out", str(out), "--model", "claude-sonnet-5-5", "--cache-dir",
             str(tmp_path / "results" / "judge_cache"), "--concurrency", "1", "--max-retries", "0",
-            "--timeout", "10", *extra]  # fmt: skip
+            "--timeout-s", "10", *extra]  # fmt: skip
     return args, out
 
 
@@ -90,7 +91,7 @@ def test_killed_run_restarts_without_repeating_paid_calls(tmp_path, gens, server
 
 def test_batch_submitted_before_a_crash_is_collected_not_resubmitted(tmp_path, gens, server):
     server.batch_polls_to_end = 10**6  # the batch stays in progress while the first run polls
-    args, out = judge_command(tmp_path, gens, "--batches", "--poll-interval", "0.05")
+    args, out = judge_command(tmp_path, gens, "--batches", "--poll-interval-s", "0.05")
     proc = start(args, server, tmp_path)
     batch_path = "/v1/messages/batches"
     try:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from messages_api_server import MessagesAPIServer, answers, error
+from messages_api_server import MessagesAPIServer, answers
+from scripted_api_server import error
 from test_workflow import CI_CONFIG, copy_workflow, planned_jobs, snakemake
 
 from lite.io import read_jsonl

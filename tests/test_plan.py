@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lite.plan import ConfigError, Pair, Plan, check_config, scaled_thresholds
+from lite.plan import ARTEFACTS, ConfigError, Pair, Plan, check_config, scaled_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,3 +132,24 @@ def test_aggressive_thresholds_are_calibrated_at_a_lower_target(config):
     config["models"]["tiny10"]["thresholds"]["aggressive"] = {2: 0.85, 4: 0.8, 6: 0.7, 8: 0.6}
     check_config(config)
     assert Plan(config).calibrated_kinds() == {"calibrated": 0.95}
+
+
+def test_artefact_args_name_the_reported_decoder_eval_set_and_layers(config):
+    plan = Plan(config)
+    assert plan.artefact_args("fig1") == "--dynamic dynamic-calibrated"
+    assert plan.artefact_args("fig9") == "--dynamic dynamic-calibrated --evalset vicuna"
+    assert plan.artefact_args("fig10") == "--dynamic dynamic-calibrated --evalset wizardlm"
+    assert plan.artefact_args("fig6") == "--layers 2,4,6"  # the main model's early checkpoints
+    assert plan.early_checkpoints("tiny10") == [2, 4, 6, 8]
+    # fig12 keeps its own default (the aggressive thresholds), as do the options-free artefacts
+    assert plan.artefact_args("fig12") == "" and plan.artefact_args("table2") == ""
+
+
+def test_report_sections_and_labels_follow_the_paper():
+    assert ARTEFACTS[0] == "fig1" and ARTEFACTS.count("frontier") == 1
+    assert Plan.report_category("headline", "table") == "1. Headline numbers"
+    assert Plan.report_category("frontier", "figure") == "2. Figures"
+    assert Plan.report_category("frontier", "table") == "3. Tables"
+    assert Plan.report_labels("fig1") == {"#": "01", "artefact": "fig1"}
+    labels = [Plan.report_labels(name)["#"] for name in ARTEFACTS]
+    assert labels == sorted(labels) and len(set(labels)) == len(ARTEFACTS)

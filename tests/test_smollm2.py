@@ -94,7 +94,8 @@ def test_converted_model_generates_like_the_gguf(converted):
 def test_final_decoder_on_the_converted_model_equals_generate(converted):
     from transformers import AutoModelForCausalLM
 
-    from lite.decoding import decode, decoder_from_name
+    from lite.decoders.dispatch import decode
+    from lite.decoders.specs import decoder_from_name
 
     _, tokenizer, out = converted
     model = AutoModelForCausalLM.from_pretrained(str(out)).eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lite import tune as tune_module
 from lite.cli import main
 from lite.io import read_jsonl
-from lite.tune import Preempted, TuneConfig, last_checkpoint, parse_layers, parse_weights, tune
+from lite.tune import Preempted, TuneConfig, last_checkpoint, parse_layer_weights, tune
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +103,14 @@ def test_rerun_resumes_from_the_last_checkpoint(workspace, outside):
     root, base, train = workspace
     out = root / f"resume-{outside}"
     ckpts = root / f"ckpts-{outside}" if outside else out / "checkpoints"
-    common = ("--weights", "4:1", "--save-steps", "2", "--logging-steps", "1")
+    common = ("--layer-weights", "4:1", "--save-steps", "2", "--logging-steps", "1")
     if outside:
         common += ("--checkpoint-dir", str(ckpts))
     _run(base, train, out, *common, "--max-steps", "2")
     assert last_checkpoint(ckpts).name == "checkpoint-2"
+    # a save cut short by a kill: newer, but without the trainer state the Trainer writes last
+    (ckpts / "checkpoint-3").mkdir()
+    (ckpts / "checkpoint-3" / "model.safetensors").write_bytes(b"")
     _run(base, train, out, *common, "--max-steps", "4")
     resolved = json.loads((out / "resolved_config.json").read_text())
     assert resolved["resumed_from_step"] == 2
@@ -122,7 +126,7 @@ def test_checkpoints_of_another_run_are_not_resumed(workspace, tmp_path):
     root, base, train = workspace
     other = tmp_path / "other.jsonl"
     other.write_text(train.read_text().replace("Add", "Sum"))
-    ckpts, common = tmp_path / "ckpts", ("--weights", "4:1", "--save-steps", "2", "--max-steps", "2")
+    ckpts, common = tmp_path / "ckpts", ("--layer-weights", "4:1", "--save-steps", "2", "--max-steps", "2")
     _run(base, train, tmp_path / "first", *common, "--checkpoint-dir", str(ckpts))
     # same checkpoint folder, other data: a fresh run of 2 steps, not a resumption at step 2
     _run(base, other, tmp_path / "second", *common, "--checkpoint-dir", str(ckpts))
@@ -228,13 +232,11 @@ def test_weights_resolve_against_the_model_depth():
         TuneConfig(layer_weights={9: 1.0}, max_steps=1).resolved_weights(8)
 
 
-def test_cli_parsers():
-    assert parse_weights("2:1, 4:0.5,8:1") == {2: 1.0, 4: 0.5, 8: 1.0}
-    assert parse_layers("2,4,6,8") == (2, 4, 6, 8)
-    with pytest.raises(ValueError, match="LAYER:WEIGHT"):
-        parse_weights("2=1")
-    with pytest.raises(ValueError, match="comma-separated"):
-        parse_layers("2,x")
+def test_layer_weights_option():
+    assert parse_layer_weights("2:1, 4:0.5,8:1") == {2: 1.0, 4: 0.5, 8: 1.0}
+    for bad in ("2=1", "2:x", "2:1,"):
+        with pytest.raises(argparse.ArgumentTypeError, match="LAYER:WEIGHT"):
+            parse_layer_weights(bad)
 
 
 def test_zero3_config_without_16bit_gathering_is_refused(tmp_path, workspace):

@@ -16,9 +16,8 @@ import torch
 
 from lite.datasets import validate_train_record
 from lite.io import InputError, read_numbered, where
+from lite.loss import IGNORE_INDEX
 from lite.prompts import render_prompt, template_of
-
-IGNORE_INDEX = -100  # label of positions the loss skips (torch's cross_entropy default)
 
 
 def encode_prompt(tokenizer, record: dict) -> list[int]:
@@ -162,7 +161,13 @@ class CorpusDataset(TrainDataset):
 
 @dataclass
 class PaddingCollator:
-    """Right-pad a batch: input_ids with ``pad_id``, labels with -100; attention_mask marks real tokens."""
+    """Right-pad a batch: input_ids with ``pad_id``, labels with -100; attention_mask marks real tokens.
+
+    Not transformers' ``DataCollatorForSeq2Seq``: it makes the same tensors only for a tokenizer
+    that pads on the right, and LLaMA's and Gemma's tokenizers pad on the left, which would move
+    every example's tokens (and positions) per model family; ``tests/test_data.py`` compares the
+    two on real batches.
+    """
 
     pad_id: int
 

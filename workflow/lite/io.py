@@ -5,14 +5,17 @@ Nothing here imports torch, so the analysis, judging and report stages stay ligh
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+Number = TypeVar("Number", int, float)
 
 
 class SetupError(Exception):
@@ -34,6 +37,40 @@ def where(path: str | os.PathLike | None, line: int | None = None, field: str | 
     if field is not None:
         parts.append(f"field {field!r}")
     return " ".join(parts)
+
+
+def _numbers(text: str, kind: Callable[[str], Number]) -> tuple[Number, ...]:
+    """``"2,4,6"`` -> ``(2, 4, 6)``; blank items are ignored. ``ValueError`` says what is wrong."""
+    try:
+        values = tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        noun = "integers" if kind is int else "numbers"
+        raise ValueError(f"expected comma-separated {noun}, got {text!r}") from None
+    if not values:
+        raise ValueError("give at least one value")
+    return values
+
+
+def number_list(text: str, what: str, kind: Callable[[str], Number] = int) -> tuple[Number, ...]:
+    """The one parser of comma-separated numbers (layers, batch sizes, bins): a bad item or an
+    empty list is an ``InputError`` naming ``what`` (a flag or config key)."""
+    try:
+        return _numbers(text, kind)
+    except ValueError as err:
+        raise InputError(f"{what}: {err}") from None
+
+
+def number_list_type(kind: Callable[[str], Number] = int) -> Callable[[str], tuple[Number, ...]]:
+    """``number_list`` as an argparse ``type=``: a bad value is a usage error, which argparse
+    prefixes with the flag's name."""
+
+    def parse(text: str) -> tuple[Number, ...]:
+        try:
+            return _numbers(text, kind)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return parse
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # label of positions the loss skips (prompt, padding); torch's cross_entropy default
 
 
 # ---- weighting schemes: one signature, (ascending exit layers incl. N) -> {layer: weight} ----

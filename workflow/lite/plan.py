@@ -21,6 +21,8 @@ FIGURES += ["frontier"]
 TABLES += ["frontier"]
 # The run's headline numbers beside the paper's: the report's first page.
 TABLES += ["headline"]
+# Every figure and table name (``frontier`` is both), in the report's order.
+ARTEFACTS = list(dict.fromkeys(FIGURES + TABLES))
 BASELINES = ["random-half", "random-k", "sequential"]
 NO_REFERENCE_SOURCES = ("vicuna", "koala", "wizardlm", "selfinstruct")
 
@@ -144,8 +146,12 @@ class Plan:
     def tunings(self, model: str) -> list[str]:
         return list(self.config["models"][model]["tunings"])
 
+    def early_checkpoints(self, model: str) -> list[int]:
+        """The checkpoints below the final layer: where a token can exit early."""
+        return self.checkpoints(model)[:-1]
+
     def fixed_decoders(self, model: str) -> list[str]:
-        return [f"fixed-L{k}" for k in self.checkpoints(model)[:-1]]
+        return [f"fixed-L{k}" for k in self.early_checkpoints(model)]
 
     def decoders(self, model: str, tuning: str) -> list[str]:
         """Decoders generated for (model, tuning): the main model gets the full set."""
@@ -303,6 +309,18 @@ class Plan:
             )
         raise ConfigError(f"unknown artefact {name!r}; known: {', '.join(FIGURES + TABLES)}")
 
+    def artefact_args(self, name: str) -> str:
+        """``lite figure``/``lite table`` options of one artefact: the reported dynamic decoder, the
+        eval set of a per-category figure, the layers of a calibration figure."""
+        args = []
+        if name in ("fig1", "fig7", "fig8", "fig9", "fig10", "table1", "table3", "headline"):
+            args.append(f"--dynamic {self.dynamic}")
+        if name in ("fig9", "fig10"):
+            args.append(f"--evalset {self.category_evalset(name)}")
+        if name in ("fig6", "fig11", "fig15"):
+            args.append(f"--layers {','.join(map(str, self.early_checkpoints(self.main)))}")
+        return " ".join(args)
+
     def category_evalset(self, name: str) -> str:
         """fig9 shows the first eval set's categories (Vicuna's role), fig10 the third (WizardLM's)."""
         index = 0 if name == "fig9" or len(self.evalsets) < 3 else 2
@@ -326,7 +344,7 @@ class Plan:
             "frontier": bool(self.sweep()),
             "headline": {"it", "lite"} <= main_tunings,
         }
-        return _unique([a for a in FIGURES + TABLES if needs.get(a, True)])
+        return [a for a in ARTEFACTS if needs.get(a, True)]
 
     def all_targets(self) -> list[str]:
         """Every artefact, plus every judged pair (some decoders appear in no figure)."""
@@ -337,6 +355,19 @@ class Plan:
         # Table 5 needs people's ratings, so it joins `all` only once the config names raters.
         table5 = [TABLE5] if (self.config.get("human") or {}).get("raters") else []
         return figures + tables + _unique(judgments) + table5
+
+    # ---- the Snakemake report
+    @staticmethod
+    def report_category(name: str, kind: str) -> str:
+        """The report section of a figure or table; the headline numbers open the report."""
+        if name == "headline":
+            return "1. Headline numbers"
+        return "2. Figures" if kind == "figure" else "3. Tables"
+
+    @staticmethod
+    def report_labels(name: str) -> dict[str, str]:
+        """Report labels: a number that sorts the artefacts in the paper's order, then the name."""
+        return {"#": f"{ARTEFACTS.index(name) + 1:02d}", "artefact": name}
 
     # ---- human ratings (Table 5; workflow/rules/human.smk, lite.human)
     def table5_inputs(self) -> dict[str, Any]:

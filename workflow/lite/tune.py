@@ -24,6 +24,7 @@ SLURM: ask for the signal early enough to save a checkpoint (``#SBATCH --signal=
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -39,10 +40,13 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from lite.architectures import exit_modules
 from lite.data import CorpusDataset, PaddingCollator, TrainDataset
-from lite.io import atomic_write, read_jsonl, save_resolved_config, write_jsonl
+from lite.flags import setting
+from lite.io import InputError, atomic_write, read_jsonl, save_resolved_config, write_jsonl
 from lite.loss import SCHEMES, lite_loss, resolve_layer_weights
 from lite.modeling import decoder_layer_count, load_model, load_tokenizer, save_tokenizer
 
@@ -50,58 +54,100 @@ logger = logging.getLogger(__name__)
 
 SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
 DATA_FORMATS = ("instruction", "text")
-CHECKPOINT_PREFIX = "checkpoint-"
+
+
+def parse_layer_weights(text: str) -> dict[int, float]:
+    """``"2:1,4:1,8:1"`` -> ``{2: 1.0, 4: 1.0, 8: 1.0}``: the ``--layer-weights`` option's type."""
+    weights = {}
+    for item in text.split(","):
+        layer, sep, weight = item.strip().partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            weights[int(layer)] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not LAYER:WEIGHT with numbers") from None
+    return weights
 
 
 @dataclass
 class TuneConfig:
     """Settings of one tuning run. Give either ``layer_weights`` or ``scheme`` (+ ``layers``)."""
 
-    layer_weights: dict[int, float] | None = None  # explicit {layer: weight}; IT is {N: 1}
-    scheme: str | None = None  # uniform (paper LITE) | linear (weighted LITE) | final_only (IT)
-    layers: tuple[int, ...] = ()  # exits for a scheme; the final layer N is always added
-    max_steps: int | None = None  # optimizer steps; exactly one of max_steps / epochs
-    epochs: float | None = None  # the paper: 3 epochs IT (Alpaca recipe), 5 for LITE
-    batch_size: int = 4  # per device; effective batch = batch_size * grad_accum * devices
-    grad_accum: int = 1  # Alpaca used an effective batch of 128
-    lr: float = 2e-5  # peak learning rate (Alpaca: 2e-5 for 7B; the tiny model wants ~2e-3)
-    warmup_ratio: float = 0.03  # share of steps with linear warm-up (Alpaca: 0.03)
-    scheduler: str = "cosine"  # decay after warm-up: cosine | linear | constant_with_warmup
-    weight_decay: float = 0.0  # AdamW decoupled weight decay (Alpaca: 0)
-    max_grad_norm: float = 1.0  # gradient clipping; keeps early tiny-model steps stable
-    max_length: int = 512  # tokens per example (Alpaca's recipe); longer ones are cut from the right
-    seed: int = 0  # model-independent randomness: data order, dropout
-    bf16: bool = False  # bf16 autocast; GPUs only: CPUs without bf16 units emulate it, 13-58x slower
-    deepspeed: str | None = None  # DeepSpeed JSON config path (ZeRO), for multi-GPU runs
-    threads: int | None = None  # torch intra-op threads on CPU; None leaves torch's default
-    logging_steps: int = 10  # log (and write train_log.jsonl) every this many steps
-    save_steps: int = 500  # checkpoint every this many steps (besides on SIGTERM)
-    save_total_limit: int = 1  # checkpoints kept; 1 is enough to resume and saves disk
-    chunk_size: int | None = None  # head+CE over this many positions at a time, checkpointed
-    fused_head: bool = False  # head+CE gradients made in the forward pass, chunk by chunk (not ZeRO-3)
-    skip_long_prompts: bool = False  # drop (and log) examples whose prompt fills max_length; else an error
-    # instruction: Alpaca records, loss on the response; text: {"text"} rows, loss on every token
-    # (pretraining a base model: the same trainer, checkpoints and resume)
-    data_format: str = "instruction"
+    layer_weights: dict[int, float] | None = setting(
+        None,
+        help="explicit weights LAYER:W,... e.g. 2:1,4:1,8:1; standard IT is N:1",
+        parse=parse_layer_weights,
+    )
+    scheme: str | None = setting(
+        None,
+        help="layer weighting: uniform (the paper's LITE), linear (weighted LITE), final_only (IT)",
+        choices=SCHEMES,
+    )
+    layers: tuple[int, ...] = setting(
+        (), help="exit layers of a scheme, e.g. 2,4,6,8 (the final layer N is always added)"
+    )
+    max_steps: int | None = setting(None, help="optimizer steps (or give epochs)")
+    epochs: float | None = setting(
+        None, help="passes over the training set; the paper: 3 for IT (Alpaca's recipe), 5 for LITE"
+    )
+    batch_size: int = setting(
+        4, help="examples per device per micro-batch; effective batch = batch_size x grad_accum x devices"
+    )
+    grad_accum: int = setting(1, help="micro-batches per optimizer step (Alpaca: an effective batch of 128)")
+    lr: float = setting(2e-5, help="peak learning rate (Alpaca: 2e-5 for 7B; the tiny model wants ~2e-3)")
+    warmup_ratio: float = setting(0.03, help="share of steps in linear warm-up (Alpaca: 0.03)")
+    scheduler: str = setting("cosine", help="decay after warm-up", choices=SCHEDULERS)
+    weight_decay: float = setting(0.0, help="AdamW decoupled weight decay (Alpaca: 0)")
+    max_grad_norm: float = setting(1.0, help="gradient clipping norm; keeps early tiny-model steps stable")
+    max_length: int = setting(
+        512, help="tokens per example (Alpaca's recipe); longer ones are cut from the right"
+    )
+    seed: int = setting(0, help="seed of the model-independent randomness: data order, dropout")
+    bf16: bool = setting(
+        False, help="bf16 autocast; GPUs only: CPUs without bf16 units emulate it, 13-58x slower"
+    )
+    deepspeed: str | None = setting(
+        None, help="DeepSpeed JSON config (ZeRO) for multi-GPU runs; stage 3 needs 16-bit gathering on save"
+    )
+    threads: int | None = setting(None, help="torch intra-op threads on CPU (default: torch's choice)")
+    logging_steps: int = setting(10, help="log (and write train_log.jsonl) every this many steps")
+    save_steps: int = setting(500, help="checkpoint every this many steps (besides on SIGTERM)")
+    save_total_limit: int = setting(1, help="checkpoints kept; 1 is enough to resume and saves disk")
+    chunk_size: int | None = setting(
+        None, help="LM head + CE over chunks of this many positions, checkpointed (saves memory)"
+    )
+    fused_head: bool = setting(
+        False, help="LM head + CE gradients made in the forward pass, in chunk_size chunks (not with ZeRO-3)"
+    )
+    skip_long_prompts: bool = setting(
+        False, help="drop (and log) examples whose prompt fills max_length instead of failing"
+    )
+    data_format: str = setting(
+        "instruction",
+        help="instruction: Alpaca records, loss on the response; text: {text} rows, loss on every "
+        "token (pretraining a base model: the same trainer, checkpoints and resume)",
+        choices=DATA_FORMATS,
+    )
 
     def __post_init__(self) -> None:
         if (self.layer_weights is None) == (self.scheme is None):
-            raise ValueError("TuneConfig: give exactly one of layer_weights or scheme")
+            raise InputError("TuneConfig: give exactly one of layer_weights or scheme")
         if self.scheme is not None and self.scheme not in SCHEMES:
-            raise ValueError(f"TuneConfig.scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
+            raise InputError(f"TuneConfig.scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
         if self.layer_weights is not None:
             if self.layers:
-                raise ValueError("TuneConfig.layers goes with a scheme, not with layer_weights")
+                raise InputError("TuneConfig.layers goes with a scheme, not with layer_weights")
             self.layer_weights = {int(k): float(v) for k, v in self.layer_weights.items()}
         self.layers = tuple(int(layer) for layer in self.layers)
         if any(layer < 1 for layer in self.layers):
-            raise ValueError(f"TuneConfig.layers must be >= 1 (layers are 1-indexed), got {self.layers}")
+            raise InputError(f"TuneConfig.layers must be >= 1 (layers are 1-indexed), got {self.layers}")
         if (self.max_steps is None) == (self.epochs is None):
-            raise ValueError("TuneConfig: give exactly one of max_steps or epochs")
+            raise InputError("TuneConfig: give exactly one of max_steps or epochs")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"TuneConfig.max_steps must be >= 1, got {self.max_steps}")
+            raise InputError(f"TuneConfig.max_steps must be >= 1, got {self.max_steps}")
         if self.epochs is not None and not self.epochs > 0:
-            raise ValueError(f"TuneConfig.epochs must be > 0, got {self.epochs}")
+            raise InputError(f"TuneConfig.epochs must be > 0, got {self.epochs}")
         for name in (
             "batch_size",
             "grad_accum",
@@ -111,28 +157,28 @@ class TuneConfig:
             "save_total_limit",
         ):
             if getattr(self, name) < 1:
-                raise ValueError(f"TuneConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"TuneConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("threads", "chunk_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"TuneConfig.{name} must be >= 1 or None, got {getattr(self, name)}")
+                raise InputError(f"TuneConfig.{name} must be >= 1 or None, got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"TuneConfig.lr must be > 0, got {self.lr}")
+            raise InputError(f"TuneConfig.lr must be > 0, got {self.lr}")
         if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"TuneConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            raise InputError(f"TuneConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0:
-            raise ValueError(f"TuneConfig.weight_decay must be >= 0, got {self.weight_decay}")
+            raise InputError(f"TuneConfig.weight_decay must be >= 0, got {self.weight_decay}")
         if self.max_grad_norm <= 0:
-            raise ValueError(f"TuneConfig.max_grad_norm must be > 0, got {self.max_grad_norm}")
+            raise InputError(f"TuneConfig.max_grad_norm must be > 0, got {self.max_grad_norm}")
         if self.scheduler not in SCHEDULERS:
-            raise ValueError(
+            raise InputError(
                 f"TuneConfig.scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}"
             )
         if self.data_format not in DATA_FORMATS:
-            raise ValueError(
+            raise InputError(
                 f"TuneConfig.data_format must be one of {', '.join(DATA_FORMATS)}, got {self.data_format!r}"
             )
         if self.deepspeed is not None and not Path(self.deepspeed).is_file():
-            raise ValueError(f"TuneConfig.deepspeed: no such file {self.deepspeed}")
+            raise InputError(f"TuneConfig.deepspeed: no such file {self.deepspeed}")
 
     def resolved_weights(self, n_layers: int) -> dict[int, float]:
         """The validated ``{layer: weight}`` for a model with ``n_layers`` decoder layers."""
@@ -267,19 +313,9 @@ class Preempted(RuntimeError):
 
 
 def last_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint (``trainer_state.json`` is written last) under ``folder``."""
-    if not folder.is_dir():
-        return None
-    steps = []
-    for child in folder.iterdir():
-        suffix = child.name.removeprefix(CHECKPOINT_PREFIX)
-        if (
-            child.name.startswith(CHECKPOINT_PREFIX)
-            and suffix.isdigit()
-            and (child / "trainer_state.json").is_file()
-        ):
-            steps.append((int(suffix), child))
-    return max(steps)[1] if steps else None
+    """The newest checkpoint under ``folder``, or None (``transformers``' own search)."""
+    found = get_last_checkpoint(folder) if folder.is_dir() else None
+    return None if found is None else Path(found)
 
 
 # Settings that may change between a run and its resumption: how long it goes on (raising
@@ -310,15 +346,29 @@ def _file_digest(path: Path) -> bytes:
         return hashlib.file_digest(handle, "sha256").digest()
 
 
-def _stale_checkpoints(ckpt_dir: Path, fingerprint: str) -> bool:
-    """True when ``ckpt_dir`` holds checkpoints of another run (or of one that recorded no fingerprint)."""
-    if last_checkpoint(ckpt_dir) is None:
-        return False
+def unusable_checkpoints(ckpt_dir: Path, fingerprint: str) -> list[Path]:
+    """The checkpoints in ``ckpt_dir`` a run must not resume: all of them when they belong to another
+    run (or to one that recorded no fingerprint), else those whose save was cut short.
+
+    The Trainer writes ``trainer_state.json`` last, so a checkpoint without it is a save that a kill
+    interrupted; once it is gone, the newest checkpoint is the last complete one.
+    """
+    checkpoints = [path for path in ckpt_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if path.is_dir()]
+    if not checkpoints:
+        return []
     try:
         recorded = json.loads((ckpt_dir / RUN_FILE).read_text(encoding="utf-8"))["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError):
-        return True
-    return recorded != fingerprint
+        recorded = None
+    if recorded != fingerprint:
+        logger.warning(
+            "%s holds checkpoints of another run (other base, data or settings): starting afresh", ckpt_dir
+        )
+        return checkpoints
+    cut_short = [path for path in checkpoints if not (path / TRAINER_STATE_NAME).is_file()]
+    for path in cut_short:
+        logger.warning("%s has no %s (its save was cut short): removed", path, TRAINER_STATE_NAME)
+    return cut_short
 
 
 def _barrier() -> None:
@@ -409,22 +459,18 @@ def tune(
     # A rerun after its inputs changed (new data, base or loss) must start afresh: resuming another
     # run's checkpoint would fail on a shape mismatch at best, and silently mix two runs at worst.
     fingerprint = run_fingerprint(base, train, config)
-    stale = _stale_checkpoints(ckpt_dir, fingerprint)
+    unusable = unusable_checkpoints(ckpt_dir, fingerprint)
     _barrier()  # every rank has looked before rank 0 changes anything
-    if stale:
-        logger.warning(
-            "%s holds checkpoints of another run (other base, data or settings): starting afresh", ckpt_dir
-        )
     if _rank() == 0:
-        for old in ckpt_dir.glob(CHECKPOINT_PREFIX + "*") if stale else ():
+        for old in unusable:
             shutil.rmtree(old)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(ckpt_dir / RUN_FILE) as handle:
             json.dump({"fingerprint": fingerprint, "base": str(base), "train": str(train)}, handle)
     _barrier()
-    resume = None if stale else last_checkpoint(ckpt_dir)
+    resume = last_checkpoint(ckpt_dir)
     resume_step = (
-        0 if resume is None else json.loads((resume / "trainer_state.json").read_text())["global_step"]
+        0 if resume is None else json.loads((resume / TRAINER_STATE_NAME).read_text())["global_step"]
     )
     preemption = PreemptionCallback()
     trainer = LiteTrainer(
@@ -502,25 +548,3 @@ def _check_deepspeed_config(path: str, fused_head: bool) -> None:
             f"{path}: ZeRO stage 3 needs zero_optimization.stage3_gather_16bit_weights_on_model_save=true, "
             "otherwise the final model folder would hold no usable weights"
         )
-
-
-def parse_weights(text: str) -> dict[int, float]:
-    """``"2:1,4:1,8:1"`` -> ``{2: 1.0, 4: 1.0, 8: 1.0}``."""
-    weights = {}
-    for item in text.split(","):
-        layer, sep, weight = item.strip().partition(":")
-        if not sep:
-            raise ValueError(f"--weights item {item!r} is not LAYER:WEIGHT")
-        try:
-            weights[int(layer)] = float(weight)
-        except ValueError:
-            raise ValueError(f"--weights item {item!r} is not LAYER:WEIGHT with numbers") from None
-    return weights
-
-
-def parse_layers(text: str) -> tuple[int, ...]:
-    """``"2,4,6,8"`` -> ``(2, 4, 6, 8)``."""
-    try:
-        return tuple(int(item) for item in text.split(",") if item.strip())
-    except ValueError:
-        raise ValueError(f"--layers {text!r} is not a comma-separated list of integers") from None

@@ -4,9 +4,14 @@
 import json
 import re
 
+import lite.decoders.specs
+import lite.download
+import lite.human.settings
 import lite.judge
+import lite.judge.openai_compat
 import lite.plan
 import lite.shards
+from lite.flags import flag_args
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -35,16 +40,15 @@ def _alternatives(names):
 
 wildcard_constraints:
     model=_alternatives(PLAN.models),
-    tuning="it|lite|lite_weighted",
+    tuning=_alternatives(config["tunings"]),
     evalset=_alternatives([*PLAN.evalsets, lite.plan.CALIBRATION_SET]),
-    decoder=r"final|fixed-L\d+|dynamic-(paper|aggressive|calibrated|x\d+(\.\d+)?)|random-half|random-k|sequential",
-    judge="reference|claude",
-    source="alpaca|vicuna|koala|wizardlm|selfinstruct",
+    decoder=lite.decoders.specs.WORKFLOW_DECODERS,
+    source=_alternatives(lite.download.SOURCES),
     pair=r"[a-z_]+\.[A-Za-z0-9.-]+~[a-z_]+\.[A-Za-z0-9.-]+",
-    artefact=_alternatives(dict.fromkeys([*lite.plan.FIGURES, *lite.plan.TABLES])),
+    artefact=_alternatives(lite.plan.ARTEFACTS),
     shard=r"\d+",
     nshards=str(SHARDS),
-    calibrated_kind="calibrated|aggressive",
+    calibrated_kind=_alternatives(PLAN.calibrated_kinds()),
 
 
 def all_targets():
@@ -61,6 +65,14 @@ def data_source(wildcards):
     if wildcards.evalset == lite.plan.CALIBRATION_SET:
         return config["data"]["calibration"]
     return config["data"]["eval"][wildcards.evalset]
+
+
+def eval_source_file(wildcards):
+    return source_file(data_source(wildcards))
+
+
+def eval_source_args(wildcards):
+    return source_args(data_source(wildcards))
 
 
 def source_args(source):
@@ -88,6 +100,11 @@ def path_arg(wildcards, input):
     return f"--path {input[0]}" if len(input) else ""
 
 
+def corpus_args(wildcards):
+    """Flags of ``data.corpus``, read only for a prepare_corpus job (configs without a corpus have none)."""
+    return flag_args(config["data"]["corpus"])
+
+
 def init_model_inputs(wildcards):
     """The train set (the tokenizer learns from it) and, for a pretrained tiny model, the corpus."""
     inputs = {"train": "results/data/train.jsonl"}
@@ -97,27 +114,20 @@ def init_model_inputs(wildcards):
 
 
 def init_model_args(wildcards):
-    return " ".join(
-        f"--{key.replace('_', '-')} {value}"
-        for key, value in config["models"][wildcards.model]["base"].items()
-        if key != "n_layers"
-    )
-
-
-def flag_args(settings):
-    """``--key value`` flags of a config section (None values left out, booleans as bare flags)."""
-    flags = []
-    for key, value in settings.items():
-        if value is None or value is False:
-            continue
-        flags.append(
-            f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}")
-        )
-    return " ".join(flags)
+    base = config["models"][wildcards.model]["base"]
+    return flag_args({key: value for key, value in base.items() if key != "n_layers"})
 
 
 def checkpoints_arg(wildcards):
     return ",".join(map(str, PLAN.checkpoints(wildcards.model)))
+
+
+def early_checkpoints_arg(wildcards):
+    return ",".join(map(str, PLAN.early_checkpoints(wildcards.model)))
+
+
+def calibration_target(wildcards):
+    return PLAN.calibrated_kinds()[wildcards.calibrated_kind]
 
 
 def decoder_inputs(wildcards):
@@ -192,55 +202,78 @@ def artefact_inputs(wildcards):
 
 
 def artefact_args(wildcards):
-    """Options of one figure or table: which dynamic decoder, eval set and layers it shows."""
-    name = wildcards.artefact
-    args = []
-    if name in (
-        "fig1",
-        "fig7",
-        "fig8",
-        "fig9",
-        "fig10",
-        "table1",
-        "table3",
-        "headline",
-    ):
-        args.append(f"--dynamic {PLAN.dynamic}")
-    if name in ("fig9", "fig10"):
-        args.append(f"--evalset {PLAN.category_evalset(name)}")
-    if name in ("fig6", "fig11", "fig15"):
-        args.append(f"--layers {','.join(map(str, PLAN.checkpoints(PLAN.main)[:-1]))}")
-    return " ".join(args)
-
-
-def artefact_caption(kind):
-    """The artefact's caption (its function's docstring) for the Snakemake report."""
-
-    def caption(wildcards):
-        import lite.report
-
-        return lite.report.caption(wildcards.artefact, kind)
-
-    return caption
+    return PLAN.artefact_args(wildcards.artefact)
 
 
 def artefact_labels(wildcards):
-    """Report labels: a number that sorts the artefacts in the paper's order, then the name."""
-    order = list(dict.fromkeys([*lite.plan.FIGURES, *lite.plan.TABLES]))
-    return {
-        "#": f"{order.index(wildcards.artefact) + 1:02d}",
-        "artefact": wildcards.artefact,
-    }
+    return lite.plan.Plan.report_labels(wildcards.artefact)
+
+
+def figure_category(wildcards):
+    return lite.plan.Plan.report_category(wildcards.artefact, "figure")
 
 
 def table_category(wildcards):
-    return "1. Headline numbers" if wildcards.artefact == "headline" else "3. Tables"
+    return lite.plan.Plan.report_category(wildcards.artefact, "table")
 
 
-# ---- bench (workflow/rules/bench.smk)
+# lite.report loads matplotlib: imported by the caption functions, so that only a DAG with figure
+# or table jobs pays for it.
+def figure_caption(wildcards):
+    """The figure's caption in the Snakemake report: its function's docstring (lite.report)."""
+    import lite.report
+
+    return lite.report.caption(wildcards.artefact, "figure")
 
 
-def bench_inputs(wildcards):
+def table_caption(wildcards):
+    """The table's caption in the Snakemake report: its function's docstring (lite.report)."""
+    import lite.report
+
+    return lite.report.caption(wildcards.artefact, "table")
+
+
+# ---- human ratings (workflow/rules/human.smk)
+
+
+def second_judge_args(wildcards):
+    return lite.judge.openai_compat.second_cli_args(config)
+
+
+def table5_inputs(wildcards):
+    return lite.human.settings.table5_rule_inputs(PLAN)
+
+
+def table5_args(wildcards):
+    return lite.human.settings.table5_rule_args(PLAN)
+
+
+# ---- tuning (tune.smk) ----
+
+
+def corpus_arg(wildcards, input):
+    return f"--corpus {input.corpus}" if "corpus" in input.keys() else ""
+
+
+def tuning_base(wildcards):
+    return PLAN.tuning_base(wildcards.model)
+
+
+def tuning_scheme(wildcards):
+    return config["tunings"][wildcards.tuning]["scheme"]
+
+
+def tuning_max_steps(wildcards):
+    """The tuning's own max_steps, else the shared train.max_steps."""
+    return config["tunings"][wildcards.tuning].get(
+        "max_steps", config["train"]["max_steps"]
+    )
+
+
+# ---- latency benchmark (latency.smk) ----
+
+
+def latency_inputs(wildcards):
     """The LITE model, the prompts and, for the acceptance table, the main model's other tunings."""
     main = PLAN.main
     inputs = {
@@ -255,7 +288,8 @@ def bench_inputs(wildcards):
     return inputs
 
 
-def bench_compare_args(wildcards, input):
+def latency_compare_args(wildcards, input):
+    """``--compare NAME=DIR`` for each of the main model's other tunings."""
     return " ".join(
         f"--compare {name.removeprefix('compare_')}={path}"
         for name, path in input.items()
@@ -263,10 +297,20 @@ def bench_compare_args(wildcards, input):
     )
 
 
-def bench_thresholds(wildcards):
+def latency_thresholds_arg(wildcards):
     """``--thresholds``: the calibrated file, or the named configured set as quoted JSON."""
     name = config["bench"]["thresholds"]
     if name in PLAN.calibrated_kinds():
         return PLAN.thresholds(PLAN.main, name)
     values = config["models"][PLAN.main]["thresholds"][name]
     return f"'{json.dumps(values, sort_keys=True)}'"
+
+
+def latency_checkpoints_arg(wildcards):
+    return ",".join(map(str, PLAN.checkpoints(PLAN.main)))
+
+
+def latency_category_arg(wildcards):
+    """``--category C`` where bench.category names one; nothing decodes every category."""
+    category = config["bench"].get("category")
+    return f"--category {category}" if category else ""

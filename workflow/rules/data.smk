@@ -53,14 +53,14 @@ rule prepare_corpus:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=resource("cpu", "runtime"),
     params:
-        args=lambda wildcards: flag_args(config["data"]["corpus"]),
+        args=corpus_args,
     shell:
         "lite prepare-corpus {params.args} --out {output} > {log} 2>&1"
 
 
 rule prepare_eval:
     input:
-        lambda wildcards: source_file(data_source(wildcards)),
+        eval_source_file,
     output:
         "results/data/eval/{evalset}.jsonl",
     log:
@@ -74,7 +74,7 @@ rule prepare_eval:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=resource("cpu", "runtime"),
     params:
-        source=lambda wildcards: source_args(data_source(wildcards)),
+        source=eval_source_args,
         path=path_arg,
     shell:
         "lite prepare-eval {params.source} {params.path} --name {wildcards.evalset}"

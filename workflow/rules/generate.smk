@@ -141,10 +141,8 @@ rule calibrated_thresholds:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=resource("cpu", "runtime"),
     params:
-        layers=lambda wildcards: ",".join(
-            map(str, PLAN.checkpoints(wildcards.model)[:-1])
-        ),
-        target=lambda wildcards: PLAN.calibrated_kinds()[wildcards.calibrated_kind],
+        layers=early_checkpoints_arg,
+        target=calibration_target,
         min_count=config["calibration"].get("min_count", 20),
         bin_width=config["calibration"].get("bin_width", 0.05),
     shell:

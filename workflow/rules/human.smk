@@ -32,14 +32,14 @@ rule judge_second:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=resource("cpu", "runtime"),
     params:
-        args=lambda wildcards: lite.judge.openai_compat.second_cli_args(config),
+        args=second_judge_args,
     shell:
         "lite judge {params.args} --a {input.a} --b {input.b} --out {output} > {log} 2>&1"
 
 
 rule table5:
     input:
-        unpack(lambda wildcards: lite.human.settings.table5_rule_inputs(PLAN)),
+        unpack(table5_inputs),
     output:
         csv="results/tables/table5.csv",
         md="results/tables/table5.md",
@@ -54,7 +54,7 @@ rule table5:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=resource("cpu", "runtime"),
     params:
-        args=lambda wildcards: lite.human.settings.table5_rule_args(PLAN),
+        args=table5_args,
     shell:
         "lite table5 --db {input.db} --judgments {input.judgments} {params.args} "
         "--out {output.csv} > {log} 2>&1"

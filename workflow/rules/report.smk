@@ -7,8 +7,8 @@ rule figure:
     output:
         pdf=report(
             "results/figures/{artefact}.pdf",
-            caption="../report/figure.rst",
-            category="2. Figures",
+            caption="../report/artefact.rst",
+            category=figure_category,
             labels=artefact_labels,
         ),
         png="results/figures/{artefact}.png",
@@ -24,7 +24,7 @@ rule figure:
         runtime=resource("cpu", "runtime"),
     params:
         args=artefact_args,
-        caption=artefact_caption("figure"),
+        caption=figure_caption,
     shell:
         "lite figure {wildcards.artefact} --out {output.pdf} {params.args} {input} > {log} 2>&1"
 
@@ -35,7 +35,7 @@ rule table:
     output:
         csv=report(
             "results/tables/{artefact}.csv",
-            caption="../report/table.rst",
+            caption="../report/artefact.rst",
             category=table_category,
             labels=artefact_labels,
         ),
@@ -52,6 +52,6 @@ rule table:
         runtime=resource("cpu", "runtime"),
     params:
         args=artefact_args,
-        caption=artefact_caption("table"),
+        caption=table_caption,
     shell:
         "lite table {wildcards.artefact} --out {output.csv} {params.args} {input} > {log} 2>&1"

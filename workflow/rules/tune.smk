@@ -19,9 +19,7 @@ rule init_model:
         runtime=resource("generate", "runtime"),
     params:
         args=init_model_args,
-        corpus=lambda wildcards, input: (
-            f"--corpus {input.corpus}" if "corpus" in input.keys() else ""
-        ),
+        corpus=corpus_arg,
     shell:
         "lite init-model {params.args} --train {input.train} {params.corpus} --out {output} > {log} 2>&1"
 
@@ -55,7 +53,7 @@ rule pretrain:
 
 rule tune:
     input:
-        base=lambda wildcards: PLAN.tuning_base(wildcards.model),
+        base=tuning_base,
         train="results/data/train.jsonl",
     output:
         directory("results/{model}/tuned/{tuning}"),
@@ -71,19 +69,17 @@ rule tune:
         runtime=resource("tune", "runtime"),
         gpu=resource("tune", "gpus", 0),
     params:
-        scheme=lambda wildcards: config["tunings"][wildcards.tuning]["scheme"],
-        max_steps=lambda wildcards: config["tunings"][wildcards.tuning].get(
-            "max_steps", config["train"]["max_steps"]
-        ),
+        scheme=tuning_scheme,
+        max_steps=tuning_max_steps,
         checkpoints=checkpoints_arg,
-        args=" ".join(
-            f"--{key.replace('_', '-')} {value}"
-            for key, value in config["train"].items()
-            if value is not None and not isinstance(value, bool) and key != "max_steps"
-        )
-        + (" --bf16" if config["train"].get("bf16") else "")
-        + (" --skip-long-prompts" if config["train"].get("skip_long_prompts") else "")
-        + (" --fused-head" if config["train"].get("fused_head") else ""),
+        # max_steps comes per tuning (above); the rest of train as flags
+        args=flag_args(
+            {
+                key: value
+                for key, value in config["train"].items()
+                if key != "max_steps"
+            }
+        ),
         launcher=(
             f"torchrun --standalone --nproc-per-node {resource('tune', 'gpus')} -m lite.cli"
             if resource("tune", "gpus", 0) > 1

@@ -11,17 +11,9 @@ and which options it takes; the resolved config is written beside each output.
 
 from __future__ import annotations
 
-import argparse
-import sys
+from functools import partial
 
-from lite import report
 from lite.report import options
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    options.add_arguments(parser, "figure")
-
-
-def run(args: argparse.Namespace) -> None:
-    written = report.build(args.name, "figure", args.inputs, args.out, **options.options_from(args))
-    print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
+add_arguments = partial(options.add_arguments, kind="figure")
+run = partial(options.run, kind="figure")

@@ -7,9 +7,10 @@
         [--shard I --num-shards N] [--device auto|cpu|cuda] [--dtype float32|bfloat16] [--agreement-prompts K]
 
 Decoders: final, fixed-L{k}, dynamic[-paper|-aggressive|-calibrated] (need --thresholds),
-random-half, random-k, sequential (see ``lite.decoding``). The records are written atomically and
-``OUT.config.json`` beside them records the settings that produced them. With ``--num-shards N``
-only records j with j % N == I are decoded (``lite merge-shards`` joins the N files; ``lite.shards``).
+random-half, random-k, sequential, speculative-L{E} (see ``lite.decoders.specs``). The records are
+written atomically and ``OUT.config.json`` beside them records the settings that produced them.
+With ``--num-shards N`` only records j with j % N == I are decoded (``lite merge-shards`` joins the
+N files; ``lite.shards``).
 
 ``--device``/``--dtype`` choose where and in what precision the model, its KV caches and every
 decoder tensor live; the config records both. In float32 the decoders reproduce their references
@@ -25,7 +26,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-from lite.io import InputError
+from lite.io import InputError, number_list
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16")
@@ -90,7 +91,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--device`` and ``--dtype``, shared by ``lite generate``, ``lite trace`` and ``lite bench``."""
+    """``--device`` and ``--dtype``, shared by ``lite generate``, ``lite trace`` and ``lite latency``."""
     parser.add_argument(
         "--device",
         choices=DEVICES,
@@ -193,7 +194,7 @@ def base_config(args: argparse.Namespace, records: list[dict], model, tokenizer)
     import torch
     import transformers
 
-    from lite.decoding import pad_id, stop_ids
+    from lite.decoders.records import pad_id, stop_ids
     from lite.shards import shard_info
 
     config = {
@@ -222,19 +223,14 @@ def base_config(args: argparse.Namespace, records: list[dict], model, tokenizer)
 
 def run(args: argparse.Namespace) -> None:
     device = resolve_device(args, "generate")  # first: a job on the wrong machine ends in seconds
-    from lite.decoding import (
-        RunLabels,
-        agreement_check,
-        decoder_from_name,
-        generate_records,
-        parse_checkpoints,
-        parse_thresholds,
-    )
+    from lite.decoders.agreement import agreement_check
+    from lite.decoders.records import RunLabels, generate_records
+    from lite.decoders.specs import decoder_from_name, parse_thresholds
     from lite.io import save_resolved_config, write_jsonl
 
     if args.agreement_prompts < 0:
         raise InputError(f"--agreement-prompts must be >= 0, got {args.agreement_prompts}")
-    checkpoints = parse_checkpoints(args.checkpoints)
+    checkpoints = number_list(args.checkpoints, "--checkpoints")
     thresholds = None if args.thresholds is None else parse_thresholds(args.thresholds)
     labels = RunLabels(args.model_name, args.tuning, args.evalset_name)
     # Check the decoder name before the (slower) model load, then again against the model's depth.

@@ -10,13 +10,14 @@
         [--api-key-env OPENAI_API_KEY --temperature T --max-tokens-field max_completion_tokens]
 
 The openai judge is the optional second judge (lite.judge.openai_compat): any OpenAI-compatible
-chat endpoint, through the same prompt files, cache and records as Claude.
+chat endpoint, through the same prompt files, cache and records as Claude. The judges' options
+are the fields of ``ClaudeSettings`` and ``OpenAISettings``.
 
 Writes FILE.jsonl (one judgment per id), FILE.jsonl.summary.json, FILE.jsonl.config.json and,
-for Claude, a row in the cost table (default FILE.jsonl.cost.csv). The Claude judge reads its key
-from ANTHROPIC_API_KEY only and honours ANTHROPIC_BASE_URL. By default it sends no sampling
-parameter (API 2026-10-21 has none); repeatability comes from the cache. Exits with status 1,
-after writing everything, when more than --max-failures orders failed after all retries.
+for the API judges, a row in the cost table (default FILE.jsonl.cost.csv). The Claude judge reads
+its key from ANTHROPIC_API_KEY only and honours ANTHROPIC_BASE_URL. By default it sends no
+sampling parameter (API 2026-10-21 has none); repeatability comes from the cache. Exits with
+status 1, after writing everything, when more than --max-failures orders failed after all retries.
 """
 
 from __future__ import annotations
@@ -27,67 +28,26 @@ import json
 import logging
 import sys
 
+from lite.flags import add_setting_arguments, option_name, settings_from_args
 from lite.judge.run import JudgingFailed, judge_files
-from lite.judge.settings import SAMPLING, ClaudeSettings
-
-_DEFAULTS = ClaudeSettings()
+from lite.judge.settings import ClaudeSettings, JudgeSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lite.judge.openai_compat import OpenAISettings
+
     parser.add_argument(
         "--judge", choices=("reference", "claude", "openai"), required=True, help="which judge"
     )
     parser.add_argument("--a", required=True, help="generation records of system A (JSONL)")
     parser.add_argument("--b", required=True, help="generation records of system B (same ids)")
     parser.add_argument("--out", required=True, help="judgment records to write (JSONL)")
-    claude = parser.add_argument_group("Claude judge")
-    claude.add_argument(
-        "--model", default=None, help=f"model id (claude default {_DEFAULTS.model}; openai: required)"
-    )
-    claude.add_argument(
-        "--max-tokens", type=int, default=_DEFAULTS.max_tokens, help="reply budget (%(default)s)"
-    )
-    claude.add_argument(
-        "--prompt", default=_DEFAULTS.prompt, help="prompt under lite/judge/prompts (%(default)s)"
-    )
-    claude.add_argument("--cache-dir", default=_DEFAULTS.cache_dir, help="call cache (%(default)s)")
-    claude.add_argument(
-        "--concurrency", type=int, default=_DEFAULTS.concurrency, help="parallel calls (%(default)s)"
-    )
-    claude.add_argument("--batches", action="store_true", help="use the Message Batches API (half price)")
-    claude.add_argument(
-        "--sampling",
-        choices=tuple(SAMPLING),
-        default=_DEFAULTS.sampling,
-        help="none: send no sampling parameter; temperature0: send temperature 0 with an older API version",
-    )
-    claude.add_argument("--api-version", default=None, help="anthropic-version header (default: the SDK's)")
-    claude.add_argument(
-        "--max-retries", type=int, default=_DEFAULTS.max_retries, help="SDK retries (%(default)s)"
-    )
-    claude.add_argument("--timeout", type=float, default=_DEFAULTS.timeout_s, help="seconds per attempt")
-    claude.add_argument(
-        "--poll-interval",
-        type=float,
-        default=_DEFAULTS.poll_interval_s,
-        help="batches: seconds between polls",
-    )
-    claude.add_argument("--cost-table", default=None, help="CSV to append this run's usage and cost to")
-    second = parser.add_argument_group(
-        "OpenAI-compatible judge (also takes --model, --max-tokens, --prompt, "
-        "--cache-dir, --concurrency, --max-retries, --timeout)"
-    )
-    second.add_argument("--base-url", default=None, help="endpoint up to /v1, e.g. http://127.0.0.1:8000/v1")
-    second.add_argument(
-        "--api-key-env", default=None, help="environment variable holding the key (default: none sent)"
-    )
-    second.add_argument("--temperature", type=float, default=None, help="sent when given (default: not sent)")
-    second.add_argument(
-        "--max-tokens-field",
-        choices=("max_tokens", "max_completion_tokens"),
-        default="max_tokens",
-        help="name of the reply-budget field (%(default)s)",
-    )
+    add_setting_arguments(parser.add_argument_group("Claude judge"), ClaudeSettings)
+    parser.add_argument("--cost-table", default=None, help="CSV to append this run's usage and cost to")
+    shared = [field.name for field in dataclasses.fields(JudgeSettings)]
+    also = ", ".join(option_name(name) for name in shared)
+    second = parser.add_argument_group(f"OpenAI-compatible judge (also takes {also})")
+    add_setting_arguments(second, OpenAISettings, skip=shared)
     parser.add_argument(
         "--max-failures", type=int, default=0, help="failed orders tolerated before exiting 1 (%(default)s)"
     )
@@ -104,38 +64,12 @@ def run(args: argparse.Namespace) -> None:
             sys.exit("lite judge: --judge openai needs --base-url and --model")
         from lite.judge.openai_compat import OpenAIJudge, OpenAISettings
 
-        judge = OpenAIJudge(
-            OpenAISettings(
-                base_url=args.base_url,
-                model=args.model,
-                max_tokens=args.max_tokens,
-                max_tokens_field=args.max_tokens_field,
-                prompt=args.prompt,
-                temperature=args.temperature,
-                api_key_env=args.api_key_env,
-                concurrency=args.concurrency,
-                max_retries=args.max_retries,
-                timeout_s=args.timeout,
-                cache_dir=args.cache_dir,
-            )
-        )
+        judge = OpenAIJudge(settings_from_args(OpenAISettings, args))
         logging.getLogger(__name__).info(
             "openai judge settings: %s", json.dumps(dataclasses.asdict(judge.config))
         )
     if args.judge == "claude":
-        claude = ClaudeSettings(
-            model=args.model or _DEFAULTS.model,
-            max_tokens=args.max_tokens,
-            prompt=args.prompt,
-            sampling=args.sampling,
-            api_version=args.api_version,
-            concurrency=args.concurrency,
-            batches=args.batches,
-            max_retries=args.max_retries,
-            timeout_s=args.timeout,
-            poll_interval_s=args.poll_interval,
-            cache_dir=args.cache_dir,
-        )
+        claude = settings_from_args(ClaudeSettings, args)
         logging.getLogger(__name__).info("claude judge settings: %s", json.dumps(dataclasses.asdict(claude)))
     try:
         summary = judge_files(

@@ -21,6 +21,8 @@ import argparse
 import collections
 import sys
 
+from lite.commands.prepare_train import add_source_arguments, real_source_path, synthetic_records
+
 SOURCES = ("synthetic", "vicuna", "koala", "wizardlm", "selfinstruct", "alpaca")
 
 
@@ -28,30 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, choices=SOURCES, help="where the prompts come from")
     parser.add_argument("--out", required=True, help="output JSONL file")
     parser.add_argument("--name", help="eval set name; synthetic: which mirror to generate (required)")
-    parser.add_argument(
-        "--n",
-        "--limit",
-        dest="n",
-        type=int,
-        help="prompts to generate (synthetic) or keep (real; default all)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="synthetic: generator seed")
-    parser.add_argument("--families", help="synthetic: comma-separated task families (default all)")
-    parser.add_argument("--path", help="real sources: the upstream file (default: download the pinned file)")
-    parser.add_argument(
-        "--download-dir", default="results/data/sources", help="real sources without --path: download folder"
-    )
-    parser.add_argument(
-        "--no-verify",
-        dest="verify",
-        action="store_false",
-        help="--path is data of your own: skip the pinned checksum and record count (logged)",
+    add_source_arguments(
+        parser,
+        items="prompts",
+        real="real",
+        path_help="real sources: the upstream file (default: download the pinned file)",
+        download_help="real sources without --path: download folder",
     )
 
 
 def run(args: argparse.Namespace) -> None:
     from lite.datasets import HELDOUT_FRACTION, alpaca_heldout, load_checked_source, write_eval_records
-    from lite.download import checksum_of, pinned_file
+    from lite.download import checksum_of
     from lite.io import InputError, save_resolved_config
 
     config = {"source": args.source, "name": args.name, "n": args.n, "out": args.out}
@@ -62,27 +52,9 @@ def run(args: argparse.Namespace) -> None:
             raise InputError("--path is for the real sources; synthetic data is generated")
         if args.name is None or args.name not in synthetic.EVAL_SETS:
             raise InputError(f"--source synthetic needs --name, one of {', '.join(synthetic.EVAL_SETS)}")
-        families = (
-            None if args.families is None else [f.strip() for f in args.families.split(",") if f.strip()]
-        )
-        n = synthetic.DEFAULT_SIZES[args.name] if args.n is None else args.n
-        try:
-            spec = synthetic.SyntheticSpec(
-                families=tuple(synthetic.FAMILIES) if families is None else tuple(families),
-                sizes={args.name: n},
-                seed=args.seed,
-            )
-        except ValueError as err:
-            raise InputError(str(err)) from None
-        records = spec.make(args.name)
-        config.update(n=n, seed=args.seed, families=list(spec.families), synthetic=synthetic.describe())
+        records = synthetic_records(args, args.name, config)
     else:
-        if args.families is not None:
-            raise InputError("--families is for --source synthetic")
-        path = pinned_file(args.source, args.download_dir) if args.path is None else args.path
-        if not args.verify:
-            warning = f"prepare-eval: {path} is NOT checked against the pinned {args.source} file"
-            print(warning, file=sys.stderr)
+        path = real_source_path(args, args.source, "prepare-eval")
         if args.source == "alpaca":
             records = alpaca_heldout(
                 load_checked_source("alpaca", path, None, args.verify), args.n, args.seed, path

@@ -12,6 +12,7 @@ each threshold's evidence: positions at or above it, their alignment, its bin's 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from lite import analysis
@@ -50,19 +51,11 @@ def run(args: argparse.Namespace) -> None:
         thresholds, config.target, config.min_count, config.bin_width, evidence
     )
     write_json(args.out, document)
-    save_resolved_config(args.out, {"command": "thresholds", "traces": list(args.traces), **vars_of(config)})
+    settings = {"command": "thresholds", "traces": list(args.traces), **dataclasses.asdict(config)}
+    save_resolved_config(args.out, settings)
     for row in table.itertuples():
         print(
             f"layer {row.layer}: threshold {row.threshold:.4g} ({row.count} positions above, "
             f"alignment {row.alignment:.3f})",
             file=sys.stderr,
         )
-
-
-def vars_of(config: analysis.ThresholdConfig) -> dict:
-    return {
-        "layers": list(config.layers),
-        "target": config.target,
-        "min_count": config.min_count,
-        "bin_width": config.bin_width,
-    }

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     device = resolve_device(args, "trace")  # first: a job on the wrong machine ends in seconds
-    from lite.decoding import RunLabels, trace_records
+    from lite.decoders.records import RunLabels, trace_records
     from lite.io import save_resolved_config, write_jsonl
 
     labels = RunLabels(args.model_name, args.tuning, args.evalset_name)

@@ -401,7 +401,7 @@ def exit_head(model, hidden: torch.Tensor) -> HeadOutput:
         hidden = _rms_norm(hidden, norm.weight, norm.variance_epsilon)
     else:  # Gemma's (1 + w) in float32: its own forward
         hidden = norm(hidden)
-    # the head stays a module call: hooks on it (lite.bench.forbidden) apply to every decoder alike;
+    # the head stays a module call: hooks on it (lite.latency.forbidden) apply to every decoder alike;
     # soft-capped where the family caps its logits (Gemma 2)
     logits = found.head(hidden)  # (batch, vocab)
     tokens = logits.argmax(dim=-1)  # (batch,)

@@ -8,15 +8,12 @@
   decides at each intermediate checkpoint; the final layer always answers. It is the reference a
   cached implementation must reproduce.
 
-Each prompt yields one ``Generation``. Generation of a row stops after an EOS token (kept) or
-``max_new_tokens``; finished rows keep riding along in the batch until all are done, but nothing
-they compute is recorded.
+Each prompt yields one ``Generation`` (``lite.decoders.generation``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
 
 import torch
 
@@ -31,64 +28,17 @@ from lite.decoders.blocks import (
     new_cache,
     run_layers,
 )
+from lite.decoders.generation import Collector, Generation
 from lite.decoders.policies import ExitPolicy
 
 
-@dataclass
-class Generation:
-    """What one prompt produced; lists are per generated token."""
-
-    token_ids: list[int] = field(default_factory=list)
-    exit_layers: list[int] = field(default_factory=list)  # layer whose head produced the token
-    confidences: list[float] = field(default_factory=list)  # that head's max softmax probability
-    heads: list[int] = field(default_factory=list)  # heads computed for the token (FLOP accounting)
-    layer_argmax: list[list[int]] | None = None  # trace only: (T, N)
-    layer_confidence: list[list[float]] | None = None  # trace only: (T, N)
-
-
-class Collector:
-    """Appends each step's outputs to the rows still generating and decides when they stop.
-
-    Per-row state is plain Python (``live``): a decode step reads it once per row, and at batch
-    sizes of a few rows a tensor op costs more than the Python loop.
-    """
-
-    def __init__(self, batch: int, max_new_tokens: int, eos_ids: Collection[int], trace: bool):
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        self.rows = [Generation() for _ in range(batch)]
-        if trace:
-            for row in self.rows:
-                row.layer_argmax, row.layer_confidence = [], []
-        self.live = [True] * batch  # per row: still generating
-        self.max_new_tokens = max_new_tokens
-        self.eos_ids = frozenset(eos_ids)
-
-    def add(self, tokens, layers, confidences, heads, layer_argmax=None, layer_confidence=None) -> None:
-        """One step's outputs, (batch,) each (tensors or lists); rows already finished ignore theirs."""
-        tokens, layers, confidences, heads = (_as_list(t) for t in (tokens, layers, confidences, heads))
-        if layer_argmax is not None:
-            layer_argmax, layer_confidence = layer_argmax.tolist(), layer_confidence.tolist()
-        for i, row in enumerate(self.rows):
-            if not self.live[i]:
-                continue
-            row.token_ids.append(int(tokens[i]))
-            row.exit_layers.append(int(layers[i]))
-            row.confidences.append(float(confidences[i]))
-            row.heads.append(int(heads[i]))
-            if layer_argmax is not None:
-                row.layer_argmax.append(layer_argmax[i])
-                row.layer_confidence.append(layer_confidence[i])
-            if tokens[i] in self.eos_ids or len(row.token_ids) >= self.max_new_tokens:
-                self.live[i] = False
-
-    @property
-    def finished(self) -> bool:
-        return not any(self.live)
-
-
-def _as_list(values) -> list:
-    return values.tolist() if isinstance(values, torch.Tensor) else list(values)
+def exit_points(model, checkpoints: Sequence[int]) -> list[int]:
+    """``checkpoints`` as a list, checked: an early-exit decoder's exit layers ascend and end with N."""
+    total = n_layers(model)
+    checkpoints = list(checkpoints)
+    if not checkpoints or checkpoints[-1] != total or checkpoints != sorted(set(checkpoints)):
+        raise ValueError(f"checkpoints must ascend and end with the final layer {total}, got {checkpoints}")
+    return checkpoints
 
 
 @torch.inference_mode()
@@ -164,9 +114,7 @@ def exit_nocache(
     leaves the batch computation, so deeper layers are never computed for a token that has exited.
     """
     total = n_layers(model)
-    checkpoints = list(checkpoints)
-    if not checkpoints or checkpoints[-1] != total or checkpoints != sorted(set(checkpoints)):
-        raise ValueError(f"checkpoints must ascend and end with the final layer {total}, got {checkpoints}")
+    checkpoints = exit_points(model, checkpoints)
     device = device_of(model)
     batch = PaddedBatch.from_lists(list(prompts), pad_id, device)
     out = Collector(len(prompts), max_new_tokens, eos_ids, trace=False)

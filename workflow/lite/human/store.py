@@ -31,7 +31,7 @@ from pathlib import Path
 
 from lite.human.settings import check_rater
 from lite.io import InputError
-from lite.judge.claude import now
+from lite.judge.api import now
 from lite.judge.records import Pair
 
 SCHEMA_VERSION = 1

@@ -28,7 +28,8 @@ import anthropic
 from tqdm import tqdm
 
 from lite.io import read_json, write_json
-from lite.judge.claude import entry_from_message, now
+from lite.judge.api import now
+from lite.judge.claude import entry_from_message
 
 if TYPE_CHECKING:
     from lite.judge.claude import ClaudeJudge
@@ -112,8 +113,7 @@ def _wait_for_other_jobs(judge: ClaudeJudge, keys: list[str], entries: dict) -> 
                 if entry is None:
                     continue
             entries[key] = entry
-            judge.stats.cached += 1
-            judge.stats.cached_usage.add(entry["usage"], batch=entry["mode"] == "batch")
+            judge.count_cached(entry)
         waiting = still
         if waiting:
             time.sleep(judge.config.poll_interval_s)

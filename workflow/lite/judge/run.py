@@ -1,8 +1,8 @@
 """One judging run end to end: two generation files in; judgments, summary, config and cost out.
 
 Outputs beside ``out``: ``out.config.json`` (resolved settings), ``out.summary.json`` (counts,
-win/tie/loss, inconsistency rate, unparseable and failed orders) and, for Claude, one row per run
-in the cost table (default ``out.cost.csv``).
+win/tie/loss, inconsistency rate, unparseable and failed orders) and, for the API judges, one row
+per run in the cost table (default ``out.cost.csv``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from lite.io import save_resolved_config, write_json, write_jsonl
+from lite.judge.api import ApiJudge, now
 from lite.judge.cost import append_cost_row, cost_row
 from lite.judge.protocol import judge_pair, summarize
 from lite.judge.records import load_pair
@@ -71,17 +72,14 @@ def judge_files(
     write_jsonl(out, records)
     write_json(summary_path(out), summary)
     resolved = {"judge": settings, "a": str(path_a), "b": str(path_b), "max_failures": max_failures}
+    if isinstance(judge, ApiJudge):
+        resolved[judge.NAME] = dataclasses.asdict(judge.config)
+        resolved["prompt_sha256"] = judge.prompt.sha256
+        resolved["prompt_source"] = judge.prompt.source
     if judge_name == "claude":
         import anthropic
 
-        resolved["claude"] = dataclasses.asdict(judge.config)
-        resolved["prompt_sha256"] = judge.prompt.sha256
-        resolved["prompt_source"] = judge.prompt.source
         resolved["anthropic_sdk"] = anthropic.__version__
-    elif judge_name == "openai":  # the optional second judge (lite.judge.openai_compat)
-        resolved["openai"] = dataclasses.asdict(judge.config)
-        resolved["prompt_sha256"] = judge.prompt.sha256
-        resolved["prompt_source"] = judge.prompt.source
     save_resolved_config(out, resolved)
     stats = _add_cost_row(judge, out, cost_table, settings)
     if stats is not None:
@@ -103,13 +101,9 @@ def judge_files(
 
 def _add_cost_row(judge, out, cost_table, settings: dict):
     """Append the run's usage to the cost table (judges that pay); returns its stats, or None."""
-    stats = getattr(judge, "stats", None)
-    if stats is None:
+    if not isinstance(judge, ApiJudge):
         return None
-    from lite.judge.claude import now
-
-    # A judge may name its own mode (the OpenAI-compatible one: "chat"); Claude's depends on batches.
-    mode = getattr(judge, "mode", None) or ("batches" if judge.config.batches else "messages")
     table = cost_table if cost_table is not None else Path(out).with_name(Path(out).name + ".cost.csv")
-    append_cost_row(table, cost_row(stats, finished_at=now(), output=str(out), settings=settings, mode=mode))
-    return stats
+    row = cost_row(judge.stats, finished_at=now(), output=str(out), settings=settings, mode=judge.mode)
+    append_cost_row(table, row)
+    return judge.stats

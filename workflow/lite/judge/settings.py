@@ -1,7 +1,9 @@
-"""Settings of the Claude judge, and the start-up check the workflow runs before any GPU work.
+"""Settings of the API judges, and the start-up check the workflow runs before any GPU work.
 
-Light on purpose (no anthropic import): the Snakefile checks the settings while parsing and
-calls :func:`check_claude_ready` when a run that judges starts (before its first job).
+``JudgeSettings`` holds what every API judge is set with, ``ClaudeSettings`` Claude's own (the
+second judge's are in ``lite.judge.openai_compat``). Light on purpose (no anthropic import): the
+Snakefile checks the settings while parsing and calls :func:`check_claude_ready` when a run that
+judges starts (before its first job).
 
 Sampling: API version 2026-10-21 (what anthropic 2.x sends) has no ``temperature``, ``top_p`` or
 ``top_k``; the API answers 400 to any of them. So by default nothing is sent and repeatability
@@ -15,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+from typing import ClassVar, Self
 
+from lite.flags import flag_args, setting
 from lite.io import InputError, SetupError
 
 # What each sampling option adds to the request body.
@@ -34,54 +38,93 @@ class JudgeUnavailable(JudgeSetupError):
     """The API cannot be used: its endpoint does not answer, or it rejected the key."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ClaudeSettings:
-    # Any Messages API model id; recorded in every judgment. (claude-sonnet-4-5 reaches end of life
-    # on 2026-11-30 per anthropic 2.14's deprecation table.)
-    model: str = "claude-sonnet-5-5"
-    max_tokens: int = 512  # reply budget; the scores come first, the explanation after
-    prompt: str = "appendix-a-v1"  # a file under lite/judge/prompts/ (the paper's wording)
-    sampling: str = "none"  # none | temperature0 (see the module docstring)
-    # anthropic-version header; None = the SDK's own (2026-10-21), or 2023-06-01 with temperature0.
-    api_version: str | None = None
-    concurrency: int = 4  # parallel requests; the SDK retries 429s with the server's retry-after
-    batches: bool = False  # Message Batches API: half price, results within 24 h
-    max_retries: int = 5  # SDK retries per call (429, 529, 5xx, timeouts, dropped connections)
-    timeout_s: float = 120.0  # per attempt; a judge reply of 512 tokens takes well under a minute
-    poll_interval_s: float = 30.0  # batches: seconds between status checks
-    cache_dir: str = "results/judge_cache"  # one file per paid call; shared by every pair
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JudgeSettings:
+    """What every API judge is set with; each judge's class adds its own settings."""
+
+    SECTION: ClassVar[str]  # its config section, named in error messages
+
+    model: str = setting(help="model id as the endpoint names it; recorded in every judgment")
+    max_tokens: int = setting(512, help="reply budget; the scores come first, the explanation after")
+    # the paper's wording; the two judges see the same text unless configured otherwise
+    prompt: str = setting("appendix-a-v1", help="a prompt file under lite/judge/prompts/")
+    concurrency: int = setting(4, help="parallel requests")
+    max_retries: int = setting(5, help="retries per call (429, 5xx, timeouts, dropped connections)")
+    timeout_s: float = setting(120.0, help="seconds per attempt; a 512-token reply takes well under a minute")
+    cache_dir: str = setting("results/judge_cache", help="one file per paid call; shared by every pair")
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model.strip():
-            raise InputError("judge.claude field 'model': must be a non-empty model id")
-        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise InputError(f"{self.SECTION} field 'model': must be a non-empty model id")
+        for name in ("max_tokens", "concurrency"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InputError(f"{self.SECTION} field {name!r}: must be a positive integer, got {value!r}")
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise InputError(f"{self.SECTION} field 'max_retries': must be >= 0, got {self.max_retries!r}")
+        self.check_positive("timeout_s")
+
+    def check_positive(self, name: str) -> None:
+        value = getattr(self, name)
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise InputError(f"{self.SECTION} field {name!r}: must be a positive number, got {value!r}")
+
+    @classmethod
+    def from_config(cls, section: dict | None) -> Self:
+        """From the judge's config mapping; unknown keys are errors, not ignored."""
+        section = dict(section or {})
+        fields = dataclasses.fields(cls)
+        known = {f.name for f in fields}
+        unknown = sorted(set(section) - known)
+        if unknown:
             raise InputError(
-                f"judge.claude field 'max_tokens': must be a positive integer, got {self.max_tokens!r}"
+                f"{cls.SECTION}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
+        missing = [f.name for f in fields if f.default is dataclasses.MISSING and f.name not in section]
+        if missing:
+            raise InputError(f"{cls.SECTION}: missing field(s) {', '.join(missing)}")
+        return cls(**section)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClaudeSettings(JudgeSettings):
+    """The paper's judge: Claude through the Messages API (config section ``judge.claude``)."""
+
+    SECTION = "judge.claude"
+
+    # Any Messages API model id. (claude-sonnet-4-5 reaches end of life on 2026-11-30 per
+    # anthropic 2.14's deprecation table.)
+    model: str = setting("claude-sonnet-5-5", help="Messages API model id; recorded in every judgment")
+    sampling: str = setting(
+        "none",
+        help="none: send no sampling parameter; temperature0: send temperature 0 with an older API version",
+        choices=SAMPLING,
+    )
+    batches: bool = setting(False, help="Message Batches API: half price, results within 24 h")
+    poll_interval_s: float = setting(30.0, help="batches: seconds between status checks")
+    api_version: str | None = setting(
+        None, help="anthropic-version header (default: the SDK's, or 2023-06-01 with temperature0)"
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
         if self.sampling not in SAMPLING:
             raise InputError(
-                f"judge.claude field 'sampling': {self.sampling!r}; choose from {', '.join(SAMPLING)}"
+                f"{self.SECTION} field 'sampling': {self.sampling!r}; choose from {', '.join(SAMPLING)}"
             )
         if self.api_version is not None and (
             not isinstance(self.api_version, str) or len(self.api_version) != 10
         ):
             raise InputError(
-                f"judge.claude field 'api_version': expected YYYY-MM-DD, got {self.api_version!r}"
+                f"{self.SECTION} field 'api_version': expected YYYY-MM-DD, got {self.api_version!r}"
             )
         if self.sampling == "temperature0" and self.request_api_version() >= NO_SAMPLING_SINCE:
             raise InputError(
-                "judge.claude field 'sampling': temperature0 needs an API version before "
+                f"{self.SECTION} field 'sampling': temperature0 needs an API version before "
                 f"{NO_SAMPLING_SINCE} (the API rejects temperature from then on); "
                 f"set api_version: {LEGACY_API_VERSION} or sampling: none"
             )
-        if not isinstance(self.concurrency, int) or self.concurrency < 1:
-            raise InputError(f"judge.claude field 'concurrency': must be >= 1, got {self.concurrency!r}")
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise InputError(f"judge.claude field 'max_retries': must be >= 0, got {self.max_retries!r}")
-        for name in ("timeout_s", "poll_interval_s"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise InputError(f"judge.claude field {name!r}: must be a positive number, got {value!r}")
+        self.check_positive("poll_interval_s")
 
     def request_api_version(self) -> str:
         """The version to send explicitly; NO_SAMPLING_SINCE stands for "the SDK's own"."""
@@ -92,18 +135,6 @@ class ClaudeSettings:
     @property
     def sampling_params(self) -> dict:
         return dict(SAMPLING[self.sampling])
-
-    @classmethod
-    def from_config(cls, section: dict | None) -> ClaudeSettings:
-        """From the config's ``judge.claude`` mapping; unknown keys are errors, not ignored."""
-        section = dict(section or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise InputError(
-                f"judge.claude: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        return cls(**section)
 
 
 def api_key_from_env() -> str:
@@ -168,21 +199,5 @@ def judge_cli_args(config: dict) -> str:
     if name != "claude":
         return f"--judge {shlex.quote(name)}"
     judge = config.get("judge")
-    s = ClaudeSettings.from_config(judge.get("claude") if isinstance(judge, dict) else None)
-    flags = {
-        "--model": s.model,
-        "--max-tokens": s.max_tokens,
-        "--prompt": s.prompt,
-        "--sampling": s.sampling,
-        "--concurrency": s.concurrency,
-        "--max-retries": s.max_retries,
-        "--timeout": s.timeout_s,
-        "--poll-interval": s.poll_interval_s,
-        "--cache-dir": s.cache_dir,
-    }
-    args = ["--judge", "claude"] + [part for flag, value in flags.items() for part in (flag, str(value))]
-    if s.api_version is not None:
-        args += ["--api-version", s.api_version]
-    if s.batches:
-        args.append("--batches")
-    return shlex.join(args)
+    settings = ClaudeSettings.from_config(judge.get("claude") if isinstance(judge, dict) else None)
+    return f"--judge claude {flag_args(dataclasses.asdict(settings))}"

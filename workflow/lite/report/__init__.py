@@ -5,10 +5,12 @@
 
 ``ARTEFACTS`` maps each kind ("figure", "table") and artefact name to the function that builds it
 (a figure and a table may share a name: ``frontier`` is both). The function's docstring
-is the artefact's caption (first paragraph) followed by an ``Inputs:`` line; ``caption(name)``
-returns the caption text for ``snakemake --report`` (the workflow renders it into its report
-folder). ``build`` loads the inputs, calls the function with the options given and writes the
-figure (PDF + PNG) or table (CSV + Markdown) atomically, with the resolved config beside it.
+is the artefact's caption (first paragraph) followed by an ``Inputs:`` line. That caption is the
+artefact's only one: ``caption(name, kind)`` gives it to the Snakemake report (the workflow's
+params.caption, rendered by workflow/report/artefact.rst), and it heads the Markdown twin and the
+``lite figure --help`` list. ``build`` loads the inputs, calls the function with the options
+given and writes the figure (PDF + PNG) or table (CSV + Markdown) atomically, with the resolved
+config beside it.
 
 This package never imports torch or transformers.
 """
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from lite.io import InputError, atomic_write, save_resolved_config
+from lite.plan import FIGURES, TABLES
 from lite.report import figures, tables
 from lite.report.inputs import Inputs, load_inputs
 
@@ -50,41 +53,19 @@ class Artefact:
         return {n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-_FIGURES = [
-    "fig1",
-    "fig3",
-    "fig4",
-    "fig5",
-    "fig6",
-    "fig7",
-    "fig8",
-    "fig9",
-    "fig10",
-    "fig11",
-    "fig12",
-    "fig13",
-    "fig14",
-    "fig15",
-    "frontier",
-]
-_TABLES = {
-    "table1": tables.table1,
-    "table2": tables.table2,
-    "table3": tables.table3,
-    "table4": tables.table4,
-    "table6": tables.table6,
-    "frontier": tables.frontier,
-    "headline": tables.headline,
-    "quality": tables.quality_table,
-}
-
+# The workflow's figures and tables (lite.plan names them), plus the ``quality`` table of every
+# judged pair for use by hand.
 ARTEFACTS: dict[str, dict[str, Artefact]] = {
-    "figure": {name: Artefact(name, "figure", getattr(figures, name)) for name in _FIGURES},
-    "table": {name: Artefact(name, "table", function) for name, function in _TABLES.items()},
+    "figure": {name: Artefact(name, "figure", getattr(figures, name)) for name in FIGURES},
+    "table": {
+        **{name: Artefact(name, "table", getattr(tables, name)) for name in TABLES},
+        "quality": Artefact("quality", "table", tables.quality_table),
+    },
 }
 
 
 def caption(name: str, kind: str) -> str:
+    """The caption of figure or table ``name``: the first paragraph of its function's docstring."""
     return _resolve(name, kind).caption
 
 

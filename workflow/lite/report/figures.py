@@ -74,6 +74,35 @@ def _legend(fig, axes) -> None:
         )
 
 
+def _quality_cost_row(
+    ax_q, ax_c, quality: pd.DataFrame, cost: pd.DataFrame, x: str, y: str, arrange, label_cost: bool
+):
+    """One base model's row: the judge scores of ``x`` and ``y`` (``ax_q``) and ``y``'s FLOPs as %
+    of ``x``'s (``ax_c``), a bar group per index value of ``quality`` / ``cost`` in ``arrange``'s
+    order; ``label_cost`` writes each % above its bar."""
+    styles = {x: style.system_style(x), y: style.system_style(y)}
+    if quality.empty:
+        _empty(ax_q, "no judgments")
+    else:
+        groups = arrange(quality.index)
+        scores = {x: quality.loc[groups, "score_x"].tolist(), y: quality.loc[groups, "score_y"].tolist()}
+        style.grouped_bars(ax_q, groups, scores, styles)
+        ax_q.set_ylim(0, 10)
+        ax_q.set_ylabel(SCORE_LABEL)
+    if cost.empty:
+        _empty(ax_c, "no generations")
+    else:
+        groups = arrange(cost.index)
+        pct = cost.loc[groups, "pct_of_final_nocache"].tolist()
+        style.grouped_bars(ax_c, groups, {x: [100.0] * len(groups), y: pct}, styles)
+        if label_cost:
+            width = 0.4  # grouped_bars' bar width for two series: i + width / 2 is the second bar
+            for i, value in enumerate(pct):
+                ax_c.text(i + width / 2, value + 2, f"{value:.0f}%", ha="center", va="bottom", fontsize=8)
+        ax_c.set_ylim(0, 115)
+        ax_c.set_ylabel(COST_LABEL)
+
+
 def _quality_cost(inputs: Inputs, tuning: str, final: str, dynamic: str, title: str):
     x, y = f"{tuning}.{final}", f"{tuning}.{dynamic}"
     quality = pair_quality(inputs.judgments, x, y)
@@ -83,32 +112,12 @@ def _quality_cost(inputs: Inputs, tuning: str, final: str, dynamic: str, title: 
     order = _evalsets(inputs)
     models = _order(quality["model"], cost["model"])
     fig, axes = style.grid(len(models), 2, width=4.4)
-    styles = {x: style.system_style(x), y: style.system_style(y)}
     for r, model in enumerate(models):
         ax_q, ax_c = axes[r]
         q = quality[quality["model"] == model].set_index("evalset")
-        if q.empty:
-            _empty(ax_q, "no judgments")
-        else:
-            sets = _sorted_like(q.index, order)
-            style.grouped_bars(
-                ax_q, sets, {x: q.loc[sets, "score_x"].tolist(), y: q.loc[sets, "score_y"].tolist()}, styles
-            )
-            ax_q.set_ylim(0, 10)
-            ax_q.set_ylabel(SCORE_LABEL)
-        ax_q.set_title(f"{model}: quality ({title})")
         c = cost[cost["model"] == model].set_index("evalset")
-        if c.empty:
-            _empty(ax_c, "no generations")
-        else:
-            sets = _sorted_like(c.index, order)
-            pct = c.loc[sets, "pct_of_final_nocache"].tolist()
-            style.grouped_bars(ax_c, sets, {x: [100.0] * len(sets), y: pct}, styles)
-            width = 0.4
-            for i, value in enumerate(pct):
-                ax_c.text(i + width / 2, value + 2, f"{value:.0f}%", ha="center", va="bottom", fontsize=8)
-            ax_c.set_ylim(0, 115)
-            ax_c.set_ylabel(COST_LABEL)
+        _quality_cost_row(ax_q, ax_c, q, c, x, y, lambda sets: _sorted_like(sets, order), label_cost=True)
+        ax_q.set_title(f"{model}: quality ({title})")
         ax_c.set_title(f"{model}: cost (no KV cache)")
     _legend(fig, axes)
     return fig
@@ -447,30 +456,12 @@ def _category_figure(inputs: Inputs, evalset: str, tuning: str, final: str, dyna
         )
     models = _order(quality["model"], cost["model"])
     fig, axes = style.grid(len(models), 2, width=5.0)
-    styles = {x: style.system_style(x), y: style.system_style(y)}
     for r, model in enumerate(models):
         ax_q, ax_c = axes[r]
         q = quality[quality["model"] == model].set_index("category")
-        if q.empty:
-            _empty(ax_q, "no judgments")
-        else:
-            cats = sorted(q.index, key=str)
-            style.grouped_bars(
-                ax_q, cats, {x: q.loc[cats, "score_x"].tolist(), y: q.loc[cats, "score_y"].tolist()}, styles
-            )
-            ax_q.set_ylim(0, 10)
-            ax_q.set_ylabel(SCORE_LABEL)
-        ax_q.set_title(f"{model} / {evalset}: quality by category")
         c = cost[cost["model"] == model].set_index("category")
-        if c.empty:
-            _empty(ax_c, "no generations")
-        else:
-            cats = sorted(c.index, key=str)
-            style.grouped_bars(
-                ax_c, cats, {x: [100.0] * len(cats), y: c.loc[cats, "pct_of_final_nocache"].tolist()}, styles
-            )
-            ax_c.set_ylim(0, 115)
-            ax_c.set_ylabel(COST_LABEL)
+        _quality_cost_row(ax_q, ax_c, q, c, x, y, lambda cats: sorted(cats, key=str), label_cost=False)
+        ax_q.set_title(f"{model} / {evalset}: quality by category")
         ax_c.set_title(f"{model} / {evalset}: cost by category")
     _legend(fig, axes)
     return fig

@@ -1,4 +1,4 @@
-"""Command-line options shared by ``lite figure`` and ``lite table``.
+"""The command line of ``lite figure`` and ``lite table``: one set of options, one build.
 
 Every artefact takes only some options; those not given fall back to the artefact's defaults,
 and an option the artefact does not take is an error (``lite.report.build`` checks).
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 
-from lite.report import ARTEFACTS
+from lite.report import ARTEFACTS, build
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -70,3 +71,8 @@ def _show(value) -> str:
 
 def options_from(args: argparse.Namespace) -> dict:
     return {o: getattr(args, o) for o in OPTIONS if getattr(args, o) is not None}
+
+
+def run(args: argparse.Namespace, kind: str) -> None:
+    written = build(args.name, kind, args.inputs, args.out, **options_from(args))
+    print("wrote " + ", ".join(map(str, written)), file=sys.stderr)

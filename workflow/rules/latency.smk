@@ -4,27 +4,27 @@
 # generation.device / generation.dtype, so the latencies are those of the configured generation.
 
 
-rule bench:
+rule latency:
     input:
-        unpack(bench_inputs),
+        unpack(latency_inputs),
     output:
         csv=report(
             "results/tables/latency.csv",
-            caption="../report/table.rst",
+            caption="../report/latency-table.rst",
             category="Tables",
         ),
         md="results/tables/latency.md",
         pdf=report(
             "results/figures/latency.pdf",
-            caption="../report/figure.rst",
+            caption="../report/latency-figure.rst",
             category="Figures",
         ),
         png="results/figures/latency.png",
         acceptance="results/tables/acceptance.csv",
     log:
-        "logs/bench.log",
+        "logs/latency.log",
     benchmark:
-        "results/benchmarks/bench.tsv"
+        "results/benchmarks/latency.tsv"
     conda:
         "../../envs/model.yaml"
     threads: resource("generate", "cpus", 1)
@@ -33,24 +33,20 @@ rule bench:
         runtime=resource("generate", "runtime"),
         gpu=resource("generate", "gpus", 0),
     params:
-        checkpoints=lambda wildcards: ",".join(map(str, PLAN.checkpoints(PLAN.main))),
-        thresholds=bench_thresholds,
-        compare=bench_compare_args,
+        checkpoints=latency_checkpoints_arg,
+        thresholds=latency_thresholds_arg,
+        compare=latency_compare_args,
         prompts=config["bench"]["prompts"],
         max_new_tokens=config["bench"]["max_new_tokens"],
         repeats=config["bench"]["repeats"],
         draft_layers=",".join(map(str, config["bench"]["draft_layers"])),
         draft_tokens=config["bench"]["draft_tokens"],
         widths=",".join(map(str, config["bench"]["widths"])),
-        category=(
-            f"--category {config['bench']['category']}"
-            if config["bench"].get("category")
-            else ""
-        ),
+        category=latency_category_arg,
         eos=config["bench"].get("eos", "forbid"),
         device=device_args(),
     shell:
-        "lite bench --model {input.model} --evalset {input.evalset} --checkpoints {params.checkpoints}"
+        "lite latency --model {input.model} --evalset {input.evalset} --checkpoints {params.checkpoints}"
         " --thresholds {params.thresholds} --prompts {params.prompts}"
         " --max-new-tokens {params.max_new_tokens} --repeats {params.repeats}"
         " --draft-layers {params.draft_layers} --draft-tokens {params.draft_tokens}"

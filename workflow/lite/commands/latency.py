@@ -1,6 +1,6 @@
 """Latency benchmark of the decoders on the same prompts -> latency table (CSV + Markdown) and figure.
 
-    lite bench --model results/tiny8/tuned/lite --evalset results/data/eval/vicuna.jsonl \\
+    lite latency --model results/tiny8/tuned/lite --evalset results/data/eval/vicuna.jsonl \\
         --checkpoints 2,4,6,8 --thresholds '{"2": 0.95, "4": 0.9, "6": 0.8}' \\
         --out results/tables/latency.csv --figure results/figures/latency.pdf \\
         --prompts 4 --max-new-tokens 256 --repeats 3 --draft-layers 2 --draft-tokens 4 --widths 1,4 \\
@@ -9,7 +9,7 @@
 
 Times HF ``generate`` (final layer, KV cache), lite's own final-layer loop, the paper's no-cache
 dynamic exit, the KV-cached dynamic exit and self-speculative decoding from each draft layer, side
-by side (see ``lite.bench``). ``--widths 1,4`` also measures a 4x wider copy of the model that
+by side (see ``lite.latency``). ``--widths 1,4`` also measures a 4x wider copy of the model that
 computes the same function. With ``--acceptance-out`` the acceptance rate of self-speculative
 decoding from every layer below N is measured for this model and each ``--compare NAME=DIR`` one.
 Every output is written atomically; ``OUT.config.json`` holds the settings, the machine and every
@@ -23,17 +23,7 @@ import sys
 from pathlib import Path
 
 from lite.commands.generate import add_device_arguments, device_description, resolve_device
-from lite.io import InputError
-
-
-def _ints(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise InputError(f"{flag}: expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise InputError(f"{flag}: give at least one value")
-    return values
+from lite.io import InputError, number_list
 
 
 def _compare(items: list[str]) -> dict[str, str]:
@@ -104,14 +94,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    device = resolve_device(args, "bench")  # first: a job on the wrong machine ends in seconds
+    device = resolve_device(args, "latency")  # first: a job on the wrong machine ends in seconds
     import pandas as pd
     import torch
     from tqdm import tqdm
 
-    from lite import bench
+    from lite import latency
     from lite.datasets import read_eval_records
-    from lite.decoding import fit_to_context, pad_id, parse_checkpoints, parse_thresholds, stop_ids
+    from lite.decoders.records import fit_to_context, pad_id, stop_ids
+    from lite.decoders.specs import parse_thresholds
     from lite.io import atomic_write, save_resolved_config
     from lite.modeling import load_model, load_tokenizer
     from lite.report.tables import to_markdown
@@ -123,21 +114,21 @@ def run(args: argparse.Namespace) -> None:
     if compare and args.acceptance_out is None:
         raise InputError("--compare needs --acceptance-out (where the acceptance table goes)")
     try:
-        config = bench.BenchConfig(
+        config = latency.LatencyConfig(
             prompts=args.prompts,
             max_new_tokens=args.max_new_tokens,
             repeats=args.repeats,
-            draft_layers=_ints(args.draft_layers, "--draft-layers"),
+            draft_layers=number_list(args.draft_layers, "--draft-layers"),
             draft_tokens=args.draft_tokens,
             draft_threshold=args.draft_threshold,
-            widths=_ints(args.widths, "--widths"),
+            widths=number_list(args.widths, "--widths"),
             threads=args.threads,
             seed=args.seed,
             eos=args.eos,
         )
     except ValueError as err:
         raise InputError(str(err)) from None
-    checkpoints = parse_checkpoints(args.checkpoints)
+    checkpoints = number_list(args.checkpoints, "--checkpoints")
     thresholds = parse_thresholds(args.thresholds)
     for path in (args.model, *compare.values()):
         if not Path(path, "config.json").is_file():
@@ -168,24 +159,24 @@ def run(args: argparse.Namespace) -> None:
     pad = pad_id(tokenizer)
     stops = stop_ids(model, tokenizer)
 
-    steps = len(config.widths) * config.repeats * (len(bench.DECODERS) + len(config.draft_layers))
+    steps = len(config.widths) * config.repeats * len(config.decoders())
     raw = []
-    with tqdm(total=steps, desc="bench", unit="run", file=sys.stderr) as bar:
+    with tqdm(total=steps, desc="latency", unit="run", file=sys.stderr) as bar:
 
         def progress(text: str) -> None:
             bar.set_postfix_str(text)
             bar.update(1)
 
         for factor in config.widths:
-            wide = bench.widen(model, factor)
+            wide = latency.widen(model, factor)
             label = f"{args.name} h{wide.config.hidden_size} {total}L" + (
                 f" (x{factor})" if factor > 1 else ""
             )
             raw.append(
-                bench.measure(wide, prompts, checkpoints, thresholds, config, pad, label, progress, stops)
+                latency.measure(wide, prompts, checkpoints, thresholds, config, pad, label, progress, stops)
             )
     frame = pd.concat(raw, ignore_index=True)
-    table = bench.summarize(frame, config.threads)
+    table = latency.summarize(frame, config.threads)
     out = Path(args.out)
     with atomic_write(out) as handle:
         table.to_csv(handle, index=False)
@@ -198,17 +189,17 @@ def run(args: argparse.Namespace) -> None:
                 f"batch 1, {config.threads} thread(s)",
             )
         )
-    written = [out, out.with_suffix(".md"), *bench.draw(table, args.figure)]
+    written = [out, out.with_suffix(".md"), *latency.draw(table, args.figure)]
     resolved = {
-        "command": "bench",
+        "command": "latency",
         "model_dir": args.model,
         "evalset_file": args.evalset,
         "category": args.category,
         "prompt_ids": [record["id"] for record, _, _ in chosen],
         "checkpoints": checkpoints,
         "thresholds": thresholds,
-        "bench": config,
-        "machine": {**bench.machine(), "torch_threads": torch.get_num_threads()},
+        "latency": config,
+        "machine": {**latency.machine(), "torch_threads": torch.get_num_threads()},
         "device": device_description(device),
         "dtype": args.dtype,
         "versions": {"torch": torch.__version__},
@@ -221,7 +212,7 @@ def run(args: argparse.Namespace) -> None:
     if args.acceptance_out is not None:
         others = {name: load_model(path, dtype=args.dtype, device=device) for name, path in compare.items()}
         models = {args.name: model, **others}
-        rates = bench.acceptance(
+        rates = latency.acceptance(
             models,
             encoded[: args.acceptance_prompts],
             config.draft_tokens,

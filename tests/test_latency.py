@@ -1,8 +1,7 @@
-"""``lite bench``: widening preserves the model, the table's ratios and checks, the command's files."""
+"""``lite latency``: widening preserves the model, the table's ratios and checks, the command's files."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -10,46 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from lite import bench
+from lite import latency
 from lite.cli import main as lite_main
+from lite.decoders.agreement import hf_greedy
 from lite.decoders.engines import greedy_cached
-from lite.decoding import hf_greedy
 from lite.io import InputError, read_json
-from lite.modeling import TinyModelSpec, build_tiny_model, save_model, train_tokenizer
-from lite.prompts import render_prompt
-
-EVAL = [
-    {"id": "e1", "instruction": "Add 3 and 4.", "input": "", "category": "math", "reference": "7"},
-    {"id": "e2", "instruction": "Reverse the words.", "input": "red green blue", "category": "words",
-     "reference": None},
-    {"id": "e3", "instruction": "Sort 5 3 9.", "input": "", "category": "sort", "reference": "3 5 9"},
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    """Two sharpened 4-layer models sharing a tokenizer, saved as model folders ("lite" and "it")."""
-    tmp = tmp_path_factory.mktemp("bench")
-    texts = [render_prompt(r) for r in EVAL] + [
-        f"Add {a} and {b}. {a + b}" for a in range(20) for b in range(5)
-    ]
-    tokenizer = train_tokenizer(texts, 300)
-    spec = TinyModelSpec(
-        num_layers=4, hidden_size=64, num_heads=4, num_kv_heads=2, intermediate_size=128, vocab_size=300
-    )
-    dirs = {}
-    for name, seed in (("lite", 0), ("it", 1)):
-        model = build_tiny_model(spec, tokenizer, seed=seed)
-        with torch.no_grad():
-            model.lm_head.weight.mul_(20.0)
-        dirs[name] = save_model(model, tokenizer, tmp / name)
-    evalset = tmp / "eval.jsonl"
-    evalset.write_text("".join(json.dumps(r) + "\n" for r in EVAL))
-    return dirs, evalset
 
 
 def test_widen_computes_the_same_function(tiny_llama):
-    wide = bench.widen(tiny_llama, 3)
+    wide = latency.widen(tiny_llama, 3)
     config = wide.config
     assert (config.hidden_size, config.intermediate_size, config.num_attention_heads) == (192, 384, 12)
     assert config.num_key_value_heads == 6 and config.head_dim == 16
@@ -62,7 +30,7 @@ def test_widen_computes_the_same_function(tiny_llama):
         for m in (tiny_llama, wide)
     ]
     assert same[0] == same[1]
-    assert bench.widen(tiny_llama, 1) is tiny_llama
+    assert latency.widen(tiny_llama, 1) is tiny_llama
 
 
 def test_hf_greedy_ignores_eos_like_the_other_decoders(tiny_llama):
@@ -72,16 +40,17 @@ def test_hf_greedy_ignores_eos_like_the_other_decoders(tiny_llama):
     assert hf_greedy(tiny_llama, prompt, max_new_tokens=10, eos_ids=(), pad_id=0) == free
 
 
-def test_measure_and_summarize(tiny_llama):
-    with torch.no_grad():
-        tiny_llama.lm_head.weight.mul_(20.0)
-    config = bench.BenchConfig(prompts=2, max_new_tokens=6, repeats=2, draft_layers=(1, 3), draft_tokens=3)
+def test_measure_and_summarize(sharp):
+    config = latency.LatencyConfig(
+        prompts=2, max_new_tokens=6, repeats=2, draft_layers=(1, 3), draft_tokens=3
+    )
     prompts = [[5, 17, 33], [8, 9, 10, 11]]
-    raw = bench.measure(tiny_llama, prompts, [1, 2, 3], {1: 0.5, 2: 0.5, 3: 0.5}, config, 0, "tiny")
-    decoders = [*bench.DECODERS, "speculative-L1", "speculative-L3"]
+    raw = latency.measure(sharp, prompts, [1, 2, 3], {1: 0.5, 2: 0.5, 3: 0.5}, config, 0, "tiny")
+    decoders = [*latency.DECODERS, "speculative-L1", "speculative-L3"]
+    assert config.decoders() == decoders
     assert sorted(raw["decoder"]) == sorted(decoders * 2)
     assert (raw["tokens"] == 12).all() and raw["same_tokens"].all()
-    table = bench.summarize(raw, threads=1)
+    table = latency.summarize(raw, threads=1)
     assert list(table["decoder"]) == decoders
     row = table.set_index("decoder")
     assert (
@@ -141,7 +110,7 @@ def test_summarize_flags_a_mismatch_and_draws():
             },
         ]
     )
-    table = bench.summarize(raw, threads=2).set_index("decoder")
+    table = latency.summarize(raw, threads=2).set_index("decoder")
     assert table.loc["dynamic-cached", "seconds"] == 2.0  # median of the repeats
     assert not table.loc["dynamic-cached", "same_tokens"]  # one bad repeat marks the row
     assert table.loc["dynamic-cached", "speedup_vs_nocache"] == 4.0
@@ -150,10 +119,10 @@ def test_summarize_flags_a_mismatch_and_draws():
 
 def test_figure_and_table_need_no_torch(tmp_path):
     code = (
-        "import sys, pandas as pd; from lite import bench; "
+        "import sys, pandas as pd; from lite import latency; "
         "t = pd.DataFrame({'model': ['m', 'm'], 'decoder': ['hf-generate', 'dynamic-cached'], "
         "'speedup_vs_hf': [1.0, 1.5], 'tokens_per_s': [10.0, 15.0], 'flops_vs_final': [1.0, 0.5]}); "
-        f"bench.draw(t, {str(tmp_path / 'f.pdf')!r}); "
+        f"latency.draw(t, {str(tmp_path / 'f.pdf')!r}); "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -161,21 +130,21 @@ def test_figure_and_table_need_no_torch(tmp_path):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="BenchConfig.repeats"):
-        bench.BenchConfig(repeats=0)
-    with pytest.raises(ValueError, match="BenchConfig.draft_layers"):
-        bench.BenchConfig(draft_layers=())
-    with pytest.raises(ValueError, match="BenchConfig.widths"):
-        bench.BenchConfig(widths=(0,))
-    assert set(bench.machine()) >= {"cpu", "cores", "platform"}
+    with pytest.raises(ValueError, match="LatencyConfig.repeats"):
+        latency.LatencyConfig(repeats=0)
+    with pytest.raises(ValueError, match="LatencyConfig.draft_layers"):
+        latency.LatencyConfig(draft_layers=())
+    with pytest.raises(ValueError, match="LatencyConfig.widths"):
+        latency.LatencyConfig(widths=(0,))
+    assert set(latency.machine()) >= {"cpu", "cores", "platform"}
 
 
-def test_cli_writes_table_figure_and_acceptance(tmp_path, model_dirs):
-    dirs, evalset = model_dirs
+def test_cli_writes_table_figure_and_acceptance(tmp_path, tiny_model_dirs):
+    dirs, evalset = tiny_model_dirs
     out, figure, accept = tmp_path / "t" / "latency.csv", tmp_path / "f" / "latency.pdf", tmp_path / "acc.csv"
     lite_main(
         [
-            "bench",
+            "latency",
             "--model",
             str(dirs["lite"]),
             "--evalset",
@@ -223,8 +192,8 @@ def test_cli_writes_table_figure_and_acceptance(tmp_path, model_dirs):
     assert (fixed["tokens"] == 2 * 4).all() and rates["acceptance"].dropna().between(0, 1).all()
 
 
-def test_cli_errors(tmp_path, model_dirs):
-    dirs, evalset = model_dirs
+def test_cli_errors(tmp_path, tiny_model_dirs):
+    dirs, evalset = tiny_model_dirs
     common = [
         "--evalset",
         str(evalset),
@@ -240,19 +209,25 @@ def test_cli_errors(tmp_path, model_dirs):
         "1",
     ]
 
-    def bench_cli(*extra, model=dirs["lite"], thresholds='{"2": 0.5, "3": 0.5}'):
-        lite_main(["bench", "--model", str(model), "--thresholds", thresholds, *common, *extra])
+    def latency_cli(*extra, model=dirs["lite"], thresholds='{"2": 0.5, "3": 0.5}'):
+        lite_main(["latency", "--model", str(model), "--thresholds", thresholds, *common, *extra])
 
     with pytest.raises(InputError, match="no threshold for checkpoint layer 3"):
-        bench_cli(thresholds='{"2": 0.5}')
+        latency_cli(thresholds='{"2": 0.5}')
     with pytest.raises(InputError, match="not a model folder"):
-        bench_cli(model=tmp_path)
+        latency_cli(model=tmp_path)
     with pytest.raises(InputError, match="--compare: expected NAME=MODEL_DIR"):
-        bench_cli("--compare", "it", "--acceptance-out", str(tmp_path / "a.csv"))
-    with pytest.raises(InputError, match="BenchConfig.repeats"):
-        bench_cli("--repeats", "0")
+        latency_cli("--compare", "it", "--acceptance-out", str(tmp_path / "a.csv"))
+    with pytest.raises(InputError, match="LatencyConfig.repeats"):
+        latency_cli("--repeats", "0")
     with pytest.raises(InputError, match=r"no record of category 'poetry' \(has: math, sort, words\)"):
-        bench_cli("--category", "poetry")
+        latency_cli("--category", "poetry")
+    with pytest.raises(InputError, match=r"--draft-layers: expected comma-separated integers, got '2,x'"):
+        latency_cli("--draft-layers", "2,x")
+    with pytest.raises(InputError, match=r"--checkpoints: give at least one value"):
+        latency_cli("--checkpoints", ",")
+    with pytest.raises(InputError, match=r"'speculative-L4': layer 4 is outside 1\.\.3"):
+        latency_cli("--draft-layers", "4")
     assert not (tmp_path / "l.csv").exists()
 
 
@@ -260,7 +235,7 @@ def test_forbidden_tokens_are_never_chosen_by_any_decoder(tiny_llama):
     prompt = [5, 17, 33]
     free = greedy_cached(tiny_llama, [prompt], 4, max_new_tokens=10, eos_ids=set(), pad_id=0)[0].token_ids
     banned = free[1]
-    with bench.forbidden(tiny_llama, [banned]):
+    with latency.forbidden(tiny_llama, [banned]):
         ours = greedy_cached(tiny_llama, [prompt], 4, max_new_tokens=10, eos_ids=set(), pad_id=0)[0].token_ids
         assert hf_greedy(tiny_llama, prompt, max_new_tokens=10, eos_ids=(), pad_id=0) == ours
     assert banned not in ours and ours[0] == free[0] and ours != free
@@ -269,8 +244,8 @@ def test_forbidden_tokens_are_never_chosen_by_any_decoder(tiny_llama):
         greedy_cached(tiny_llama, [prompt], 4, max_new_tokens=10, eos_ids=set(), pad_id=0)[0].token_ids
         == free
     )
-    config = bench.BenchConfig(prompts=1, max_new_tokens=8, repeats=1, draft_layers=(2,), eos="forbid")
-    raw = bench.measure(tiny_llama, [prompt], [2, 4], {2: 0.5}, config, 0, "tiny", eos_ids=[banned])
+    config = latency.LatencyConfig(prompts=1, max_new_tokens=8, repeats=1, draft_layers=(2,), eos="forbid")
+    raw = latency.measure(tiny_llama, [prompt], [2, 4], {2: 0.5}, config, 0, "tiny", eos_ids=[banned])
     assert raw["same_tokens"].all()
-    with pytest.raises(ValueError, match="BenchConfig.eos"):
-        bench.BenchConfig(eos="stop")
+    with pytest.raises(ValueError, match="LatencyConfig.eos"):
+        latency.LatencyConfig(eos="stop")

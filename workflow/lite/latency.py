@@ -1,6 +1,7 @@
-"""Latency benchmark of the decoders on the same prompts, side by side in one run (``lite bench``).
+"""Latency benchmark of the decoders on the same prompts, side by side in one run (``lite latency``).
 
-Decoders (every one greedy, the same prompts, the same number of new tokens):
+Decoders (every one greedy, the same prompts, the same number of new tokens), each run by
+``lite.decoders.dispatch.decode`` but HF's:
 
 - ``hf-generate``: final-layer decoding by ``model.generate`` with its KV cache (the baseline);
 - ``final``: the same tokens from ``lite``'s own cached layer loop (its overhead against HF's);
@@ -17,8 +18,9 @@ write, which early layers (and drafts) predict badly.
 Each repeat times every decoder once, in an order rotated per repeat so slow drifts of a shared
 machine hit all decoders alike; the table reports medians and ratios to ``hf-generate`` and to
 ``dynamic-nocache`` measured in the same run. FLOPs are what each decoder executes: analytic
-(``lite.flops``) for the plain loops, the ``Meter``'s count for the cached and speculative ones.
-``same_tokens`` checks each decoder against the one whose output it must equal.
+(``lite.flops``) for the plain loops, the ``Meter``'s count for the cached and speculative ones,
+counted in an untimed run. ``same_tokens`` checks each decoder against the one whose output it
+must equal.
 
 ``widen(model, f)`` makes an f-times wider copy that computes the same function (every residual
 coordinate, attention head and MLP unit repeated f times, input weights divided by f): the same
@@ -33,7 +35,6 @@ drawn without it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import platform
 import statistics
@@ -43,8 +44,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lite.decoders.specs import DRAFT_TOKENS
+
 DECODERS = ("hf-generate", "final", "dynamic-nocache", "dynamic-cached")  # + speculative-L{E}
 EOS_MODES = ("forbid", "ignore")
+# benchmark name -> (decoder name, KV cache) of the decoders that ``decode`` runs
+_DECODER_NAMES = {
+    "final": ("final", False),
+    "dynamic-nocache": ("dynamic", False),
+    "dynamic-cached": ("dynamic", True),
+}
 
 
 def reference_of(decoder: str) -> str | None:
@@ -55,14 +64,14 @@ def reference_of(decoder: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class BenchConfig:
+class LatencyConfig:
     """Settings of one benchmark run."""
 
     prompts: int = 4  # eval records used (the first ones); each is decoded on its own (batch 1)
     max_new_tokens: int = 256  # tokens per response, the same for every decoder (see ``eos``)
     repeats: int = 3  # timed runs per decoder; the table reports the median
     draft_layers: tuple[int, ...] = (2,)  # speculative draft layers E
-    draft_tokens: int = 4  # drafts per verification round
+    draft_tokens: int = DRAFT_TOKENS  # drafts per verification round
     draft_threshold: float | None = None  # stop drafting below this draft confidence (None: always k)
     widths: tuple[int, ...] = (1,)  # widen factors to measure (1 = the model as trained)
     threads: int = 1  # torch intra-op threads (the machine is shared; 1 keeps timings steady)
@@ -73,15 +82,19 @@ class BenchConfig:
         for name in ("prompts", "max_new_tokens", "repeats", "draft_tokens", "threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"BenchConfig.{name} must be an integer >= 1, got {value!r}")
+                raise ValueError(f"LatencyConfig.{name} must be an integer >= 1, got {value!r}")
         if not self.draft_layers or any(layer < 1 for layer in self.draft_layers):
-            raise ValueError(f"BenchConfig.draft_layers must be layers >= 1, got {self.draft_layers!r}")
+            raise ValueError(f"LatencyConfig.draft_layers must be layers >= 1, got {self.draft_layers!r}")
         if not self.widths or any(w < 1 for w in self.widths):
-            raise ValueError(f"BenchConfig.widths must be factors >= 1, got {self.widths!r}")
+            raise ValueError(f"LatencyConfig.widths must be factors >= 1, got {self.widths!r}")
         if self.eos not in EOS_MODES:
-            raise ValueError(f"BenchConfig.eos must be one of {', '.join(EOS_MODES)}, got {self.eos!r}")
+            raise ValueError(f"LatencyConfig.eos must be one of {', '.join(EOS_MODES)}, got {self.eos!r}")
         if self.draft_threshold is not None and not 0.0 <= self.draft_threshold <= 1.0:
-            raise ValueError(f"BenchConfig.draft_threshold must be in [0, 1], got {self.draft_threshold!r}")
+            raise ValueError(f"LatencyConfig.draft_threshold must be in [0, 1], got {self.draft_threshold!r}")
+
+    def decoders(self) -> list[str]:
+        """The benchmark's decoders, in the table's order."""
+        return [*DECODERS, *(f"speculative-L{layer}" for layer in self.draft_layers)]
 
 
 def machine() -> dict:
@@ -176,103 +189,78 @@ def forbidden(model, token_ids: Collection[int]):
             handle.remove()
 
 
-@dataclass
-class _Outcome:
-    tokens: list[list[int]]
-    flops: int
-    extra: dict = dataclasses.field(default_factory=dict)
-
-
-def _decoders(
-    model,
-    checkpoints: Sequence[int],
-    thresholds: dict[int, float],
-    config: BenchConfig,
-    pad_id: int,
-    metered: bool,
-):
-    """name -> function(prompts) -> _Outcome, each decoding prompt by prompt (batch 1).
-
-    ``metered``: the cached and speculative decoders count their FLOPs as they go (a ``Meter``),
-    which costs time; timed runs go without (their FLOPs are 0 then).
-    """
+def _decoders(model, checkpoints: Sequence[int], thresholds: dict[int, float], config: LatencyConfig) -> dict:
+    """benchmark name -> (its ``DecoderSpec``, KV cache), or None for HF ``generate``."""
     from lite.decoders.blocks import n_layers
-    from lite.decoders.cached import Meter, exit_cached
-    from lite.decoders.engines import exit_nocache, greedy_cached
-    from lite.decoders.policies import ThresholdPolicy
-    from lite.decoders.speculative import Draft, speculative
-    from lite.decoding import hf_greedy
-    from lite.flops import ModelShape, kvcache_flops, nocache_flops
+    from lite.decoders.specs import decoder_from_name
 
-    shape = ModelShape.from_config(model.config)
-    total = n_layers(model)
-    cps = sorted({*checkpoints, total})
-    policy = [thresholds[c] for c in cps[:-1]]
-    new = config.max_new_tokens
-    common = {"max_new_tokens": new, "eos_ids": set(), "pad_id": pad_id}
-
-    def final_flops(prompts) -> int:
-        return sum(kvcache_flops(shape, len(p), [total] * new, [1] * new) for p in prompts)
-
-    def hf(prompts):
-        return _Outcome([hf_greedy(model, p, **common) for p in prompts], final_flops(prompts))
-
-    def final(prompts):
-        gens = [greedy_cached(model, [p], total, **common)[0] for p in prompts]
-        return _Outcome([g.token_ids for g in gens], final_flops(prompts))
-
-    def nocache(prompts):
-        gens = [exit_nocache(model, [p], cps, ThresholdPolicy(policy), **common)[0] for p in prompts]
-        flops = sum(
-            nocache_flops(shape, len(p), g.exit_layers, g.heads) for p, g in zip(prompts, gens, strict=True)
+    def spec(name: str):
+        return decoder_from_name(
+            name,
+            checkpoints,
+            thresholds,
+            n_layers=n_layers(model),
+            draft_tokens=config.draft_tokens,
+            draft_threshold=config.draft_threshold,
         )
-        return _Outcome([g.token_ids for g in gens], flops, _exit_summary(gens))
 
-    def meter():
-        return Meter(shape, 1) if metered else None
-
-    def cached(prompts):
-        gens, flops = [], 0
-        for p in prompts:
-            count = meter()
-            gens.append(exit_cached(model, [p], cps, ThresholdPolicy(policy), meter=count, **common)[0])
-            flops += count.kernel if metered else 0
-        return _Outcome([g.token_ids for g in gens], flops, _exit_summary(gens))
-
-    def spec(layer: int) -> Callable:
-        draft = Draft(layer, config.draft_tokens, config.draft_threshold)
-
-        def run(prompts):
-            gens, flops, proposed, accepted, rounds = [], 0, 0, 0, 0
-            for p in prompts:
-                count = meter()
-                (gen,), (stat,) = speculative(model, [p], draft, meter=count, **common)
-                gens.append(gen)
-                flops += count.kernel if metered else 0
-                proposed, accepted, rounds = (
-                    proposed + stat.proposed,
-                    accepted + stat.accepted,
-                    rounds + stat.rounds,
-                )
-            extra = {
-                "acceptance": accepted / proposed if proposed else float("nan"),
-                "tokens_per_round": sum(len(g.token_ids) for g in gens) / rounds,
-            }
-            return _Outcome([g.token_ids for g in gens], flops, extra)
-
-        return run
-
-    table = {"hf-generate": hf, "final": final, "dynamic-nocache": nocache, "dynamic-cached": cached}
-    for layer in config.draft_layers:
-        if not layer < total:
-            raise ValueError(f"draft layer {layer} must be below the final layer {total}")
-        table[f"speculative-L{layer}"] = spec(layer)
+    table = {}
+    for name in config.decoders():
+        decoder, kv_cache = _DECODER_NAMES.get(name, (name, False))
+        table[name] = None if name == "hf-generate" else (spec(decoder), kv_cache)
     return table
 
 
-def _exit_summary(gens) -> dict:
-    layers = [layer for g in gens for layer in g.exit_layers]
-    return {"mean_exit_layer": statistics.mean(layers)}
+def _run(model, decoder, prompts: Sequence[list[int]], pad_id: int, new: int, metered: bool) -> list:
+    """One decoder (an entry of ``_decoders``) on ``prompts``, prompt by prompt (batch 1): per
+    prompt its ``Generation`` and, in a ``metered`` run, the ``Meter`` of a decoder that has one
+    (else None). Timed runs go without: counting costs time."""
+    from lite.decoders.agreement import hf_greedy
+    from lite.decoders.blocks import n_layers
+    from lite.decoders.dispatch import decode, meters
+    from lite.decoders.generation import Generation
+    from lite.decoders.slots import Meter
+    from lite.flops import ModelShape
+
+    common = {"max_new_tokens": new, "eos_ids": set(), "pad_id": pad_id}
+    runs = []
+    for prompt in prompts:
+        if decoder is None:  # HF generate: final-layer decoding, one head per token
+            tokens = hf_greedy(model, prompt, **common)
+            gen = Generation(tokens, exit_layers=[n_layers(model)] * len(tokens), heads=[1] * len(tokens))
+            runs.append((gen, None))
+            continue
+        spec, kv_cache = decoder
+        meter = Meter(ModelShape.from_config(model.config), 1) if metered and meters(spec, kv_cache) else None
+        (gen,) = decode(model, [prompt], spec, kv_cache=kv_cache, meter=meter, **common)
+        runs.append((gen, meter))
+    return runs
+
+
+def _flops(model, name: str, prompts: Sequence[list[int]], runs: list) -> int:
+    """What a decoder executed on ``prompts``: its meters' count, else ``lite.flops``' accounting."""
+    from lite.flops import ModelShape, kvcache_flops, nocache_flops
+
+    shape = ModelShape.from_config(model.config)
+    accounting = nocache_flops if name == "dynamic-nocache" else kvcache_flops
+    return sum(
+        meter.kernel if meter is not None else accounting(shape, len(p), g.exit_layers, g.heads)
+        for p, (g, meter) in zip(prompts, runs, strict=True)
+    )
+
+
+def _summary(name: str, gens: list) -> dict:
+    """The table's decoder-specific columns: exits of the dynamic ones, drafting of speculative ones."""
+    if name.startswith("dynamic-"):
+        return {"mean_exit_layer": statistics.mean([layer for g in gens for layer in g.exit_layers])}
+    if name.startswith("speculative-"):
+        proposed = sum(g.acceptance.proposed for g in gens)
+        accepted = sum(g.acceptance.accepted for g in gens)
+        return {
+            "acceptance": accepted / proposed if proposed else float("nan"),
+            "tokens_per_round": sum(len(g.token_ids) for g in gens) / sum(g.acceptance.rounds for g in gens),
+        }
+    return {}
 
 
 def measure(
@@ -280,7 +268,7 @@ def measure(
     prompts: Sequence[list[int]],
     checkpoints: Sequence[int],
     thresholds: dict[int, float],
-    config: BenchConfig,
+    config: LatencyConfig,
     pad_id: int,
     label: str,
     progress: Callable[[str], None] | None = None,
@@ -298,32 +286,35 @@ def _measure(model, prompts, checkpoints, thresholds, config, pad_id, label, pro
     import torch
 
     torch.manual_seed(config.seed)
-    decoders = _decoders(model, checkpoints, thresholds, config, pad_id, metered=False)
+    decoders = _decoders(model, checkpoints, thresholds, config)
     names = list(decoders)
+    new = config.max_new_tokens
     # One untimed run per decoder: it counts the FLOPs and pays for first-call allocations and
     # lazy imports. The timed runs below carry no meter, as HF generate carries none.
-    counted = {name: run(list(prompts)) for name, run in _decoders(
-        model, checkpoints, thresholds, config, pad_id, metered=True
-    ).items()}  # fmt: skip
-    rows, outputs = [], {name: outcome.tokens for name, outcome in counted.items()}
+    counted = {name: _run(model, decoders[name], prompts, pad_id, new, metered=True) for name in names}
+    outputs = {name: [gen.token_ids for gen, _ in runs] for name, runs in counted.items()}
+    flops = {name: _flops(model, name, prompts, runs) for name, runs in counted.items()}
+    rows = []
     for repeat in range(config.repeats):
         order = names[repeat % len(names) :] + names[: repeat % len(names)]
         for name in order:
             if progress is not None:
                 progress(f"{label} repeat {repeat + 1}/{config.repeats}: {name}")
             start = time.perf_counter()
-            outcome = decoders[name](list(prompts))
+            runs = _run(model, decoders[name], prompts, pad_id, new, metered=False)
             seconds = time.perf_counter() - start
+            gens = [gen for gen, _ in runs]
+            tokens = [gen.token_ids for gen in gens]
             rows.append(
                 {
                     "model": label,
                     "decoder": name,
                     "repeat": repeat,
                     "seconds": seconds,
-                    "tokens": sum(len(t) for t in outcome.tokens),
-                    "flops": counted[name].flops,
-                    "same_tokens": outcome.tokens == outputs[name],  # deterministic, metered or not
-                    **outcome.extra,
+                    "tokens": sum(len(t) for t in tokens),
+                    "flops": flops[name],
+                    "same_tokens": tokens == outputs[name],  # deterministic, metered or not
+                    **_summary(name, gens),
                 }
             )
     frame = pd.DataFrame(rows)
@@ -349,7 +340,8 @@ def acceptance(
     with EOS forbidden or ignored (``eos``, as in the latency table).
     """
     from lite.decoders.blocks import n_layers
-    from lite.decoders.speculative import Draft, speculative
+    from lite.decoders.specs import Draft
+    from lite.decoders.speculative import speculative
 
     rows = []
     for name, model in models.items():
@@ -357,7 +349,7 @@ def acceptance(
             banned = eos_ids if mode == "fixed-length" and eos == "forbid" else ()
             for layer in range(1, n_layers(model)):
                 with forbidden(model, banned):
-                    gens, stats = speculative(
+                    gens = speculative(
                         model,
                         list(prompts),
                         Draft(layer, draft_tokens),
@@ -365,6 +357,7 @@ def acceptance(
                         eos_ids=stops,
                         pad_id=pad_id,
                     )
+                stats = [g.acceptance for g in gens]
                 proposed, accepted = sum(s.proposed for s in stats), sum(s.accepted for s in stats)
                 tokens = sum(len(g.token_ids) for g in gens)
                 rows.append(

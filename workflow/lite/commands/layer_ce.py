@@ -1,0 +1,78 @@
+"""Held-out cross-entropy of every checkpoint's exit (shared norm + LM head) on reference answers.
+
+    lite layer-ce --model results/smollm2-135m/tuned/lite --evalset results/data/eval/alpaca.jsonl \\
+        --layers 10,20,30 --out results/smollm2-135m/layer_ce/lite/alpaca.csv
+
+The training log reports each layer's CE only for the layers a tuning trains (IT: the final one);
+this scores every checkpoint of any model the same way, teacher-forced on the eval records'
+``reference`` answers (prompt template and response tokens as in tuning), token-weighted over
+the set. One CSV row per layer: ``layer, ce, tokens, records``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lite.io import InputError, atomic_write, number_list_type, save_resolved_config, where
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the example command's layout
+    parser.add_argument("--model", required=True, help="a tuned model folder")
+    parser.add_argument("--evalset", required=True, help="eval records with a 'reference' answer (JSONL)")
+    parser.add_argument(
+        "--layers", required=True, type=number_list_type(), help="checkpoint layers, e.g. 10,20,30"
+    )
+    parser.add_argument("--max-length", type=int, default=512, help="tokens per example (prompt + answer)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", required=True, metavar="CSV")
+
+
+def layer_ce(model, tokenizer, records: Sequence[dict], layers: Sequence[int], max_length: int) -> dict:
+    """``{layer: (summed CE over answer tokens, answer tokens)}``, one record at a time (no padding)."""
+    import torch
+
+    from lite.architectures import exit_modules
+    from lite.data import encode_example
+    from lite.loss import lite_loss
+
+    norm, head = exit_modules(model)
+    sums = dict.fromkeys(layers, 0.0)
+    tokens = 0
+    with torch.no_grad():
+        for record in records:
+            example = encode_example(tokenizer, {**record, "output": record["reference"]}, max_length)
+            ids = torch.tensor([example["input_ids"]])  # (1, seq)
+            labels = torch.tensor([example["labels"]])  # (1, seq)
+            hidden = model(input_ids=ids, output_hidden_states=True, use_cache=False, logits_to_keep=1)
+            _, per_layer = lite_loss(hidden.hidden_states, labels, norm, head, dict.fromkeys(layers, 1.0))
+            n = int((labels[:, 1:] != -100).sum())  # lite_loss's per-layer CE is a mean over these
+            for layer in layers:
+                sums[layer] += float(per_layer[layer]) * n
+            tokens += n
+    return {layer: (sums[layer], tokens) for layer in layers}
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+
+    from lite.datasets import read_eval_records
+    from lite.modeling import load_model, load_tokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    records = read_eval_records(args.evalset)
+    missing = [r["id"] for r in records if not r.get("reference")]
+    if missing:
+        raise InputError(f"{where(args.evalset, field='reference')}: records without one: {missing[:5]}")
+    model = load_model(args.model)
+    tokenizer = load_tokenizer(args.model)
+    result = layer_ce(model, tokenizer, records, args.layers, args.max_length)
+    with atomic_write(args.out) as handle:
+        handle.write("layer,ce,tokens,records\n")
+        for layer, (total, tokens) in result.items():
+            handle.write(f"{layer},{total / tokens:.4f},{tokens},{len(records)}\n")
+            print(f"layer {layer}: CE {total / tokens:.4f} over {tokens} answer tokens", file=sys.stderr)
+    save_resolved_config(args.out, {"command": "layer-ce", **{k: v for k, v in vars(args).items()}})

@@ -1,0 +1,202 @@
+"""Decoding in fixed columns: the layout, cache and block runner shared by the KV-cached early
+exit (``lite.decoders.cached``) and self-speculative decoding (``lite.decoders.speculative``).
+
+Both keep one column per position of a left-padded batch, for every row, whatever depth or
+acceptance a row reached: the rows' positions stay aligned, so a block of columns of several rows
+runs as one batched call.
+
+- ``SlotCache``: keys/values of every layer in a fixed column per position. ``DynamicCache``
+  appends one block per layer for all rows at once, so every row would need the same cache length
+  in every layer; with per-row exits (or acceptances) the rows' depths differ, hence columns.
+- ``SlotBatch``: per (row, column) whether the token is real and its RoPE position, the
+  ``SlotCache``, and ``run``: layers ``first..last`` on a block of columns of some rows, with the
+  mask and RoPE factors those columns need (the one block runner of both decoders).
+- ``Meter`` counts the work as it is done: kernel FLOPs (attention over the full query x key
+  rectangle, padding included) and, per row, the causal FLOPs of ``lite.flops.kvcache_flops``;
+  plus how often each (row, column, layer) state was computed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lite.decoders.blocks import (
+    HeadOutput,
+    RotaryTable,
+    exit_head,
+    make_span,
+    n_layers,
+    row_index,
+    run_layers,
+)
+from lite.flops import ModelShape, head_flops, layer_flops
+
+
+class SlotCache:
+    """Per-layer keys/values in fixed columns; the duck-typed cache HF attention layers call.
+
+    Before each ``run_layers`` call, ``target(rows, start)`` says which batch rows the block holds
+    and at which column it starts; the attention's ``update`` writes the block's keys/values there
+    and returns those rows' columns ``0..start+q-1`` (the caller's mask covers exactly these).
+    Columns never written hold zeros (finite, so masked scores stay finite).
+    """
+
+    def __init__(self, model, batch: int, width: int):
+        config = model.config
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        weight = model.model.embed_tokens.weight
+        self._shape = (batch, kv_heads, head_dim)
+        self._like = {"dtype": weight.dtype, "device": weight.device}
+        self.keys = [self._zeros(width) for _ in range(n_layers(model))]  # each (batch, kv_heads, width, d)
+        self.values = [self._zeros(width) for _ in range(n_layers(model))]
+        self._rows: torch.Tensor | None = None
+        self._start = 0
+
+    def _zeros(self, width: int) -> torch.Tensor:
+        batch, kv_heads, head_dim = self._shape
+        return torch.zeros((batch, kv_heads, width, head_dim), **self._like)
+
+    @property
+    def width(self) -> int:
+        return self.keys[0].shape[2]
+
+    def grow(self, width: int) -> None:
+        """Make room for ``width`` columns (keeps what is stored)."""
+        if width <= self.width:
+            return
+        for store in (self.keys, self.values):
+            for i, old in enumerate(store):
+                new = self._zeros(width)
+                new[:, :, : old.shape[2]] = old
+                store[i] = new
+
+    def target(self, rows: torch.Tensor | None, start: int) -> SlotCache:
+        """Aim the next block at batch ``rows`` (None: all, in order) from column ``start``."""
+        self._rows, self._start = rows, start
+        return self
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args, **kwargs):
+        # keys, values: (rows, kv_heads, q, head_dim) of the block, already rotated
+        end = self._start + keys.shape[2]
+        k, v = self.keys[layer_idx], self.values[layer_idx]
+        if self._rows is None:
+            k[:, :, self._start : end] = keys
+            v[:, :, self._start : end] = values
+            return k[:, :, :end], v[:, :, :end]  # views: no copy of the cache
+        k[self._rows, :, self._start : end] = keys
+        v[self._rows, :, self._start : end] = values
+        return k[self._rows, :, :end], v[self._rows, :, :end]
+
+
+class Meter:
+    """Work a decoder really does, counted block by block (matmul FLOPs as in ``lite.flops``).
+
+    The counts live on the CPU whatever device the decoder runs on: they are bookkeeping, read
+    after decoding, and a metered run is never a timed one (``lite.latency``).
+    """
+
+    def __init__(self, shape: ModelShape, batch: int):
+        self.shape = shape
+        self.layer_kernel = 0  # decoder layers, attention over the whole (queries x keys) rectangle
+        self.head_kernel = 0  # norm + LM head applications
+        self.causal = torch.zeros(batch, dtype=torch.long, device="cpu")  # (batch,) kvcache accounting
+        self.computed = torch.zeros(
+            (batch, 0, shape.layers), dtype=torch.int32, device="cpu"
+        )  # (batch, column, layer)
+        self.calls = 0  # run_layers calls
+
+    @property
+    def kernel(self) -> int:
+        """Every matmul FLOP the kernels executed, padding and masked keys included."""
+        return self.layer_kernel + self.head_kernel
+
+    def layers(
+        self,
+        rows: list[int],
+        start: int,
+        end: int,
+        first: int,
+        last: int,
+        real: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> None:
+        """Layers ``first..last`` ran on columns ``start..end-1`` of ``rows`` against keys ``0..end-1``."""
+        count, queries = last - first + 1, end - start
+        self.calls += 1
+        self.layer_kernel += len(rows) * count * layer_flops(self.shape, queries, end)
+        shape = self.shape
+        per_key = 4 * shape.heads * shape.head_dim
+        rows = torch.tensor(rows, device="cpu")  # (rows,)
+        is_real = real[:, start:end].cpu()[rows].long()  # (rows, q)
+        # a real query at position p attends causally to p + 1 keys (its own included)
+        keys = positions[:, start:end].cpu()[rows] + 1  # (rows, q)
+        per_position = (2 * shape.layer_weights + per_key * keys) * is_real
+        self.causal.index_add_(0, rows, per_position.sum(dim=1) * count)
+        if self.computed.shape[1] < end:
+            grown = torch.zeros((self.computed.shape[0], end, shape.layers), dtype=torch.int32, device="cpu")
+            grown[:, : self.computed.shape[1]] = self.computed
+            self.computed = grown
+        self.computed[rows, start:end, first - 1 : last] += is_real[:, :, None].int()
+
+    def heads(self, rows: list[int], positions: int = 1) -> None:
+        """The head ran on ``positions`` positions of each of ``rows``."""
+        flops = head_flops(self.shape, positions)
+        self.head_kernel += len(rows) * flops
+        self.causal[rows] += flops  # rows never repeat within a call
+
+
+class SlotBatch:
+    """Rows decoded in fixed columns, and the block runner over them.
+
+    ``real`` and ``positions`` (batch, width) say per column whether it holds a real token (not
+    padding, not a hole) and its RoPE position; the owner keeps them current as columns fill.
+    ``padded``: whether some key may not be real, so that ``make_span`` must look at the keys;
+    False lets a block whose shape needs no mask go without one.
+    """
+
+    def __init__(self, model, real: torch.Tensor, positions: torch.Tensor, padded: bool, meter: Meter | None):
+        self.model = model
+        self.real = real  # (batch, width) bool
+        self.positions = positions  # (batch, width) long
+        self.padded = padded
+        self.meter = meter
+        self.size, width = real.shape
+        self.device = real.device
+        self.cache = SlotCache(model, self.size, width)
+        self.rotary = RotaryTable(model)
+
+    def run(
+        self,
+        hidden: torch.Tensor,
+        rows: list[int],
+        start: int,
+        first: int,
+        last: int,
+        pick: torch.Tensor | slice | None = None,
+    ) -> torch.Tensor:
+        """Layers ``first..last`` on ``hidden`` (rows, q, hidden), the block of columns
+        ``start..start+q-1`` of batch ``rows`` (ascending), attending to their columns
+        ``0..start+q-1``; returns layer ``last``'s output (rows, q, hidden). ``pick``: the
+        ``row_index`` of ``rows``, where the caller has made it already."""
+        stop = start + hidden.shape[1]
+        if pick is None:
+            pick = row_index(rows, self.size, self.device)
+        real = self.real[pick, :stop]  # (rows, stop): the block's keys, cached ones first
+        positions = self.positions[pick, start:stop]  # (rows, q)
+        span = make_span(
+            self.model, hidden, real, positions, self.rotary, padded=None if self.padded else False
+        )
+        cache = self.cache.target(None if isinstance(pick, slice) else pick, start)
+        out = run_layers(self.model, hidden, first, last, span, cache)
+        if self.meter is not None:
+            self.meter.layers(rows, start, stop, first, last, self.real, self.positions)
+        return out
+
+    def head(self, hidden: torch.Tensor, rows: list[int], positions: int = 1) -> HeadOutput:
+        """The shared head on ``hidden``: ``positions`` positions of each of batch ``rows``
+        ((rows, hidden), (rows, seq, hidden) read at the last position, or (rows * positions, hidden))."""
+        if self.meter is not None:
+            self.meter.heads(rows, positions)
+        return exit_head(self.model, hidden)

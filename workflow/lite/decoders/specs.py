@@ -1,0 +1,253 @@
+"""Decoders by name: the ``{decoder}`` wildcard of the workflow, parsed into a ``DecoderSpec``.
+
+- ``final``: ordinary greedy generation from the last layer N (KV cache); equals
+  ``model.generate(do_sample=False)`` token for token.
+- ``fixed-L{k}``: every token from layer k; layers k+1..N are never computed (KV cache).
+- ``dynamic``, ``dynamic-paper``, ``dynamic-aggressive``, ``dynamic-calibrated``: confidence-based
+  early exit with the thresholds given (the suffix only names where they came from). Per token the
+  checkpoints are visited in ascending order and the first whose confidence >= its threshold
+  answers, else the final layer does. Without a KV cache this is the paper's procedure,
+  recomputing the prefix; with one, the same tokens and exits (``lite.decoders.cached``).
+- ``random-half``, ``random-k``: exit at each intermediate checkpoint with probability 1/2, resp.
+  1/K where K counts all exit points (the checkpoints including the final layer); paper App. E.
+- ``sequential``: token t exits at exit point t mod K (cycling through the checkpoints, final included).
+- ``speculative-L{E}``: self-speculative decoding, drafts from layer E verified by layers E+1..N
+  (``lite.decoders.speculative``): the tokens of ``final``, at another cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from lite.io import InputError, read_json, where
+
+if TYPE_CHECKING:  # the policies need torch; names and specs stay light for the Snakefile
+    from lite.decoders.policies import ExitPolicy
+
+DYNAMIC_NAMES = ("dynamic", "dynamic-paper", "dynamic-aggressive", "dynamic-calibrated")
+BASELINE_NAMES = ("random-half", "random-k", "sequential")
+VALID_NAMES = ("final", "fixed-L{k}", *DYNAMIC_NAMES, *BASELINE_NAMES, "speculative-L{E}")
+_FIXED = re.compile(r"fixed-L(\d+)")
+_SPECULATIVE = re.compile(r"speculative-L(\d+)")
+# dynamic-x{k}: a point of the threshold sweep (the quality/cost frontier); the workflow passes
+# the paper's thresholds scaled by k (lite.plan.scaled_thresholds)
+_SWEEP = re.compile(r"dynamic-x\d+(\.\d+)?")
+# The names the workflow generates: its {decoder} wildcard (bare "dynamic" and speculative decoding
+# are for the command line and the latency benchmark).
+WORKFLOW_DECODERS = "|".join(
+    [
+        "final",
+        _FIXED.pattern,
+        *(re.escape(name) for name in DYNAMIC_NAMES if name != "dynamic"),
+        _SWEEP.pattern,
+        *(re.escape(name) for name in BASELINE_NAMES),
+    ]
+)
+DRAFT_TOKENS = 4  # drafts per verification round unless told (LayerSkip used 4-12)
+
+
+@dataclasses.dataclass(frozen=True)
+class Draft:
+    """How self-speculative drafts are made: from which layer, how many per round, when to stop early."""
+
+    layer: int  # E: the draft exit layer, 1 <= E < N
+    tokens: int = DRAFT_TOKENS  # k: most drafts per verification round
+    threshold: float | None = None  # stop a row's drafting when its draft confidence < this
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layer, bool) or not isinstance(self.layer, int) or self.layer < 1:
+            raise ValueError(f"Draft.layer must be a layer >= 1, got {self.layer!r}")
+        if isinstance(self.tokens, bool) or not isinstance(self.tokens, int) or self.tokens < 1:
+            raise ValueError(f"Draft.tokens must be >= 1, got {self.tokens!r}")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"Draft.threshold must be in [0, 1] or None, got {self.threshold!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderSpec:
+    """A decoder, fully specified. Build it with ``decoder_from_name``; ``resolve`` binds it to a model."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("final", "fixed", "dynamic", *BASELINE_NAMES)
+
+    name: str  # as in paths and records, e.g. "dynamic-paper"
+    kind: str  # one of ``kinds``
+    checkpoints: tuple[int, ...]  # ascending exit layers; after resolve() they end with N
+    layer: int | None = None  # fixed-L{k}: k; speculative-L{E}: E
+    thresholds: dict[int, float] | None = None  # dynamic: checkpoint layer -> threshold (> 1: never)
+    seed: int = 0  # random baselines: with the prompt id, fixes every random exit
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.kinds:
+            raise InputError(f"DecoderSpec field 'kind': {self.kind!r} is not one of {', '.join(self.kinds)}")
+        cps = self.checkpoints
+        if not cps or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in cps):
+            raise InputError(f"DecoderSpec field 'checkpoints': need layers >= 1, got {list(cps)}")
+        if list(cps) != sorted(set(cps)):
+            raise InputError(f"DecoderSpec field 'checkpoints': must ascend without repeats, got {list(cps)}")
+        if self.kind in ("fixed", "speculative") and (self.layer is None or self.layer < 1):
+            raise InputError(f"DecoderSpec field 'layer': decoder {self.name!r} needs a layer >= 1")
+        if self.kind == "dynamic":
+            if self.thresholds is None:
+                raise InputError(f"DecoderSpec field 'thresholds': decoder {self.name!r} needs thresholds")
+            for layer, value in self.thresholds.items():
+                if not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+                    raise InputError(
+                        f"DecoderSpec field 'thresholds': layer {layer} has {value!r}, need a number >= 0"
+                    )
+
+    def resolve(self, total_layers: int) -> DecoderSpec:
+        """Check the spec against an N-layer model (N = ``total_layers``); N joins the checkpoints."""
+        if self.layer is not None and not 1 <= self.layer <= total_layers:
+            raise InputError(f"decoder {self.name!r}: layer {self.layer} is outside 1..{total_layers}")
+        outside = [c for c in self.checkpoints if c > total_layers]
+        if outside:
+            raise InputError(f"checkpoint layer {outside[0]} is outside 1..{total_layers}")
+        checkpoints = tuple(sorted({*self.checkpoints, total_layers}))
+        if self.kind == "dynamic":
+            stray = [layer for layer in self.thresholds if layer not in checkpoints]
+            if stray:
+                raise InputError(
+                    f"decoder {self.name!r}: threshold for layer {stray[0]}, which is not a checkpoint "
+                    f"({list(checkpoints)})"
+                )
+            missing = [c for c in checkpoints[:-1] if c not in self.thresholds]
+            if missing:
+                raise InputError(f"decoder {self.name!r}: no threshold for checkpoint layer {missing[0]}")
+        return dataclasses.replace(self, checkpoints=checkpoints)
+
+    def policy(self, keys: Sequence[str]) -> ExitPolicy:
+        """The exit policy of an early-exit decoder for a batch of prompts named by ``keys``."""
+        from lite.decoders.policies import RandomPolicy, SequentialPolicy, ThresholdPolicy
+
+        intermediate = self.checkpoints[:-1]
+        if self.kind == "dynamic":
+            return ThresholdPolicy([self.thresholds[c] for c in intermediate])
+        if self.kind == "random-half":
+            return RandomPolicy(0.5, len(intermediate), self.seed, keys)
+        if self.kind == "random-k":
+            return RandomPolicy(1.0 / len(self.checkpoints), len(intermediate), self.seed, keys)
+        if self.kind == "sequential":
+            return SequentialPolicy(len(self.checkpoints))
+        raise ValueError(f"decoder {self.name!r} has no exit policy")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeculativeSpec(DecoderSpec):
+    """A ``speculative-L{E}`` decoder; ``layer`` is the draft layer E. A class of its own so that
+    the draft settings are written only into the configs of the decoder they belong to."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("speculative",)
+
+    draft_tokens: int = DRAFT_TOKENS  # most drafts per verification round
+    draft_threshold: float | None = None  # a row stops drafting below this draft confidence
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            Draft(self.layer, self.draft_tokens, self.draft_threshold)
+        except ValueError as err:
+            raise InputError(f"decoder {self.name!r}: {err}") from None
+
+    @property
+    def draft(self) -> Draft:
+        return Draft(self.layer, self.draft_tokens, self.draft_threshold)
+
+    def resolve(self, total_layers: int) -> SpeculativeSpec:
+        if self.layer >= total_layers:
+            raise InputError(
+                f"decoder {self.name!r}: draft layer {self.layer} must be below the final layer "
+                f"{total_layers}"
+            )
+        return super().resolve(total_layers)
+
+
+def decoder_from_name(
+    name: str,
+    checkpoints: Sequence[int],
+    thresholds: dict[int, float] | None = None,
+    seed: int = 0,
+    n_layers: int | None = None,
+    *,
+    draft_tokens: int = DRAFT_TOKENS,
+    draft_threshold: float | None = None,
+) -> DecoderSpec:
+    """Parse a decoder name (see the module docstring); with ``n_layers`` also check it against the model.
+
+    Unknown names raise ``InputError`` listing the valid ones; a fixed or draft layer outside the
+    model's names it. ``draft_tokens`` and ``draft_threshold`` are the draft settings of
+    ``speculative-L{E}`` (``SpeculativeSpec``).
+    """
+    checkpoints = tuple(sorted(set(checkpoints)))
+    fixed, speculative = _FIXED.fullmatch(name), _SPECULATIVE.fullmatch(name)
+    if name == "final":
+        spec = DecoderSpec(name, "final", checkpoints, seed=seed)
+    elif fixed is not None:
+        layer = _named_layer(name, fixed, n_layers)
+        spec = DecoderSpec(name, "fixed", checkpoints, layer=layer, seed=seed)
+    elif speculative is not None:
+        layer = _named_layer(name, speculative, None if n_layers is None else n_layers - 1)
+        spec = SpeculativeSpec(
+            name,
+            "speculative",
+            checkpoints,
+            layer=layer,
+            seed=seed,
+            draft_tokens=draft_tokens,
+            draft_threshold=draft_threshold,
+        )
+    elif name in DYNAMIC_NAMES or _SWEEP.fullmatch(name):
+        if thresholds is None:
+            raise InputError(f"decoder {name!r} needs thresholds (--thresholds FILE_OR_JSON)")
+        spec = DecoderSpec(
+            name, "dynamic", checkpoints, thresholds={int(k): float(v) for k, v in thresholds.items()}
+        )
+    elif name in BASELINE_NAMES:
+        spec = DecoderSpec(name, name, checkpoints, seed=seed)
+    else:
+        raise InputError(f"unknown decoder {name!r}; valid: {', '.join(VALID_NAMES)}")
+    return spec if n_layers is None else spec.resolve(n_layers)
+
+
+def _named_layer(name: str, match: re.Match, highest: int | None) -> int:
+    """The layer in a decoder's name (``fixed-L{k}``, ``speculative-L{E}``), within 1..``highest``."""
+    layer = int(match.group(1))
+    if layer < 1 or (highest is not None and layer > highest):
+        bound = f"1..{highest}" if highest is not None else ">= 1"
+        raise InputError(f"decoder {name!r}: layer {layer} is outside {bound}")
+    return layer
+
+
+def parse_thresholds(source: str | os.PathLike) -> dict[int, float]:
+    """Thresholds from a file (docs/records.md "Thresholds") or inline JSON (that or a bare mapping)."""
+    path = Path(source)
+    if path.is_file():
+        document, label = read_json(path), str(path)
+    else:
+        try:
+            document, label = json.loads(str(source)), "--thresholds"
+        except json.JSONDecodeError:
+            raise InputError(f"--thresholds: {str(source)!r} is neither a file nor a JSON mapping") from None
+    if isinstance(document, dict) and "thresholds" in document:
+        document = document["thresholds"]
+        field = "thresholds"
+    else:
+        field = None
+    if not isinstance(document, dict) or not document:
+        raise InputError(f"{where(label, None, field)}: expected a non-empty mapping layer -> threshold")
+    thresholds = {}
+    for key, value in document.items():
+        try:
+            layer = int(key)
+        except (TypeError, ValueError):
+            raise InputError(f"{where(label, None, key)}: a layer number is expected as key") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+            raise InputError(f"{where(label, None, key)}: threshold must be a number >= 0, got {value!r}")
+        thresholds[layer] = float(value)
+    return thresholds
