@@ -8,6 +8,7 @@ import lite.decoders.specs
 import lite.download
 import lite.human.settings
 import lite.judge
+import lite.judge.settings
 import lite.judge.openai_compat
 import lite.plan
 import lite.shards
@@ -43,6 +44,7 @@ wildcard_constraints:
     tuning=_alternatives(config["tunings"]),
     evalset=_alternatives([*PLAN.evalsets, lite.plan.CALIBRATION_SET]),
     decoder=lite.decoders.specs.WORKFLOW_DECODERS,
+    judge=_alternatives(lite.judge.settings.WORKFLOW_JUDGES),
     source=_alternatives(lite.download.SOURCES),
     pair=r"[a-z_]+\.[A-Za-z0-9.-]+~[a-z_]+\.[A-Za-z0-9.-]+",
     artefact=_alternatives(lite.plan.ARTEFACTS),

@@ -30,15 +30,13 @@ import sys
 
 from lite.flags import add_setting_arguments, option_name, settings_from_args
 from lite.judge.run import JudgingFailed, judge_files
-from lite.judge.settings import ClaudeSettings, JudgeSettings
+from lite.judge.settings import WORKFLOW_JUDGES, ClaudeSettings, JudgeSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from lite.judge.openai_compat import OpenAISettings
 
-    parser.add_argument(
-        "--judge", choices=("reference", "claude", "openai"), required=True, help="which judge"
-    )
+    parser.add_argument("--judge", choices=(*WORKFLOW_JUDGES, "openai"), required=True, help="which judge")
     parser.add_argument("--a", required=True, help="generation records of system A (JSONL)")
     parser.add_argument("--b", required=True, help="generation records of system B (same ids)")
     parser.add_argument("--out", required=True, help="judgment records to write (JSONL)")

@@ -159,14 +159,19 @@ def judge_name(config: dict) -> str:
     return judge.get("name", "reference")
 
 
+# What `judge.name` may say: the judges of the workflow's `judge` rule (an OpenAI-compatible
+# endpoint is only ever the second judge of Table 5, with a rule of its own).
+WORKFLOW_JUDGES = ("reference", "claude")
+
+
 def check_judge_config(config: dict) -> ClaudeSettings | None:
     """Raise on bad judge settings (no secret needed, so a dry run checks them too).
 
     Returns the Claude settings when ``judge.name`` is ``claude``, else None (nothing to check).
     """
     name = judge_name(config)
-    if name not in ("reference", "claude"):
-        raise InputError(f"config field 'judge.name': {name!r}; choose from reference, claude")
+    if name not in WORKFLOW_JUDGES:
+        raise InputError(f"config field 'judge.name': {name!r}; choose from {', '.join(WORKFLOW_JUDGES)}")
     if name != "claude":
         return None
     judge = config.get("judge")
