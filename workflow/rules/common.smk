@@ -163,7 +163,7 @@ def thresholds_arg(wildcards):
 
 
 def device_args():
-    """``--device D --dtype T`` of generate, trace and bench (generation.device / generation.dtype)."""
+    """``--device D --dtype T`` of generate, trace and latency (generation.device / generation.dtype)."""
     generation = config["generation"]
     return f"--device {generation.get('device', 'cpu')} --dtype {generation.get('dtype', 'float32')}"
 
