@@ -36,7 +36,7 @@ def layer_ce(model, tokenizer, records: Sequence[dict], layers: Sequence[int], m
 
     from lite.architectures import exit_modules
     from lite.data import encode_example
-    from lite.loss import lite_loss
+    from lite.loss import IGNORE_INDEX, lite_loss
 
     norm, head = exit_modules(model)
     sums = dict.fromkeys(layers, 0.0)
@@ -48,7 +48,7 @@ def layer_ce(model, tokenizer, records: Sequence[dict], layers: Sequence[int], m
             labels = torch.tensor([example["labels"]])  # (1, seq)
             hidden = model(input_ids=ids, output_hidden_states=True, use_cache=False, logits_to_keep=1)
             _, per_layer = lite_loss(hidden.hidden_states, labels, norm, head, dict.fromkeys(layers, 1.0))
-            n = int((labels[:, 1:] != -100).sum())  # lite_loss's per-layer CE is a mean over these
+            n = int((labels[:, 1:] != IGNORE_INDEX).sum())  # lite_loss's per-layer CE is a mean over these
             for layer in layers:
                 sums[layer] += float(per_layer[layer]) * n
             tokens += n
@@ -75,4 +75,4 @@ def run(args: argparse.Namespace) -> None:
         for layer, (total, tokens) in result.items():
             handle.write(f"{layer},{total / tokens:.4f},{tokens},{len(records)}\n")
             print(f"layer {layer}: CE {total / tokens:.4f} over {tokens} answer tokens", file=sys.stderr)
-    save_resolved_config(args.out, {"command": "layer-ce", **{k: v for k, v in vars(args).items()}})
+    save_resolved_config(args.out, {"command": "layer-ce", **vars(args)})
