@@ -25,16 +25,16 @@ def test_default_config_passes(config):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda c: c["models"]["tiny8"].update(checkpoints=[2, 4, 6, 9]), "models.tiny8.checkpoints"),
-        (lambda c: c["models"]["tiny8"].update(checkpoints=[4, 2, 8]), "strictly ascending"),
-        (lambda c: c["models"]["tiny8"]["thresholds"]["paper"].update({7: 0.9}), "thresholds.paper.7"),
-        (lambda c: c["models"]["tiny8"]["thresholds"]["paper"].update({8: 0.9}), "thresholds.paper.8"),
+        (lambda c: c["models"]["tiny12"].update(checkpoints=[3, 6, 9, 11]), "models.tiny12.checkpoints"),
+        (lambda c: c["models"]["tiny12"].update(checkpoints=[6, 3, 12]), "strictly ascending"),
+        (lambda c: c["models"]["tiny12"]["thresholds"]["paper"].update({7: 0.9}), "thresholds.paper.7"),
+        (lambda c: c["models"]["tiny12"]["thresholds"]["paper"].update({12: 0.9}), "thresholds.paper.12"),
         (lambda c: c["generation"]["decoders"].append("fixed-L5"), "fixed-L5"),
-        (lambda c: c["models"]["tiny10"].update(tunings=["it"]), "models.tiny10.tunings"),
+        (lambda c: c["models"]["tiny15"].update(tunings=["it"]), "models.tiny15.tunings"),
         (lambda c: c["data"]["eval"].update(calibration={"source": "synthetic"}), "data.eval.calibration"),
         (
             lambda c: c["calibration"].pop("aggressive_target"),
-            "models.tiny8.thresholds.aggressive",
+            "models.tiny12.thresholds.aggressive",
         ),
         (lambda c: c["data"]["eval"]["koala"].update(source="koala"), "data.eval.koala: koala has no gold"),
         (lambda c: c["data"].pop("corpus"), "data.corpus: required by the pretrain section"),
@@ -49,17 +49,17 @@ def test_bad_config_names_the_key(config, edit, message):
 
 def test_main_model_decoders_and_pairs(config):
     plan = Plan(config)
-    assert plan.main == "tiny8" and plan.second == "tiny10"
-    assert plan.decoders("tiny8", "it") == ["final", "fixed-L2", "fixed-L4", "fixed-L6"]
-    lite_decoders = plan.decoders("tiny8", "lite")
+    assert plan.main == "tiny12" and plan.second == "tiny15"
+    assert plan.decoders("tiny12", "it") == ["final", "fixed-L3", "fixed-L6", "fixed-L9"]
+    lite_decoders = plan.decoders("tiny12", "lite")
     assert lite_decoders[0] == "final" and "dynamic-calibrated" in lite_decoders
     assert len(lite_decoders) == len(set(lite_decoders))
     # the second model only generates what fig1 and table3 need
-    assert plan.decoders("tiny10", "lite") == ["final", "dynamic-calibrated"]
-    assert plan.decoders("tiny8", "lite_weighted") == []
-    pairs = plan.pairs("tiny8")
+    assert plan.decoders("tiny15", "lite") == ["final", "dynamic-calibrated"]
+    assert plan.decoders("tiny12", "lite_weighted") == []
+    pairs = plan.pairs("tiny12")
     assert Pair("it.final", "lite.final") in pairs
-    assert Pair("it.final", "it.fixed-L2") in pairs
+    assert Pair("it.final", "it.fixed-L3") in pairs
     assert all(p.a.endswith(".final") for p in pairs)
 
 
@@ -71,8 +71,8 @@ def test_fig5_needs_traces_only(config):
 
 
 def test_artefacts_follow_the_configured_tunings(config):
-    config["models"]["tiny8"]["tunings"] = ["lite"]
-    del config["models"]["tiny10"]
+    config["models"]["tiny12"]["tunings"] = ["lite"]
+    del config["models"]["tiny15"]
     plan = Plan(config)
     artefacts = plan.artefacts()
     for needs_it in ("fig3", "fig4", "fig5", "fig11", "fig13", "table3"):
@@ -84,23 +84,23 @@ def test_artefacts_follow_the_configured_tunings(config):
 
 def test_tiny_models_tune_from_their_pretrained_base(config):
     plan = Plan(config)
-    assert plan.tuning_base("tiny8") == "results/tiny8/pretrained"
-    config["models"]["tiny10"]["base"] = {"kind": "hf", "source": "some/model", "n_layers": 10}
-    assert Plan(config).tuning_base("tiny10") == "results/tiny10/base"  # hf models come pretrained
+    assert plan.tuning_base("tiny12") == "results/tiny12/pretrained"
+    config["models"]["tiny15"]["base"] = {"kind": "hf", "source": "some/model", "n_layers": 15}
+    assert Plan(config).tuning_base("tiny15") == "results/tiny15/base"  # hf models come pretrained
     del config["pretrain"]
-    assert Plan(config).tuning_base("tiny8") == "results/tiny8/base"
+    assert Plan(config).tuning_base("tiny12") == "results/tiny12/base"
 
 
 def test_the_threshold_sweep_is_planned_judged_and_drawn(config):
     config["frontier"] = {"scales": [0.5, 2]}
     plan = Plan(config)
     assert plan.sweep() == ["dynamic-x0.5", "dynamic-x2"]
-    assert {"dynamic-x0.5", "dynamic-x2"} <= set(plan.decoders("tiny8", "lite"))
-    assert "dynamic-x2" not in plan.decoders("tiny10", "lite")  # the main model's sweep only
-    assert Pair("lite.final", "lite.dynamic-x2") in plan.pairs("tiny8")
+    assert {"dynamic-x0.5", "dynamic-x2"} <= set(plan.decoders("tiny12", "lite"))
+    assert "dynamic-x2" not in plan.decoders("tiny15", "lite")  # the main model's sweep only
+    assert Pair("lite.final", "lite.dynamic-x2") in plan.pairs("tiny12")
     inputs = plan.artefact_inputs("frontier")
-    assert "results/tiny8/judgments/reference/koala/lite.final~lite.dynamic-x0.5.jsonl" in inputs
-    assert "results/tiny8/generations/lite/koala/random-half.jsonl" in inputs
+    assert "results/tiny12/judgments/reference/koala/lite.final~lite.dynamic-x0.5.jsonl" in inputs
+    assert "results/tiny12/generations/lite/koala/random-half.jsonl" in inputs
     targets = plan.all_targets()
     assert "results/figures/frontier.pdf" in targets and "results/tables/frontier.csv" in targets
     del config["frontier"]
@@ -118,18 +118,18 @@ def test_scaled_thresholds_keep_the_shape():
 def test_headline_reads_alignment_judgments_and_generations(config):
     inputs = Plan(config).artefact_inputs("headline")
     assert any(p.endswith("/analysis/it/vicuna/alignment.csv") for p in inputs)
-    assert "results/tiny8/judgments/reference/vicuna/it.final~lite.final.jsonl" in inputs
-    assert "results/tiny8/generations/lite/vicuna/dynamic-calibrated.jsonl" in inputs
+    assert "results/tiny12/judgments/reference/vicuna/it.final~lite.final.jsonl" in inputs
+    assert "results/tiny12/generations/lite/vicuna/dynamic-calibrated.jsonl" in inputs
 
 
 def test_aggressive_thresholds_are_calibrated_at_a_lower_target(config):
     plan = Plan(config)
     assert plan.calibrated_kinds() == {"calibrated": 0.95, "aggressive": 0.85}
-    assert plan.thresholds("tiny8", "aggressive") == "results/tiny8/thresholds/aggressive.json"
+    assert plan.thresholds("tiny12", "aggressive") == "results/tiny12/thresholds/aggressive.json"
     # without the target, the configured values are used (and required)
     config["calibration"]["aggressive_target"] = None
-    config["models"]["tiny8"]["thresholds"]["aggressive"] = {2: 0.85, 4: 0.8, 6: 0.7}
-    config["models"]["tiny10"]["thresholds"]["aggressive"] = {2: 0.85, 4: 0.8, 6: 0.7, 8: 0.6}
+    config["models"]["tiny12"]["thresholds"]["aggressive"] = {3: 0.85, 6: 0.8, 9: 0.7}
+    config["models"]["tiny15"]["thresholds"]["aggressive"] = {3: 0.85, 6: 0.8, 9: 0.7, 12: 0.6}
     check_config(config)
     assert Plan(config).calibrated_kinds() == {"calibrated": 0.95}
 
@@ -139,8 +139,8 @@ def test_artefact_args_name_the_reported_decoder_eval_set_and_layers(config):
     assert plan.artefact_args("fig1") == "--dynamic dynamic-calibrated"
     assert plan.artefact_args("fig9") == "--dynamic dynamic-calibrated --evalset vicuna"
     assert plan.artefact_args("fig10") == "--dynamic dynamic-calibrated --evalset wizardlm"
-    assert plan.artefact_args("fig6") == "--layers 2,4,6"  # the main model's early checkpoints
-    assert plan.early_checkpoints("tiny10") == [2, 4, 6, 8]
+    assert plan.artefact_args("fig6") == "--layers 3,6,9"  # the main model's early checkpoints
+    assert plan.early_checkpoints("tiny15") == [3, 6, 9, 12]
     # fig12 keeps its own default (the aggressive thresholds), as do the options-free artefacts
     assert plan.artefact_args("fig12") == "" and plan.artefact_args("table2") == ""
 

@@ -1,9 +1,9 @@
 """Split an eval set into shards that run as separate jobs, and merge the shards' records back.
 
     lite generate ... --shard 1 --num-shards 3 \\
-        --out results/tiny8/shards/generations/lite/vic/final/1-of-3.jsonl
-    lite merge-shards --out results/tiny8/generations/lite/vic/final.jsonl \\
-        results/tiny8/shards/generations/lite/vic/final/{0,1,2}-of-3.jsonl
+        --out results/tiny12/shards/generations/lite/vic/final/1-of-3.jsonl
+    lite merge-shards --out results/tiny12/generations/lite/vic/final.jsonl \\
+        results/tiny12/shards/generations/lite/vic/final/{0,1,2}-of-3.jsonl
 
 Record ``j`` of the eval set goes to shard ``j % N`` (round robin, so long and short prompts, and
 clustered categories, spread evenly over the jobs). Merging interleaves the shards back into the

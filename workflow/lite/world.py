@@ -30,7 +30,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
-ZIPF = 1.1  # popularity exponent of the corpus (Zipf's law for entity mentions is near 1)
+# Popularity exponent of the corpus. Entity mentions in real text follow Zipf's law with an exponent
+# near 1; at 1.1 the top country took 20 % of a 32K-row corpus and countries past rank 120 were
+# seen about 10 times, too few for even the final layer to learn them, so early and final layers
+# erred alike. At 0.7 the top country takes 6 % and the rarest ~40 rows, still a 50x range.
+ZIPF = 0.7
 N_COUNTRIES = 300
 N_LANGUAGES = 24
 WORLD_SEED = 0

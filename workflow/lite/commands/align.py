@@ -1,8 +1,8 @@
 """Alignment and calibration tables from trace records.
 
-    lite align --traces results/tiny8/traces/lite/vic.jsonl \\
-        --out-alignment results/tiny8/analysis/lite/vic/alignment.csv \\
-        --out-calibration results/tiny8/analysis/lite/vic/calibration.csv
+    lite align --traces results/tiny12/traces/lite/vic.jsonl \\
+        --out-alignment results/tiny12/analysis/lite/vic/alignment.csv \\
+        --out-calibration results/tiny12/analysis/lite/vic/calibration.csv
 
 Rows are grouped by the records' model, tuning and evalset fields, so several trace files can be
 given at once. Each CSV gets its resolved config beside it (``X.csv.config.json``).

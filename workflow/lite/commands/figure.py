@@ -1,7 +1,7 @@
 """Draw one of the paper's figures as PDF plus a PNG twin.
 
-    lite figure fig5 --out results/figures/fig5.pdf results/tiny8/analysis/it/vic/alignment.csv \\
-        results/tiny8/analysis/lite/vic/alignment.csv
+    lite figure fig5 --out results/figures/fig5.pdf results/tiny12/analysis/it/vic/alignment.csv \\
+        results/tiny12/analysis/lite/vic/alignment.csv
     lite figure fig9 --evalset vic --out results/figures/fig9.pdf JUDGMENTS... GENERATIONS...
 
 Inputs are recognised by their fields (generation, trace, judgment or eval records; alignment,

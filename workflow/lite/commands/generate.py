@@ -1,8 +1,8 @@
 """Greedy generation with one decoder over an eval set -> generation records (JSONL).
 
-    lite generate --model results/tiny8/tuned/lite --evalset results/data/eval/vic.jsonl \
-        --decoder dynamic-paper --out results/tiny8/generations/lite/vic/dynamic-paper.jsonl \
-        --model-name tiny8 --tuning lite --evalset-name vic --checkpoints 2,4,6,8 \
+    lite generate --model results/tiny12/tuned/lite --evalset results/data/eval/vic.jsonl \
+        --decoder dynamic-paper --out results/tiny12/generations/lite/vic/dynamic-paper.jsonl \
+        --model-name tiny12 --tuning lite --evalset-name vic --checkpoints 3,6,9,12 \
         [--thresholds FILE_OR_JSON] --max-new-tokens 64 --batch-size 8 --seed 0 --threads 2 [--limit K] \
         [--shard I --num-shards N] [--device auto|cpu|cuda] [--dtype float32|bfloat16] [--agreement-prompts K]
 
@@ -58,7 +58,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--evalset", required=True, help="eval records, JSONL (docs/records.md)")
     parser.add_argument("--out", required=True, help="output JSONL")
     parser.add_argument(
-        "--model-name", required=True, help="base model name written into records, e.g. tiny8"
+        "--model-name", required=True, help="base model name written into records, e.g. tiny12"
     )
     parser.add_argument("--tuning", required=True, help="tuning name written into records, e.g. lite")
     parser.add_argument("--evalset-name", required=True, help="eval set name written into records, e.g. vic")

@@ -1,6 +1,6 @@
 r"""Build or convert the base model and tokenizer into an HF folder.
 
-    lite init-model --kind tiny --train results/data/train.jsonl --out results/tiny8/base \
+    lite init-model --kind tiny --train results/data/train.jsonl --out results/tiny12/base \
         --layers 8 --hidden 128 --heads 4 --kv-heads 4 --intermediate 512 --vocab 1280 --seed 0
     lite init-model --kind hf --source PATH_OR_HUB_ID --out results/llama2-7b/base
     lite init-model --kind smollm2-gguf --out results/smollm2/base

@@ -1,11 +1,11 @@
 """Latency benchmark of the decoders on the same prompts -> latency table (CSV + Markdown) and figure.
 
-    lite latency --model results/tiny8/tuned/lite --evalset results/data/eval/vicuna.jsonl \\
+    lite latency --model results/tiny12/tuned/lite --evalset results/data/eval/vicuna.jsonl \\
         --checkpoints 2,4,6,8 --thresholds '{"2": 0.95, "4": 0.9, "6": 0.8}' \\
         --out results/tables/latency.csv --figure results/figures/latency.pdf \\
         --prompts 4 --max-new-tokens 256 --repeats 3 --draft-layers 2 --draft-tokens 4 --widths 1,4 \\
         --threads 1 [--device auto|cpu|cuda] [--dtype float32|bfloat16] \
-        [--compare it=results/tiny8/tuned/it --acceptance-out results/tables/acceptance.csv]
+        [--compare it=results/tiny12/tuned/it --acceptance-out results/tables/acceptance.csv]
 
 Times HF ``generate`` (final layer, KV cache), lite's own final-layer loop, the paper's no-cache
 dynamic exit, the KV-cached dynamic exit and self-speculative decoding from each draft layer, side
@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=DIR",
-        help="another tuning's model for the acceptance table (repeatable), e.g. it=results/tiny8/tuned/it",
+        help="another tuning's model for the acceptance table (repeatable), e.g. it=results/tiny12/tuned/it",
     )
     parser.add_argument(
         "--acceptance-prompts", type=int, default=16, help="prompts for the acceptance table (default 16)"

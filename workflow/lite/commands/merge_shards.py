@@ -1,9 +1,9 @@
 """Merge the shard files of one sharded generation or trace into the unsharded result.
 
-    lite merge-shards --out results/tiny8/generations/lite/vic/final.jsonl \\
-        results/tiny8/shards/generations/lite/vic/final/0-of-3.jsonl \\
-        results/tiny8/shards/generations/lite/vic/final/1-of-3.jsonl \\
-        results/tiny8/shards/generations/lite/vic/final/2-of-3.jsonl
+    lite merge-shards --out results/tiny12/generations/lite/vic/final.jsonl \\
+        results/tiny12/shards/generations/lite/vic/final/0-of-3.jsonl \\
+        results/tiny12/shards/generations/lite/vic/final/1-of-3.jsonl \\
+        results/tiny12/shards/generations/lite/vic/final/2-of-3.jsonl
 
 The shards come from ``lite generate`` / ``lite trace`` with ``--shard I --num-shards N`` and are
 given in order 0..N-1. The merged records are in the eval set's order, equal to an unsharded run;

@@ -1,8 +1,8 @@
 """spaCy semantic similarity between two systems' responses to the same prompts.
 
-    lite similarity --a results/tiny8/generations/lite/vic/final.jsonl \\
-        --b results/tiny8/generations/lite/vic/dynamic-paper.jsonl \\
-        --spacy-model en_core_web_sm --out results/tiny8/similarity/lite/vic/final~dynamic-paper.csv
+    lite similarity --a results/tiny12/generations/lite/vic/final.jsonl \\
+        --b results/tiny12/generations/lite/vic/dynamic-paper.jsonl \\
+        --spacy-model en_core_web_sm --out results/tiny12/similarity/lite/vic/final~dynamic-paper.csv
 
 Writes one row per prompt id (see ``lite.similarity.similarity``) and prints the mean; the
 resolved config beside the CSV records which installed spaCy package was loaded.

@@ -1,7 +1,7 @@
 """Write one of the paper's tables as CSV plus a Markdown twin.
 
-    lite table table1 --out results/tables/table1.csv results/tiny8/generations/lite/*/final.jsonl \\
-        results/tiny8/generations/lite/*/dynamic-paper.jsonl
+    lite table table1 --out results/tables/table1.csv results/tiny12/generations/lite/*/final.jsonl \\
+        results/tiny12/generations/lite/*/dynamic-paper.jsonl
 
 Inputs are recognised by their fields (generation, trace, judgment or eval records; alignment,
 calibration or similarity CSVs), never by their paths. The list below says what each table needs

@@ -1,9 +1,9 @@
 """Table 5: human ratings per rater and aggregated, with inter-rater agreement and agreement with
 the workflow's judge (and the optional second judge), from the ratings database of `lite annotate`.
 
-    lite table5 --db results/tiny8/human/vicuna.sqlite \\
-        --judgments results/tiny8/judgments/reference/vicuna/lite.final~lite.dynamic-paper.jsonl \\
-        [--second results/tiny8/judgments/openai/vicuna/lite.final~lite.dynamic-paper.jsonl] \\
+    lite table5 --db results/tiny12/human/vicuna.sqlite \\
+        --judgments results/tiny12/judgments/reference/vicuna/lite.final~lite.dynamic-paper.jsonl \\
+        [--second results/tiny12/judgments/openai/vicuna/lite.final~lite.dynamic-paper.jsonl] \\
         [--raters alice,bob,carol] --out results/tables/table5.csv
 
 Writes the CSV, its Markdown twin (.md) and the resolved config beside each. docs/human.md

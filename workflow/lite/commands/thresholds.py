@@ -1,7 +1,7 @@
 """Choose per-layer exit thresholds from calibration traces.
 
-    lite thresholds --traces results/tiny8/traces/lite/calib.jsonl --layers 2,4,6 \\
-        --target 0.95 --min-count 20 --out results/tiny8/thresholds/calibrated.json
+    lite thresholds --traces results/tiny12/traces/lite/calib.jsonl --layers 3,6,9 \\
+        --target 0.95 --min-count 20 --out results/tiny12/thresholds/calibrated.json
 
 For each layer: the lower edge of the lowest confidence bin (of --bin-width) from which every bin
 holding at least --min-count positions agrees with the final layer at least --target of the time;

@@ -1,7 +1,7 @@
 """Final-layer greedy generation recording every layer's argmax and confidence -> trace records (JSONL).
 
-    lite trace --model results/tiny8/tuned/lite --evalset results/data/eval/vic.jsonl \
-        --out results/tiny8/traces/lite/vic.jsonl --model-name tiny8 --tuning lite --evalset-name vic \
+    lite trace --model results/tiny12/tuned/lite --evalset results/data/eval/vic.jsonl \
+        --out results/tiny12/traces/lite/vic.jsonl --model-name tiny12 --tuning lite --evalset-name vic \
         --max-new-tokens 64 --batch-size 8 --seed 0 --threads 2 [--limit K] [--shard I --num-shards N] \
         [--device auto|cpu|cuda] [--dtype float32|bfloat16]
 

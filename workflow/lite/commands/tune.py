@@ -1,6 +1,6 @@
 r"""Instruction-tune a model with the LITE loss (IT, LITE or weighted LITE).
 
-    lite tune --base results/tiny8/base --train results/data/train.jsonl --out results/tiny8/tuned/lite \
+    lite tune --base results/tiny12/base --train results/data/train.jsonl --out results/tiny12/tuned/lite \
         --scheme uniform --layers 2,4,6,8 --max-steps 900 --batch-size 32 --lr 2e-3
     lite tune --base DIR --train FILE --out DIR --layer-weights 8:1 --epochs 3     # standard IT
     torchrun --nproc-per-node 4 -m lite.cli tune ... --deepspeed ds_zero3.json --bf16

@@ -53,7 +53,7 @@ def pad_id(tokenizer) -> int:
 class RunLabels:
     """The workflow's wildcards, copied into every record so later stages group by fields."""
 
-    model: str  # base model name, e.g. "tiny8"
+    model: str  # base model name, e.g. "tiny12"
     tuning: str  # "it", "lite", "lite_weighted", ...
     evalset: str  # eval set name, e.g. "vic"
 

@@ -17,8 +17,8 @@ and the % of items whose preferred system (A, tie, B) matches the humans' (a rat
 with the mean of the *other* raters); ``spearman_vs_judge`` and ``agree_vs_judge_pct``: the same
 against the workflow's judge (for the second judge: agreement between the two judges).
 
-    lite table5 --db results/tiny8/human/vicuna.sqlite \\
-        --judgments results/tiny8/judgments/reference/vicuna/lite.final~lite.dynamic-paper.jsonl \\
+    lite table5 --db results/tiny12/human/vicuna.sqlite \\
+        --judgments results/tiny12/judgments/reference/vicuna/lite.final~lite.dynamic-paper.jsonl \\
         --out results/tables/table5.csv
 """
 

@@ -1,7 +1,7 @@
 """The paper's figures and tables, built from record files and analysis tables.
 
-    lite figure fig5 --out results/figures/fig5.pdf results/tiny8/analysis/*/*/alignment.csv
-    lite table table1 --out results/tables/table1.csv results/tiny8/generations/lite/*/*.jsonl
+    lite figure fig5 --out results/figures/fig5.pdf results/tiny12/analysis/*/*/alignment.csv
+    lite table table1 --out results/tables/table1.csv results/tiny12/generations/lite/*/*.jsonl
 
 ``ARTEFACTS`` maps each kind ("figure", "table") and artefact name to the function that builds it
 (a figure and a table may share a name: ``frontier`` is both). The function's docstring
