@@ -62,8 +62,9 @@ def solve(family: str, instruction: str, text_input: str) -> str:
     if family == "cycle":
         k = int(re.search(r"\d+", instruction)[0])
         first = text_input or re.search(r"(?:with|at|from) (\w+)", instruction)[1]
-        items = next(seq for seq, _ in SEQUENCES.values() if first in seq)
-        return " ".join(items[(items.index(first) + i) % len(items)] for i in range(k))
+        kind, (items, _) = next((kind, seq) for kind, seq in SEQUENCES.items() if first in seq[0])
+        listed = " ".join(items[(items.index(first) + i) % len(items)] for i in range(k))
+        return f"The {k} {kind}s from {first} are {listed}."
     if family.startswith("country_"):
         return _solve_world(family, f"{instruction} {text_input}")
     # the lookup families name their subject last in the instruction, or as the whole input

@@ -343,11 +343,12 @@ def _cycle(rng: random.Random, level: int, with_input: bool) -> tuple[str, str, 
         "List {k} {kind}s in a row, beginning here.",
     )
     instruction = _phrase(rng, with_input, inline, separate, x=items[start], kind=kind, k=k)
-    return (
-        instruction,
-        items[start] if with_input else "",
-        _join(items[(start + i) % len(items)] for i in range(k)),
-    )
+    # The answer names the start item mid-sentence before listing: a response's first token has no
+    # leading space (`Sunday`), a different token from the prompt's (` Sunday`), so an answer that
+    # opened with the item could not copy it, and tiny models collapsed to one fixed start.
+    listed = _join(items[(start + i) % len(items)] for i in range(k))
+    answer = f"The {k} {kind}s from {items[start]} are {listed}."
+    return instruction, items[start] if with_input else "", answer
 
 
 def _opposite(rng: random.Random, level: int, with_input: bool) -> tuple[str, str, str]:
