@@ -16,7 +16,7 @@ from lite.decoders.dispatch import decode, trace
 from lite.decoders.policies import RandomPolicy
 from lite.decoders.records import RunLabels, fit_to_context, generate_records, trace_records
 from lite.decoders.specs import VALID_NAMES, decoder_from_name, parse_thresholds
-from lite.io import InputError, read_json, read_jsonl
+from lite.io import InputError, config_path, read_json, read_jsonl
 from lite.modeling import save_model
 
 EOS, PAD, N = 2, 0, 4
@@ -454,6 +454,66 @@ def test_cli_generate_and_trace(tmp_path, tok_model):
     lite_main(["trace", *common, "--out", str(traced)])
     assert [r["id"] for r in read_jsonl(traced)] == ["e1", "e2", "e3", "e4"]
     assert read_json(tmp_path / "trace.jsonl.config.json")["command"] == "trace"
+
+
+def test_cli_several_eval_sets_in_one_run_write_what_each_run_alone_writes(tmp_path, tok_model):
+    model, tokenizer = tok_model
+    model_dir = save_model(model, tokenizer, tmp_path / "model")
+    sets = {"first": EVAL[:3], "second": EVAL[3:]}
+    for name, records in sets.items():
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    common = ["--model", str(model_dir), "--model-name", "tiny4", "--tuning", "lite", "--max-new-tokens", "6",
+              "--batch-size", "2", "--threads", "1"]  # fmt: skip
+    decoding = ["--decoder", "random-half", "--checkpoints", "2,3", "--kv-cache"]
+
+    def flags(name, out):
+        return ["--evalset", str(tmp_path / f"{name}.jsonl"), "--evalset-name", name, "--out", str(out)]
+
+    for command, extra in (("generate", decoding), ("trace", [])):
+        together = [
+            arg for name in sets for arg in flags(name, tmp_path / command / "together" / f"{name}.jsonl")
+        ]
+        lite_main([command, *common, *extra, *together])
+        for name in sets:
+            alone = tmp_path / command / "alone" / f"{name}.jsonl"
+            lite_main([command, *common, *extra, *flags(name, alone)])
+            joint = tmp_path / command / "together" / f"{name}.jsonl"
+            assert [r["evalset"] for r in read_jsonl(joint)] == [name] * len(sets[name])
+            assert read_jsonl(joint) == read_jsonl(alone), (command, name)
+            assert read_json(config_path(joint)) == read_json(config_path(alone)), (command, name)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--evalset", "a.jsonl", "--evalset-name", "a", "--out", "a.out", "--evalset", "b.jsonl"],
+            "got 2 --evalset, 1 --evalset-name, 1 --out",
+        ),  # fmt: skip
+        (
+            [
+                "--evalset",
+                "a.jsonl",
+                "--evalset-name",
+                "a",
+                "--out",
+                "a.out",
+                "--evalset",
+                "a.jsonl",
+                "--evalset-name",
+                "a",
+                "--out",
+                "b.out",
+            ],
+            "--evalset-name a is given more than once",
+        ),  # fmt: skip
+    ],
+)
+def test_cli_eval_set_flags_must_pair_up(tmp_path, flags, message):
+    common = ["--model", str(tmp_path), "--model-name", "m", "--tuning", "t", "--decoder", "final",
+              "--checkpoints", "2"]  # fmt: skip
+    with pytest.raises(InputError, match=message):
+        lite_main(["generate", *common, *flags])
 
 
 def test_cli_errors(tmp_path, tok_model):

@@ -25,7 +25,7 @@ def test_job_counts_are_the_workflows(tmp_path):
     stages = {s.name: s for s in estimate(config, GPU, prompt_tokens=20, train_tokens=None)}
     assert stages["tune"].jobs == jobs["tune"]
     assert stages["generate"].jobs == jobs["generate"]
-    assert stages["trace"].jobs == jobs["trace"]
+    assert stages["trace"].jobs == jobs["trace"] + jobs.get("trace_calibration", 0)
 
 
 def test_decode_step_is_the_slower_of_compute_and_memory():

@@ -155,13 +155,17 @@ def test_three_shards_plan_three_times_the_decoding_jobs_plus_merges(tmp_path):
     sharded = planned_jobs(snakemake(copy_workflow(tmp_path / "three", config), "-n", "all", timeout=120))
 
     assert "merge_generations" not in unsharded and "merge_traces" not in unsharded
-    assert sharded["generate"] == 3 * unsharded["generate"]
-    assert sharded["trace"] == 3 * unsharded["trace"]
-    assert sharded["merge_generations"] == unsharded["generate"]
-    assert sharded["merge_traces"] == unsharded["trace"]
-    rest = {rule: n for rule, n in sharded.items() if rule not in ("generate", "trace")}
+    decoding = ("generate", "trace", "trace_calibration")
+    for rule in decoding:
+        assert sharded.get(rule, 0) == 3 * unsharded.get(rule, 0), rule
+    # a generate job decodes every eval set, a trace job every eval set, a calibration trace one:
+    # one merge per file
+    sets = len(config["data"]["eval"])
+    assert sharded["merge_generations"] == sets * unsharded["generate"]
+    assert sharded["merge_traces"] == sets * unsharded["trace"] + unsharded.get("trace_calibration", 0)
+    rest = {rule: n for rule, n in sharded.items() if rule not in decoding}
     rest.pop("merge_generations"), rest.pop("merge_traces")
-    assert rest == {rule: n for rule, n in unsharded.items() if rule not in ("generate", "trace")}
+    assert rest == {rule: n for rule, n in unsharded.items() if rule not in decoding}
 
 
 def test_each_shard_job_gets_its_shard_and_the_merge_gets_all_shards_in_order(tmp_path):

@@ -126,7 +126,7 @@ def test_cluster_profile_takes_cluster_options_from_the_environment(monkeypatch)
     monkeypatch.setenv("LITE_SLURM_GPU_MODEL", "a100")
     monkeypatch.setenv("LITE_SLURM_GPU_CONSTRAINT", "a100_80g")
     gpu_rules = set(_parse_profile(REPO / "slurm" / "config.yaml")["set-resources"])
-    for rule in ("tune", "generate", "trace"):
+    for rule in ("tune", "generate", "trace", "trace_calibration"):
         assert {
             f"{rule}:slurm_partition=gpu",
             f"{rule}:gpu_model=a100",

@@ -132,10 +132,61 @@ def calibration_target(wildcards):
     return PLAN.calibrated_kinds()[wildcards.calibrated_kind]
 
 
+def decoded_sets(kind):
+    """The eval sets one generate or trace job decodes: every configured eval set, or (kind
+    "calibration trace") the calibration set alone."""
+    if kind == "calibration trace":
+        return [lite.plan.CALIBRATION_SET]
+    return list(PLAN.evalsets)
+
+
+def decoded_files(kind):
+    """The output files of one generate ("generation") or trace job: one per eval set it decodes,
+    or one shard of each with generation.shards > 1."""
+    paths = []
+    for evalset in decoded_sets(kind):
+        if kind == "generation":
+            path = PLAN.generation("{model}", "{tuning}", evalset, "{decoder}")
+        else:
+            path = PLAN.trace("{model}", "{tuning}", evalset)
+        if SHARDS > 1:
+            first = lite.shards.shard_files(path, 1)[0]
+            path = first.replace("0-of-1.jsonl", "{shard}-of-{nshards}.jsonl")
+        paths.append(path)
+    return paths
+
+
+def evalset_args(kind):
+    """``--evalset FILE --evalset-name NAME --out OUT`` per eval set of the job, outputs in order."""
+    names = decoded_sets(kind)
+
+    def args(wildcards, output):
+        return " ".join(
+            f"--evalset {PLAN.eval_data(name)} --evalset-name {name} --out {out}"
+            for name, out in zip(names, output, strict=True)
+        )
+
+    return args
+
+
+def trace_inputs(kind):
+    """The tuned model and the eval sets a trace job reads."""
+    sets = decoded_sets("calibration trace" if kind == "calibration" else "trace")
+
+    def inputs(wildcards):
+        return {
+            "model": PLAN.tuned(wildcards.model, wildcards.tuning),
+            "evalsets": [PLAN.eval_data(name) for name in sets],
+        }
+
+    return inputs
+
+
 def decoder_inputs(wildcards):
+    """The tuned model, every eval set, and the thresholds file of a calibrated decoder."""
     inputs = {
         "model": PLAN.tuned(wildcards.model, wildcards.tuning),
-        "evalset": PLAN.eval_data(wildcards.evalset),
+        "evalsets": [PLAN.eval_data(name) for name in PLAN.evalsets],
     }
     kind = wildcards.decoder.removeprefix("dynamic-")
     if kind in PLAN.calibrated_kinds():

@@ -3,26 +3,26 @@
 # results/{model}/shards/; merge_generations and merge_traces join the N files at the usual paths.
 
 
+# One generate job per decoder decodes every eval set, and one trace job per tuning traces them:
+# the model is loaded, and torch and transformers imported, once per job rather than once per eval
+# set (on a CPU the imports take longer than decoding a tiny model's set). Results stay one file
+# per eval set, so everything after this reads, and reruns, per set and decoder.
 rule generate:
     input:
         unpack(decoder_inputs),
     output:
-        (
-            "results/{model}/generations/{tuning}/{evalset}/{decoder}.jsonl"
-            if SHARDS == 1
-            else "results/{model}/shards/generations/{tuning}/{evalset}/{decoder}/{shard}-of-{nshards}.jsonl"
-        ),
+        decoded_files("generation"),
     log:
         (
-            "logs/{model}/generate/{tuning}/{evalset}/{decoder}.log"
+            "logs/{model}/generate/{tuning}/{decoder}.log"
             if SHARDS == 1
-            else "logs/{model}/generate/{tuning}/{evalset}/{decoder}/{shard}-of-{nshards}.log"
+            else "logs/{model}/generate/{tuning}/{decoder}/{shard}-of-{nshards}.log"
         ),
     benchmark:
         (
-            "results/benchmarks/{model}/generate/{tuning}/{evalset}/{decoder}.tsv"
+            "results/benchmarks/{model}/generate/{tuning}/{decoder}.tsv"
             if SHARDS == 1
-            else "results/benchmarks/{model}/generate/{tuning}/{evalset}/{decoder}/{shard}-of-{nshards}.tsv"
+            else "results/benchmarks/{model}/generate/{tuning}/{decoder}/{shard}-of-{nshards}.tsv"
         )
     conda:
         "../../envs/model.yaml"
@@ -32,6 +32,7 @@ rule generate:
         runtime=resource("generate", "runtime"),
         gpu=resource("generate", "gpus", 0),
     params:
+        evalsets=evalset_args("generation"),
         checkpoints=checkpoints_arg,
         thresholds=thresholds_arg,
         max_new_tokens=config["generation"]["max_new_tokens"],
@@ -42,35 +43,32 @@ rule generate:
         device=device_args(),
         agreement=config["generation"].get("agreement_prompts", 0),
     shell:
-        "lite generate --model {input.model} --evalset {input.evalset} --decoder {wildcards.decoder}"
-        " --model-name {wildcards.model} --tuning {wildcards.tuning} --evalset-name {wildcards.evalset}"
+        "lite generate --model {input.model} {params.evalsets} --decoder {wildcards.decoder}"
+        " --model-name {wildcards.model} --tuning {wildcards.tuning}"
         " --checkpoints {params.checkpoints} {params.thresholds} {params.kv_cache}"
         " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} --seed {params.seed}"
         " {params.device} --agreement-prompts {params.agreement}"
-        " {params.shard} --threads {threads} --out {output} > {log} 2>&1"
+        " {params.shard} --threads {threads} > {log} 2>&1"
 
 
+# The eval sets' traces of one tuning in one job; the calibration set's (LITE only) in its own, as
+# the calibrated thresholds wait for it alone.
 rule trace:
     input:
-        model="results/{model}/tuned/{tuning}",
-        evalset="results/data/eval/{evalset}.jsonl",
+        unpack(trace_inputs("eval")),
     output:
-        (
-            "results/{model}/traces/{tuning}/{evalset}.jsonl"
-            if SHARDS == 1
-            else "results/{model}/shards/traces/{tuning}/{evalset}/{shard}-of-{nshards}.jsonl"
-        ),
+        decoded_files("trace"),
     log:
         (
-            "logs/{model}/trace/{tuning}/{evalset}.log"
+            "logs/{model}/trace/{tuning}.log"
             if SHARDS == 1
-            else "logs/{model}/trace/{tuning}/{evalset}/{shard}-of-{nshards}.log"
+            else "logs/{model}/trace/{tuning}/{shard}-of-{nshards}.log"
         ),
     benchmark:
         (
-            "results/benchmarks/{model}/trace/{tuning}/{evalset}.tsv"
+            "results/benchmarks/{model}/trace/{tuning}.tsv"
             if SHARDS == 1
-            else "results/benchmarks/{model}/trace/{tuning}/{evalset}/{shard}-of-{nshards}.tsv"
+            else "results/benchmarks/{model}/trace/{tuning}/{shard}-of-{nshards}.tsv"
         )
     conda:
         "../../envs/model.yaml"
@@ -80,15 +78,53 @@ rule trace:
         runtime=resource("generate", "runtime"),
         gpu=resource("generate", "gpus", 0),
     params:
+        evalsets=evalset_args("trace"),
         max_new_tokens=config["generation"]["max_new_tokens"],
         batch_size=config["generation"].get("batch_size", 8),
         shard=shard_args,
         device=device_args(),
     shell:
-        "lite trace --model {input.model} --evalset {input.evalset}"
-        " --model-name {wildcards.model} --tuning {wildcards.tuning} --evalset-name {wildcards.evalset}"
+        "lite trace --model {input.model} {params.evalsets}"
+        " --model-name {wildcards.model} --tuning {wildcards.tuning}"
         " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} {params.device}"
-        " {params.shard} --threads {threads} --out {output} > {log} 2>&1"
+        " {params.shard} --threads {threads} > {log} 2>&1"
+
+
+rule trace_calibration:
+    input:
+        unpack(trace_inputs("calibration")),
+    output:
+        decoded_files("calibration trace"),
+    log:
+        (
+            "logs/{model}/trace/{tuning}/calibration.log"
+            if SHARDS == 1
+            else "logs/{model}/trace/{tuning}/calibration/{shard}-of-{nshards}.log"
+        ),
+    benchmark:
+        (
+            "results/benchmarks/{model}/trace/{tuning}/calibration.tsv"
+            if SHARDS == 1
+            else "results/benchmarks/{model}/trace/{tuning}/calibration/{shard}-of-{nshards}.tsv"
+        )
+    conda:
+        "../../envs/model.yaml"
+    threads: resource("generate", "cpus", 1)
+    resources:
+        mem_mb=resource("generate", "mem_mb"),
+        runtime=resource("generate", "runtime"),
+        gpu=resource("generate", "gpus", 0),
+    params:
+        evalsets=evalset_args("calibration trace"),
+        max_new_tokens=config["generation"]["max_new_tokens"],
+        batch_size=config["generation"].get("batch_size", 8),
+        shard=shard_args,
+        device=device_args(),
+    shell:
+        "lite trace --model {input.model} {params.evalsets}"
+        " --model-name {wildcards.model} --tuning {wildcards.tuning}"
+        " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} {params.device}"
+        " {params.shard} --threads {threads} > {log} 2>&1"
 
 
 if SHARDS > 1:

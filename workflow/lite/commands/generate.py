@@ -1,10 +1,15 @@
-"""Greedy generation with one decoder over an eval set -> generation records (JSONL).
+"""Greedy generation with one decoder over eval sets -> generation records (JSONL), one file per set.
 
     lite generate --model results/tiny12/tuned/lite --evalset results/data/eval/vic.jsonl \
         --decoder dynamic-paper --out results/tiny12/generations/lite/vic/dynamic-paper.jsonl \
         --model-name tiny12 --tuning lite --evalset-name vic --checkpoints 3,6,9,12 \
         [--thresholds FILE_OR_JSON] --max-new-tokens 64 --batch-size 8 --seed 0 --threads 2 [--limit K] \
         [--shard I --num-shards N] [--device auto|cpu|cuda] [--dtype float32|bfloat16] [--agreement-prompts K]
+
+``--evalset``, ``--evalset-name`` and ``--out`` may be repeated, once per eval set (the i-th of
+each belong together): the model is loaded, and torch and transformers imported, once for all of
+them. On a CPU the imports take longer than decoding a tiny model's eval set, so the workflow runs
+one job per decoder over every eval set. Each file equals what a run on that set alone writes.
 
 Decoders: final, fixed-L{k}, dynamic[-paper|-aggressive|-calibrated] (need --thresholds),
 random-half, random-k, sequential, speculative-L{E} (see ``lite.decoders.specs``). The records are
@@ -22,6 +27,7 @@ for final, the no-cache loop for the cached exit) and records the agreement in t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import re
 from pathlib import Path
@@ -55,13 +61,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared with ``lite trace``."""
     parser.add_argument("--model", required=True, help="HF model folder (model + tokenizer)")
-    parser.add_argument("--evalset", required=True, help="eval records, JSONL (docs/records.md)")
-    parser.add_argument("--out", required=True, help="output JSONL")
+    parser.add_argument(
+        "--evalset", required=True, action="append", help="eval records, JSONL (docs/records.md); repeatable"
+    )
+    parser.add_argument("--out", required=True, action="append", help="output JSONL, one per --evalset")
     parser.add_argument(
         "--model-name", required=True, help="base model name written into records, e.g. tiny12"
     )
     parser.add_argument("--tuning", required=True, help="tuning name written into records, e.g. lite")
-    parser.add_argument("--evalset-name", required=True, help="eval set name written into records, e.g. vic")
+    parser.add_argument(
+        "--evalset-name",
+        required=True,
+        action="append",
+        help="eval set name written into records, e.g. vic; one per --evalset",
+    )
     parser.add_argument(
         "--max-new-tokens", type=int, default=64, help="longest response in tokens (default 64)"
     )
@@ -160,8 +173,35 @@ def device_description(device) -> str:
     return str(device)
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalSet:
+    """One eval set of a run: its file, its name in the records, its output, its records."""
+
+    path: str
+    name: str
+    out: str
+    records: list[dict]  # this shard's records (all of them, unsharded)
+    total_records: int  # before the split into shards: a shard's config records both
+
+
+def eval_set_flags(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(file, name, output) per eval set from the repeated ``--evalset``/``--evalset-name``/``--out``."""
+    counts = (len(args.evalset), len(args.evalset_name), len(args.out))
+    if len(set(counts)) != 1:
+        raise InputError(
+            "give one --evalset-name and one --out per --evalset (got {} --evalset, {} --evalset-name, "
+            "{} --out)".format(*counts)
+        )
+    for flag, values in (("--evalset-name", args.evalset_name), ("--out", args.out)):
+        repeated = sorted({value for value in values if values.count(value) > 1})
+        if repeated:
+            raise InputError(f"{flag} {repeated[0]} is given more than once")
+    return list(zip(args.evalset, args.evalset_name, args.out, strict=True))
+
+
 def load_inputs(args: argparse.Namespace, device):
-    """Seed, threads, eval records, and the model (on ``device``, in ``--dtype``) and tokenizer."""
+    """Seed, threads, the records of every eval set, and the model (on ``device``, in ``--dtype``)
+    and tokenizer. Every eval set is read before the model: a bad record fails in seconds."""
     import torch
 
     from lite.datasets import read_eval_records
@@ -179,18 +219,20 @@ def load_inputs(args: argparse.Namespace, device):
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     check_shard(args.shard, args.num_shards)
-    records = read_eval_records(args.evalset)
-    if args.limit is not None:
-        records = records[: args.limit]
-    args.total_records = len(records)  # before the split: a shard's config records both
-    records = select_shard(records, args.shard, args.num_shards)
+    sets = []
+    for path, name, out in eval_set_flags(args):
+        records = read_eval_records(path)
+        if args.limit is not None:
+            records = records[: args.limit]
+        shard = select_shard(records, args.shard, args.num_shards)
+        sets.append(EvalSet(path, name, out, shard, len(records)))
     if not Path(args.model, "config.json").is_file():
         raise InputError(f"{args.model}: not a model folder (no config.json)")
     model = load_model(args.model, dtype=args.dtype, device=device)
-    return records, model, load_tokenizer(args.model)
+    return sets, model, load_tokenizer(args.model)
 
 
-def base_config(args: argparse.Namespace, records: list[dict], model, tokenizer) -> dict:
+def base_config(args: argparse.Namespace, evalset: EvalSet, model, tokenizer) -> dict:
     import torch
     import transformers
 
@@ -199,16 +241,16 @@ def base_config(args: argparse.Namespace, records: list[dict], model, tokenizer)
 
     config = {
         "model_dir": args.model,
-        "evalset_file": args.evalset,
+        "evalset_file": evalset.path,
         "model": args.model_name,
         "tuning": args.tuning,
-        "evalset": args.evalset_name,
+        "evalset": evalset.name,
         "max_new_tokens": args.max_new_tokens,
         "batch_size": args.batch_size,
         "seed": args.seed,
         "threads": args.threads,
         "limit": args.limit,
-        "n_records": len(records),
+        "n_records": len(evalset.records),
         "n_layers": model.config.num_hidden_layers,
         "eos_ids": sorted(stop_ids(model, tokenizer)),
         "pad_id": pad_id(tokenizer),
@@ -217,7 +259,7 @@ def base_config(args: argparse.Namespace, records: list[dict], model, tokenizer)
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
     if args.num_shards > 1:  # unsharded results keep the config they always had
-        config["shard"] = shard_info(args.shard, args.num_shards, args.total_records)
+        config["shard"] = shard_info(args.shard, args.num_shards, evalset.total_records)
     return config
 
 
@@ -232,42 +274,42 @@ def run(args: argparse.Namespace) -> None:
         raise InputError(f"--agreement-prompts must be >= 0, got {args.agreement_prompts}")
     checkpoints = number_list(args.checkpoints, "--checkpoints")
     thresholds = None if args.thresholds is None else parse_thresholds(args.thresholds)
-    labels = RunLabels(args.model_name, args.tuning, args.evalset_name)
     # Check the decoder name before the (slower) model load, then again against the model's depth.
     decoder_from_name(args.decoder, checkpoints, thresholds, args.seed)
-    records, model, tokenizer = load_inputs(args, device)
+    sets, model, tokenizer = load_inputs(args, device)
     spec = decoder_from_name(
         args.decoder, checkpoints, thresholds, args.seed, n_layers=model.config.num_hidden_layers
     )
-    out = generate_records(
-        model,
-        tokenizer,
-        records,
-        spec,
-        labels,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        kv_cache=args.kv_cache,
-    )
-    config = base_config(args, records, model, tokenizer)
-    config.update(
-        {
-            "command": "generate",
-            "decoder": spec,
-            "thresholds_source": args.thresholds,
-            "kv_cache": args.kv_cache,
-        }
-    )
-    if args.agreement_prompts:  # unchecked runs keep the config they always had
-        config["agreement"] = agreement_check(
+    for evalset in sets:
+        out = generate_records(
             model,
             tokenizer,
-            records[: args.agreement_prompts],
-            out[: args.agreement_prompts],
+            evalset.records,
             spec,
+            RunLabels(args.model_name, args.tuning, evalset.name),
             max_new_tokens=args.max_new_tokens,
             batch_size=args.batch_size,
             kv_cache=args.kv_cache,
         )
-    write_jsonl(args.out, out)
-    save_resolved_config(args.out, config)
+        config = base_config(args, evalset, model, tokenizer)
+        config.update(
+            {
+                "command": "generate",
+                "decoder": spec,
+                "thresholds_source": args.thresholds,
+                "kv_cache": args.kv_cache,
+            }
+        )
+        if args.agreement_prompts:  # unchecked runs keep the config they always had
+            config["agreement"] = agreement_check(
+                model,
+                tokenizer,
+                evalset.records[: args.agreement_prompts],
+                out[: args.agreement_prompts],
+                spec,
+                max_new_tokens=args.max_new_tokens,
+                batch_size=args.batch_size,
+                kv_cache=args.kv_cache,
+            )
+        write_jsonl(evalset.out, out)
+        save_resolved_config(evalset.out, config)

@@ -204,26 +204,33 @@ def estimate(config: dict, gpu: Gpu, prompt_tokens: int, train_tokens: int | Non
             # backward = 2 x forward; wall time spread over the job's GPUs
             tune.append(3 * forward * examples / (gpu.flops * tune_gpus) + gpu.load)
 
+    # One generate job per decoder decodes every eval set (or its shard of each); one trace job per
+    # tuning traces the eval sets, another the calibration set (lite.plan, workflow/rules/generate.smk).
     generate, trace = [], []
     for name in plan.models:
         shape = shapes[name]
         for tuning in plan.tunings(name):
-            for evalset in plan.evalsets:
-                prompts = math.ceil(sizes[evalset] / shards)
-                for decoder in plan.decoders(name, tuning):
+            for decoder in plan.decoders(name, tuning):
+                seconds = 0.0
+                for evalset in plan.evalsets:
+                    prompts = math.ceil(sizes[evalset] / shards)
                     if decoder.startswith(("fixed-", "final")) or generation.get("kv_cache"):
-                        seconds = decode_seconds(shape, gpu, prompts, batch, prompt_tokens, new)
+                        seconds += decode_seconds(shape, gpu, prompts, batch, prompt_tokens, new)
                     else:
-                        seconds = nocache_seconds(shape, gpu, prompts, prompt_tokens, new)
+                        seconds += nocache_seconds(shape, gpu, prompts, prompt_tokens, new)
                     checked = min(check, prompts)
                     if checked and decoder == "final":  # HF generate, one prompt at a time
                         seconds += decode_seconds(shape, gpu, checked, 1, prompt_tokens, new)
                     elif checked and not decoder.startswith("fixed-") and generation.get("kv_cache"):
                         seconds += nocache_seconds(shape, gpu, checked, prompt_tokens, new)
-                    generate += [seconds + gpu.load] * shards
-    for name, _, evalset in traced_sets(plan):  # final-layer decoding reading every layer's head
+                generate += [seconds + gpu.load] * shards
+    traced: dict[tuple[str, str, bool], float] = {}
+    for name, tuning, evalset in traced_sets(plan):  # final-layer decoding reading every layer's head
         shape, prompts = shapes[name], math.ceil(sizes[evalset] / shards)
         seconds = decode_seconds(shape, gpu, prompts, batch, prompt_tokens, new, heads=shape.layers)
+        job = (name, tuning, evalset == CALIBRATION_SET)
+        traced[job] = traced.get(job, 0.0) + seconds
+    for seconds in traced.values():
         trace += [seconds + gpu.load] * shards
 
     def stage(name: str, group: str, jobs: list[float], gpus: int) -> Stage:

@@ -8,8 +8,10 @@
 Row t, column i-1 of ``layer_argmax`` / ``layer_confidence`` is layer i's argmax token / max softmax
 probability at generated position t (docs/records.md "Trace record"). Written atomically, with
 ``OUT.config.json`` beside it. ``--shard``/``--num-shards`` split the eval set as in ``lite generate``;
-``--device``/``--dtype`` too. Layers are read one at a time (argmax and confidence kept, logits
-dropped), so the trace of a large model never holds every layer's logits at once.
+``--device``/``--dtype`` too, and as there ``--evalset``/``--evalset-name``/``--out`` may be repeated
+to trace several eval sets with one model load. Layers are read one at a time (argmax and
+confidence kept, logits dropped), so the trace of a large model never holds every layer's logits
+at once.
 """
 
 from __future__ import annotations
@@ -28,12 +30,18 @@ def run(args: argparse.Namespace) -> None:
     from lite.decoders.records import RunLabels, trace_records
     from lite.io import save_resolved_config, write_jsonl
 
-    labels = RunLabels(args.model_name, args.tuning, args.evalset_name)
-    records, model, tokenizer = load_inputs(args, device)
-    out = trace_records(
-        model, tokenizer, records, labels, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
-    )
-    write_jsonl(args.out, out)
-    config = base_config(args, records, model, tokenizer)
-    config["command"] = "trace"
-    save_resolved_config(args.out, config)
+    sets, model, tokenizer = load_inputs(args, device)
+    for evalset in sets:
+        labels = RunLabels(args.model_name, args.tuning, evalset.name)
+        out = trace_records(
+            model,
+            tokenizer,
+            evalset.records,
+            labels,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+        )
+        write_jsonl(evalset.out, out)
+        config = base_config(args, evalset, model, tokenizer)
+        config["command"] = "trace"
+        save_resolved_config(evalset.out, config)
