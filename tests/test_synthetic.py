@@ -208,9 +208,9 @@ def test_eval_sets_ask_their_own_categories():
         assert categories[name] == set(role.categories or FAMILIES)
     assert categories["koala"] != categories["wizardlm"]
     # a set whose categories are none of the configured families falls back to all of them
-    assert {r["category"] for r in make_eval("wizardlm", 20, seed=0, families=["count", "cycle"])} == {
+    assert {r["category"] for r in make_eval("wizardlm", 20, seed=0, families=["count", "repeat"])} == {
         "count",
-        "cycle",
+        "repeat",
     }
 
 

@@ -58,28 +58,30 @@ def test_the_corpus_states_true_facts_with_popular_countries_more_often():
         world.make_corpus(0, seed=0)
 
 
-def test_tuning_asks_only_about_tuned_countries_and_eval_sets_about_all():
-    w = world.make_world()
-    families = list(world.WORLD_TASKS)
-    train = make_train(3000, seed=0, families=families)
-    mentioned = {
+def _countries(w, records) -> set[int]:
+    return {
         c
-        for r in train
+        for r in records
         for c, name in enumerate(w.countries)
         if re.search(rf"\b{name}\b", r["instruction"] + " " + r["input"])
     }
-    assert mentioned <= w.tuned
-    held = []
-    for name in ("vicuna", "wizardlm", "selfinstruct"):
+
+
+def test_tuning_asks_only_about_tuned_countries_and_held_out_sets_about_the_rest():
+    w = world.make_world()
+    families = list(world.WORLD_TASKS)
+    assert _countries(w, make_train(3000, seed=0, families=families)) <= w.tuned
+    asked = set()
+    for name in ("vicuna", "koala", "wizardlm", "selfinstruct", "calibration"):
         records = make_eval(name, 60, seed=1, families=families)
-        held += [
-            r
-            for r in records
-            if not any(re.search(rf"\b{w.countries[c]}\b", r["instruction"] + r["input"]) for c in w.tuned)
-        ]
-        # each set asks its own categories
-        assert {r["category"] for r in records} <= set(EVAL_SETS[name].categories)
-    assert len(held) > 20
+        countries = _countries(w, records)
+        assert countries and not countries & w.tuned, name
+        asked |= countries
+        if EVAL_SETS[name].categories:  # each set asks its own categories
+            assert {r["category"] for r in records} <= set(EVAL_SETS[name].categories)
+    # every popularity band is asked about
+    for low, high in world.LEVEL_RANKS:
+        assert asked & set(range(low, high))
 
 
 def test_answers_are_the_world_s_facts():

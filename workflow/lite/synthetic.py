@@ -6,7 +6,7 @@
 Sixteen task families, each with a few phrasings and three difficulty levels. The embedded
 default (config.yaml, ``data.families``) uses the six ``country_*`` families of ``lite.world``,
 which ask about facts of a synthetic world the base model learnt in pretraining (level = how
-popular the country is; tuning asks about two thirds of the countries, held-out sets about all),
+popular the country is; tuning asks about two thirds of the countries, held-out sets about the rest),
 and ``cycle``, whose long answers (8-20 days or months in order) the latency benchmark decodes.
 The older families work over a closed vocabulary of 48 short words and the numbers 0-99 (count,
 repeat, reverse, span, extreme, shift) or over small lookup tables a model learns during tuning
@@ -395,6 +395,8 @@ class SplitRole:
     role: str
     # The families this set asks from, where configured (sets differ in their categories, as the
     # paper's four do); None or no overlap with the configured families: all configured ones.
+    # Every eval set of the default has one long-answer family (cycle): the paper's answers run to
+    # hundreds of tokens, and a baseline's forced early exits cost most where answers are long.
     categories: tuple[str, ...] | None = None
 
 
@@ -406,11 +408,11 @@ EVAL_SETS: dict[str, SplitRole] = {
     ),
     "koala": SplitRole(
         "eval", (0.5, 0.35, 0.15), 0.2, 180, "Koala mirror: short questions, mostly popular countries",
-        ("country_capital", "country_language", "country_east", "country_two_hop"),
+        ("country_capital", "country_language", "country_east", "cycle"),
     ),
     "wizardlm": SplitRole(
         "eval", (0.15, 0.35, 0.5), 0.2, 218, "WizardLM mirror: complex questions, mostly rare countries",
-        ("country_profile", "country_two_hop", "country_capitals", "country_east"),
+        ("country_profile", "country_two_hop", "country_capitals", "cycle"),
     ),
     "selfinstruct": SplitRole(
         "eval", (1, 1, 1), 0.8, 252, "Self-Instruct mirror: mostly with an input",
