@@ -502,7 +502,9 @@ def fig10(
     return _category_figure(inputs, evalset, tuning, final, dynamic)
 
 
-_FRONTIER_MARKERS = {"paper": "o", "aggressive": "v", "calibrated": "*", "baseline": "X"}
+_FRONTIER_MARKERS = {"paper": "o", "aggressive": "v", "calibrated": "*"}
+# the baselines are all grey, so each needs a shape of its own to be told apart in the legend
+_BASELINE_MARKERS = {"random-half": "X", "random-k": "P", "sequential": "D"}
 
 
 def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
@@ -538,7 +540,9 @@ def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
             for row in part[part["kind"] != "sweep"].itertuples():
                 decoder = row.system.partition(".")[2]
                 is_baseline = row.kind == "baseline"
-                ax.scatter([getattr(row, saved)], [row.score], marker=_FRONTIER_MARKERS.get(row.kind, "D"),
+                markers, key = (_BASELINE_MARKERS, decoder) if is_baseline else (_FRONTIER_MARKERS, row.kind)
+                marker = markers.get(key, "X" if is_baseline else "o")
+                ax.scatter([getattr(row, saved)], [row.score], marker=marker,
                            s=70 if row.kind == "calibrated" else 40, zorder=4,
                            color="#8C8C8C" if is_baseline else color,
                            edgecolor="black", linewidth=0.5, label=decoder)  # fmt: skip
