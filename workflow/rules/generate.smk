@@ -90,7 +90,7 @@ rule trace:
         " {params.shard} --threads {threads} > {log} 2>&1"
 
 
-rule trace_calibration:
+use rule trace as trace_calibration with:
     input:
         unpack(trace_inputs("calibration")),
     output:
@@ -107,24 +107,8 @@ rule trace_calibration:
             if SHARDS == 1
             else "results/benchmarks/{model}/trace/{tuning}/calibration/{shard}-of-{nshards}.tsv"
         )
-    conda:
-        "../../envs/model.yaml"
-    threads: resource("generate", "cpus", 1)
-    resources:
-        mem_mb=resource("generate", "mem_mb"),
-        runtime=resource("generate", "runtime"),
-        gpu=resource("generate", "gpus", 0),
     params:
         evalsets=evalset_args("calibration trace"),
-        max_new_tokens=config["generation"]["max_new_tokens"],
-        batch_size=config["generation"].get("batch_size", 8),
-        shard=shard_args,
-        device=device_args(),
-    shell:
-        "lite trace --model {input.model} {params.evalsets}"
-        " --model-name {wildcards.model} --tuning {wildcards.tuning}"
-        " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} {params.device}"
-        " {params.shard} --threads {threads} > {log} 2>&1"
 
 
 if SHARDS > 1:
