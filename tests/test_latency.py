@@ -115,6 +115,11 @@ def test_summarize_flags_a_mismatch_and_draws():
     assert not table.loc["dynamic-cached", "same_tokens"]  # one bad repeat marks the row
     assert table.loc["dynamic-cached", "speedup_vs_nocache"] == 4.0
     assert table.loc["dynamic-cached", "flops_vs_final"] == 0.6
+    # its FLOPs would make it 1/0.6 times as fast as HF generate; it measured as fast (10 tokens in
+    # a median 2 s each): 60 % of the limit
+    assert table.loc["dynamic-cached", "flops_speedup"] == pytest.approx(1 / 0.6)
+    assert table.loc["dynamic-cached", "efficiency"] == pytest.approx(0.6)
+    assert table.loc["hf-generate", "efficiency"] == 1.0
 
 
 def test_figure_and_table_need_no_torch(tmp_path):

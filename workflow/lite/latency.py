@@ -398,6 +398,11 @@ def summarize(raw: pd.DataFrame, threads: int) -> pd.DataFrame:
         table[column] = table["tokens_per_s"] / table["model"].map(reference)
     final_flops = table[table["decoder"] == "hf-generate"].set_index("model")["flops"]
     table["flops_vs_final"] = table["flops"] / table["model"].map(final_flops)
+    # The speed limit beside the speed: the speed-up over HF generate that the decoder's FLOPs
+    # alone would give, and the share of it measured (what is left is head checks, catch-up
+    # passes and Python overhead per layer and step, which FLOPs do not count).
+    table["flops_speedup"] = 1.0 / table["flops_vs_final"]
+    table["efficiency"] = table["speedup_vs_hf"] / table["flops_speedup"]
     table["threads"] = threads
     columns = [
         "model",
@@ -409,6 +414,8 @@ def summarize(raw: pd.DataFrame, threads: int) -> pd.DataFrame:
         "speedup_vs_nocache",
         "flops",
         "flops_vs_final",
+        "flops_speedup",
+        "efficiency",
         "same_tokens",
         *extras,
         "seconds_min",
@@ -431,8 +438,13 @@ def draw(table: pd.DataFrame, out: str | os.PathLike):
         colors = [FINAL_COLOR if n in ("hf-generate", "final") else tuning_color("lite") for n in names]
         speed, cost = axes[0, col], axes[1, col]
         speed.bar(names, part["speedup_vs_hf"], color=colors)
+        if "flops_speedup" in part:  # the speed-up the FLOPs imply: a dashed cap over each bar
+            speed.hlines(part["flops_speedup"], [x - 0.4 for x in range(len(names))],
+                         [x + 0.4 for x in range(len(names))], colors="black", linestyles="dashed",
+                         linewidth=0.8, label="FLOPs-implied")  # fmt: skip
         speed.axhline(1.0, color="grey", linewidth=0.8)
-        speed.set_ylim(0, 1.25 * max(part["speedup_vs_hf"].max(), 1.0))  # room for the labels
+        top = max(part["speedup_vs_hf"].max(), part.get("flops_speedup", part["speedup_vs_hf"]).max(), 1.0)
+        speed.set_ylim(0, 1.25 * top)  # room for the labels
         speed.set_title(model, fontsize=9)
         speed.set_ylabel("tokens/s relative to HF generate")
         cost.bar(names, part["flops_vs_final"], color=colors)
