@@ -56,8 +56,8 @@ def shard_info(shard: int, num_shards: int, total_records: int) -> dict[str, int
     return {"index": shard, "count": num_shards, "total_records": total_records}
 
 
-def shard_files(merged: str, num_shards: int) -> list[str]:
-    """The shard files of a merged result, in shard order.
+def shard_file(merged: str, index: int | str, num_shards: int | str) -> str:
+    """One shard file of a merged result (``index`` and ``num_shards`` may be wildcards).
 
     ``results/M/generations/T/E/D.jsonl`` -> ``results/M/shards/generations/T/E/D/I-of-N.jsonl``
     (and the same for ``traces``): the shards live in their own tree beside the merged results.
@@ -66,7 +66,12 @@ def shard_files(merged: str, num_shards: int) -> list[str]:
     if len(parts) < 4 or parts[0] != "results" or Path(merged).suffix != ".jsonl":
         raise ValueError(f"{merged}: expected results/<model>/<kind>/.../<name>.jsonl")
     stem = Path(*parts[:2], "shards", *parts[2:]).with_suffix("")
-    return [str(stem / f"{index}-of-{num_shards}.jsonl") for index in range(num_shards)]
+    return str(stem / f"{index}-of-{num_shards}.jsonl")
+
+
+def shard_files(merged: str, num_shards: int) -> list[str]:
+    """The shard files of a merged result, in shard order (``shard_file``)."""
+    return [shard_file(merged, index, num_shards) for index in range(num_shards)]
 
 
 def merge_records(shards: Sequence[Sequence[T]]) -> list[T]:

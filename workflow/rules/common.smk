@@ -149,10 +149,11 @@ def decoded_files(kind):
             path = PLAN.generation("{model}", "{tuning}", evalset, "{decoder}")
         else:
             path = PLAN.trace("{model}", "{tuning}", evalset)
-        if SHARDS > 1:
-            first = lite.shards.shard_files(path, 1)[0]
-            path = first.replace("0-of-1.jsonl", "{shard}-of-{nshards}.jsonl")
-        paths.append(path)
+        paths.append(
+            path
+            if SHARDS == 1
+            else lite.shards.shard_file(path, "{shard}", "{nshards}")
+        )
     return paths
 
 
@@ -170,8 +171,8 @@ def evalset_args(kind):
 
 
 def trace_inputs(kind):
-    """The tuned model and the eval sets a trace job reads."""
-    sets = decoded_sets("calibration trace" if kind == "calibration" else "trace")
+    """The tuned model and the eval sets a trace job (``kind`` as in ``decoded_sets``) reads."""
+    sets = decoded_sets(kind)
 
     def inputs(wildcards):
         return {
@@ -186,7 +187,7 @@ def decoder_inputs(wildcards):
     """The tuned model, every eval set, and the thresholds file of a calibrated decoder."""
     inputs = {
         "model": PLAN.tuned(wildcards.model, wildcards.tuning),
-        "evalsets": [PLAN.eval_data(name) for name in PLAN.evalsets],
+        "evalsets": [PLAN.eval_data(name) for name in decoded_sets("generation")],
     }
     kind = wildcards.decoder.removeprefix("dynamic-")
     if kind in PLAN.calibrated_kinds():

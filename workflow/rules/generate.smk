@@ -55,7 +55,7 @@ rule generate:
 # the calibrated thresholds wait for it alone.
 rule trace:
     input:
-        unpack(trace_inputs("eval")),
+        unpack(trace_inputs("trace")),
     output:
         decoded_files("trace"),
     log:
@@ -92,7 +92,7 @@ rule trace:
 
 use rule trace as trace_calibration with:
     input:
-        unpack(trace_inputs("calibration")),
+        unpack(trace_inputs("calibration trace")),
     output:
         decoded_files("calibration trace"),
     log:
