@@ -17,9 +17,10 @@ from lite.decoders.dispatch import decode, trace
 from lite.decoders.engines import exit_nocache, greedy_cached
 from lite.decoders.policies import RandomPolicy, SequentialPolicy, ThresholdPolicy
 from lite.decoders.slots import Meter, SlotCache
-from lite.decoders.specs import Draft, decoder_from_name
-from lite.decoders.speculative import speculative
+from lite.decoders.specs import DRAFT_TOKENS, AdaptiveDraft, Draft, decoder_from_name
+from lite.decoders.speculative import DraftChooser, speculative
 from lite.flops import ModelShape, kvcache_flops, register_cpu_sdpa_flop_formula
+from lite.io import InputError
 
 EOS, PAD, N = 2, 0, 4
 CHECKPOINTS = [1, 2, 3, 4]
@@ -159,10 +160,15 @@ def expected_depths(prompt_len: int, exit_layers: list[int]) -> list[int]:
 
 
 @pytest.mark.parametrize("batched", [False, True])
-def test_every_state_is_computed_exactly_once(sharp, batched):
+def test_every_state_is_computed_at_most_once(sharp, batched):
+    """Alone, a row computes exactly the states its exits need. In a batch, every live row also
+    rides along to the deepest exit of each step (one block instead of a gather of the rows still
+    undecided): more states, but never one twice, and none a row's exits need is missing."""
     thresholds = quantile_thresholds(sharp, PROMPTS[:8], 0.5)
-    prompts = PROMPTS[:10]
-    groups = [prompts] if batched else [[p] for p in prompts]
+    prompts = PROMPTS[:9]
+    # batches of 3: steps whose deepest exit is below N are common, so riding along is visible
+    groups = [prompts[i : i + 3] for i in range(0, 9, 3)] if batched else [[p] for p in prompts]
+    shallow_steps = 0
     for group in groups:
         meter = Meter(ModelShape.from_config(sharp.config), len(group))
         gens = exit_cached(
@@ -179,22 +185,38 @@ def test_every_state_is_computed_exactly_once(sharp, batched):
         for row, (prompt, gen) in enumerate(zip(group, gens, strict=True)):
             computed = meter.computed[row, width - len(prompt) :]  # (real columns, N)
             depths = expected_depths(len(prompt), gen.exit_layers)
+            if batched:  # column t + 1 holds token t's input: it rides to step t's deepest exit
+                deepest = [max(g.exit_layers[t] for g in gens if len(g.exit_layers) > t) for t in range(16)]
+                shallow_steps += sum(d < N for d in deepest)
+                depths = [max(d, deepest[0]) for d in depths[: len(prompt)]] + [
+                    max(d, deepest[t]) for t, d in enumerate(depths[len(prompt) :], start=1)
+                ]
+                for t in range(len(depths) - 2, -1, -1):  # and catch-up keeps depth non-increasing
+                    depths[t] = max(depths[t], depths[t + 1])
             expected = torch.tensor([[1 if layer <= d else 0 for layer in range(1, N + 1)] for d in depths])
             assert computed.shape[0] >= len(depths)
             assert torch.equal(computed[: len(depths)], expected.int())  # all needed, none twice
             assert int(computed[len(depths) :].sum()) == 0
             assert int(meter.computed[row, : width - len(prompt)].sum()) == 0  # padding never runs
+        assert int(meter.computed.max()) == 1
+    assert shallow_steps > 0 or not batched
 
 
 def test_meter_flops_equal_kvcache_accounting(sharp):
     shape = ModelShape.from_config(sharp.config)
     thresholds = quantile_thresholds(sharp, PROMPTS[:8], 0.4)
-    meter = Meter(shape, len(PROMPTS))
+    for prompt in PROMPTS[:6]:  # alone: exactly the accounting of its exits
+        meter = Meter(shape, 1)
+        _, (gen,) = both(sharp, [prompt], lambda: ThresholdPolicy(thresholds), meter=meter)
+        assert int(meter.causal[0]) == kvcache_flops(shape, len(prompt), gen.exit_layers, gen.heads)
+        assert meter.kernel >= int(meter.causal.sum())  # the kernels also compute masked keys
+    meter = Meter(shape, len(PROMPTS))  # in a batch, riding along costs more: never less
     _, gens = both(sharp, PROMPTS, lambda: ThresholdPolicy(thresholds), meter=meter)
     for row, (prompt, gen) in enumerate(zip(PROMPTS, gens, strict=True)):
-        assert int(meter.causal[row]) == kvcache_flops(shape, len(prompt), gen.exit_layers, gen.heads)
-    # the kernels also compute masked keys (padding, causal upper triangle of blocks): never less
-    assert meter.kernel >= int(meter.causal.sum())
+        assert int(meter.causal[row]) >= kvcache_flops(shape, len(prompt), gen.exit_layers, gen.heads)
+    assert int(meter.causal.sum()) > sum(
+        kvcache_flops(shape, len(p), g.exit_layers, g.heads) for p, g in zip(PROMPTS, gens, strict=True)
+    )
 
 
 def test_meter_kernel_flops_match_torch_flop_counter(sharp):
@@ -323,6 +345,56 @@ def test_speculative_rejects_bad_settings(sharp):
         Draft(1, 0)
     with pytest.raises(ValueError, match="Draft.threshold"):
         Draft(1, 2, 1.5)
+
+
+def test_draft_chooser_follows_the_acceptance_it_sees():
+    adaptive = AdaptiveDraft((3, 6), tokens=4, thresholds={3: 0.4, 6: 1.5})
+    chooser = DraftChooser(adaptive, total=12, head_cost=0.1)
+    first = chooser.next()  # equal priors: the cheaper layer, its threshold; "never" becomes 1
+    assert first.layer == 3 and first.threshold == 0.4 and adaptive.at(6, 2).threshold == 1.0
+    for _ in range(6):  # layer 3's drafts are all accepted: the most drafts per round
+        chooser.update(3, 4, 4)
+    assert chooser.next() == Draft(3, 4, 0.4)
+    for _ in range(12):  # then all rejected: layer 6 is worth its cost
+        chooser.update(3, 4, 0)
+    assert chooser.next().layer == 6
+    for _ in range(12):  # rarely accepted: one draft per round is the best bet
+        chooser.update(6, 4, 1)
+    assert chooser.next() == Draft(6, 1, 1.0)
+    chooser.update(3, 0, 0)  # a round without drafts counts as a rejected one
+    assert chooser.proposed[3] > chooser.accepted[3] * 10
+
+
+def test_adaptive_drafting_is_final_layer_greedy_and_finds_the_accepted_layer(sharp, tiny_model):
+    model = skip_top_layers(tiny_model(tie_word_embeddings=False, head_scale=20.0), 3)  # layer 3 = final
+    common = {"max_new_tokens": 24, "eos_ids": set(), "pad_id": PAD}
+    final = greedy_cached(model, PROMPTS[:6], N, **common)
+    adaptive = AdaptiveDraft((1, 3), tokens=4)
+    gens = speculative(model, PROMPTS[:6], adaptive, **common)
+    fixed = speculative(model, PROMPTS[:6], Draft(1, 4), **common)
+    assert [g.token_ids for g in gens] == [g.token_ids for g in final] == [g.token_ids for g in fixed]
+
+    def rate(gens):
+        return sum(g.acceptance.accepted for g in gens) / sum(g.acceptance.proposed for g in gens)
+
+    # it tries the cheap layer 1 first, then drafts from layer 3, whose drafts are always right
+    assert rate(gens) > 0.8 > rate(fixed)
+    for prompt, gen in zip(PROMPTS[:6], gens, strict=True):  # alone: other choices, the same tokens
+        assert speculative(model, [prompt], adaptive, **common)[0].token_ids == gen.token_ids
+
+
+def test_adaptive_drafting_by_name(sharp):
+    spec = decoder_from_name(
+        "speculative-adaptive", [1, 2, 3], {1: 0.3, 2: 0.6, 3: 0.9}, draft_layers=(3, 1), n_layers=N
+    )
+    assert spec.draft == AdaptiveDraft((1, 3), DRAFT_TOKENS, {1: 0.3, 2: 0.6, 3: 0.9})
+    common = {"max_new_tokens": 10, "eos_ids": {EOS}, "pad_id": PAD}
+    final = decode(sharp, PROMPTS[:8], decoder_from_name("final", [2]), **common)
+    assert [g.token_ids for g in decode(sharp, PROMPTS[:8], spec, **common)] == [g.token_ids for g in final]
+    with pytest.raises(InputError, match="needs draft layers"):
+        decoder_from_name("speculative-adaptive", [1, 2], {1: 0.5})
+    with pytest.raises(InputError, match=f"draft layer {N} must be below the final layer {N}"):
+        decoder_from_name("speculative-adaptive", [1, 2], {1: 0.5}, draft_layers=(1, N), n_layers=N)
 
 
 def test_acceptance_follows_agreement_of_draft_and_final_layer(sharp, tiny_model):

@@ -11,7 +11,7 @@ import torch
 
 from lite import latency
 from lite.cli import main as lite_main
-from lite.decoders.agreement import hf_greedy
+from lite.decoders.agreement import hf_greedy, hf_greedy_batch
 from lite.decoders.engines import greedy_cached
 from lite.io import InputError, read_json
 
@@ -40,30 +40,70 @@ def test_hf_greedy_ignores_eos_like_the_other_decoders(tiny_llama):
     assert hf_greedy(tiny_llama, prompt, max_new_tokens=10, eos_ids=(), pad_id=0) == free
 
 
+def test_hf_greedy_batch_equals_one_prompt_at_a_time(sharp):
+    prompts = [[5, 17, 33], [8, 9, 10, 11, 12, 13], [40]]  # left padding of different lengths
+    alone = [hf_greedy(sharp, p, max_new_tokens=8, eos_ids=(), pad_id=0) for p in prompts]
+    assert hf_greedy_batch(sharp, prompts, max_new_tokens=8, eos_ids=(), pad_id=0) == alone
+    stop = alone[1][2]  # a stop token one row emits third: that row ends there, the others go on
+    ended = hf_greedy_batch(sharp, prompts, max_new_tokens=8, eos_ids={stop}, pad_id=0)
+    assert ended[1] == alone[1][: alone[1].index(stop) + 1]
+    for got, free in zip(ended, alone, strict=True):
+        assert got == (free[: free.index(stop) + 1] if stop in free else free)
+
+
 def test_measure_and_summarize(sharp):
     config = latency.LatencyConfig(
-        prompts=2, max_new_tokens=6, repeats=2, draft_layers=(1, 3), draft_tokens=3
+        prompts=2, batch_sizes=(1, 2), max_new_tokens=6, repeats=2, draft_layers=(1, 3), draft_tokens=3
     )
-    prompts = [[5, 17, 33], [8, 9, 10, 11]]
+    prompts = [[5, 17, 33], [8, 9, 10, 11]]  # batch 2 pads the first
     raw = latency.measure(sharp, prompts, [1, 2, 3], {1: 0.5, 2: 0.5, 3: 0.5}, config, 0, "tiny")
-    decoders = [*latency.DECODERS, "speculative-L1", "speculative-L3"]
+    decoders = [*latency.DECODERS, "speculative-L1", "speculative-L3", "speculative-adaptive"]
     assert config.decoders() == decoders
-    assert sorted(raw["decoder"]) == sorted(decoders * 2)
+    assert sorted(raw["decoder"]) == sorted(decoders * 4)  # 2 batch sizes x 2 repeats
+    # every decoder makes the same tokens at batch 2 as at batch 1, and those of its reference
     assert (raw["tokens"] == 12).all() and raw["same_tokens"].all()
     table = latency.summarize(raw, threads=1)
-    assert list(table["decoder"]) == decoders
-    row = table.set_index("decoder")
-    assert (
-        row.loc["hf-generate", "speedup_vs_hf"] == 1.0
-        and row.loc["dynamic-nocache", "speedup_vs_nocache"] == 1.0
+    assert list(table["decoder"]) == decoders * 2 and list(table["batch"]) == [1] * 7 + [2] * 7
+    for batch in (1, 2):
+        row = table[table["batch"] == batch].set_index("decoder")
+        assert (
+            row.loc["hf-generate", "speedup_vs_hf"] == 1.0
+            and row.loc["dynamic-nocache", "speedup_vs_nocache"] == 1.0
+        )
+        assert row.loc["hf-generate", "flops_vs_final"] == 1.0
+        # the paper's procedure recomputes prefixes: more FLOPs than the cached exit of the same tokens
+        assert row.loc["dynamic-nocache", "flops"] > row.loc["dynamic-cached", "flops"]
+        assert row.loc["dynamic-nocache", "flops_speedup"] < row.loc["dynamic-cached", "flops_speedup"]
+        assert 0.0 <= row.loc["speculative-L3", "acceptance"] <= 1.0
+        assert row.loc["speculative-adaptive", "tokens_per_round"] >= 1.0
+        assert row.loc["dynamic-cached", "mean_exit_layer"] == row.loc["dynamic-nocache", "mean_exit_layer"]
+        ratio = row["tokens_per_s"] / row.loc["hf-generate", "tokens_per_s"]
+        assert row["speedup_vs_hf"].tolist() == pytest.approx(ratio.tolist())
+    cached = table[table["decoder"] == "dynamic-cached"].set_index("batch")
+    # the needed FLOPs are the exits' (the same at any batch); a batch executes more (padding)
+    assert cached.loc[1, "flops_needed"] == cached.loc[2, "flops_needed"]
+    assert cached.loc[2, "flops"] > cached.loc[1, "flops"]
+
+
+def test_measure_flags_tokens_that_change_with_the_batch(sharp, monkeypatch):
+    """A decoder whose tokens depend on the batch size is marked, even where it equals its reference."""
+    from lite.decoders import agreement
+
+    real = agreement.hf_greedy_batch
+
+    def batch_dependent(model, prompts, **common):
+        tokens = real(model, prompts, **common)
+        return [[t + 1 for t in row] for row in tokens] if len(prompts) > 1 else tokens
+
+    monkeypatch.setattr(agreement, "hf_greedy_batch", batch_dependent)
+    config = latency.LatencyConfig(
+        prompts=2, batch_sizes=(1, 2), max_new_tokens=4, repeats=1, draft_layers=(2,)
     )
-    assert row.loc["hf-generate", "flops_vs_final"] == 1.0
-    # the paper's procedure recomputes prefixes: more FLOPs than the cached exit of the same tokens
-    assert row.loc["dynamic-nocache", "flops"] > row.loc["dynamic-cached", "flops"]
-    assert 0.0 <= row.loc["speculative-L3", "acceptance"] <= 1.0
-    assert row.loc["dynamic-cached", "mean_exit_layer"] == row.loc["dynamic-nocache", "mean_exit_layer"]
-    ratio = row["tokens_per_s"] / row.loc["hf-generate", "tokens_per_s"]
-    assert row["speedup_vs_hf"].tolist() == pytest.approx(ratio.tolist())
+    raw = latency.measure(sharp, [[5, 17, 33], [8, 9, 10]], [2, 4], {2: 0.5}, config, 0, "tiny")
+    table = latency.summarize(raw, threads=1).set_index(["batch", "decoder"])
+    assert table.loc[(1, "hf-generate"), "same_tokens"] and not table.loc[(2, "hf-generate"), "same_tokens"]
+    assert not table.loc[(2, "final"), "same_tokens"]  # its reference changed
+    assert table.loc[(2, "dynamic-cached"), "same_tokens"]
 
 
 def test_summarize_flags_a_mismatch_and_draws():
@@ -141,12 +181,15 @@ def test_config_validation():
         latency.LatencyConfig(draft_layers=())
     with pytest.raises(ValueError, match="LatencyConfig.widths"):
         latency.LatencyConfig(widths=(0,))
+    with pytest.raises(ValueError, match="divide prompts=4"):
+        latency.LatencyConfig(prompts=4, batch_sizes=(1, 3))
     assert set(latency.machine()) >= {"cpu", "cores", "platform"}
 
 
 def test_cli_writes_table_figure_and_acceptance(tmp_path, tiny_model_dirs):
     dirs, evalset = tiny_model_dirs
     out, figure, accept = tmp_path / "t" / "latency.csv", tmp_path / "f" / "latency.pdf", tmp_path / "acc.csv"
+    throughput = tmp_path / "f" / "throughput.pdf"
     lite_main(
         [
             "latency",
@@ -162,8 +205,12 @@ def test_cli_writes_table_figure_and_acceptance(tmp_path, tiny_model_dirs):
             str(out),
             "--figure",
             str(figure),
+            "--throughput-figure",
+            str(throughput),
             "--prompts",
             "2",
+            "--batch-sizes",
+            "1,2",
             "--max-new-tokens",
             "5",
             "--repeats",
@@ -183,12 +230,18 @@ def test_cli_writes_table_figure_and_acceptance(tmp_path, tiny_model_dirs):
         ]
     )
     table = pd.read_csv(out)
-    assert len(table) == 2 * 6 and table["same_tokens"].all()
-    assert set(table["model"]) == {"lite h64 4L", "lite h128 4L (x2)"}
-    for path in (out.with_suffix(".md"), figure, figure.with_suffix(".png")):
+    assert len(table) == 2 * 2 * 7 and table["same_tokens"].all()  # widths x batch sizes x decoders
+    assert set(table["model"]) == {"lite h64 4L", "lite h128 4L (x2)"} and set(table["batch"]) == {1, 2}
+    for path in (
+        out.with_suffix(".md"),
+        figure,
+        figure.with_suffix(".png"),
+        throughput,
+        throughput.with_suffix(".png"),
+    ):
         assert path.stat().st_size > 0
     config = read_json(out.with_name("latency.csv.config.json"))
-    assert config["machine"]["torch_threads"] == 1 and len(config["repeats"]) == 12
+    assert config["machine"]["torch_threads"] == 1 and len(config["repeats"]) == 28
     assert config["prompt_truncated_chars"] == [0, 0]  # short prompts are measured whole
     rates = pd.read_csv(accept)
     assert list(rates["model"]) == ["lite"] * 6 + ["it"] * 6 and list(rates["draft_layer"]) == [1, 2, 3] * 4
@@ -212,6 +265,8 @@ def test_cli_errors(tmp_path, tiny_model_dirs):
         "3",
         "--repeats",
         "1",
+        "--prompts",
+        "3",
     ]
 
     def latency_cli(*extra, model=dirs["lite"], thresholds='{"2": 0.5, "3": 0.5}'):
@@ -233,6 +288,10 @@ def test_cli_errors(tmp_path, tiny_model_dirs):
         latency_cli("--checkpoints", ",")
     with pytest.raises(InputError, match=r"'speculative-L4': layer 4 is outside 1\.\.3"):
         latency_cli("--draft-layers", "4")
+    with pytest.raises(InputError, match=r"eval.jsonl: 3 records, --prompts asks 4 \(batches of 1, 2\)"):
+        latency_cli("--prompts", "4", "--batch-sizes", "1,2")
+    with pytest.raises(InputError, match=r"batch_sizes must each divide prompts=3"):
+        latency_cli("--batch-sizes", "2")
     assert not (tmp_path / "l.csv").exists()
 
 

@@ -7,7 +7,14 @@ Decoders (every one greedy, the same prompts, the same number of new tokens), ea
 - ``final``: the same tokens from ``lite``'s own cached layer loop (its overhead against HF's);
 - ``dynamic-nocache``: the paper's confidence exit, prefix recomputed every token;
 - ``dynamic-cached``: the same exits with a KV cache and exact catch-up (``lite.decoders.cached``);
-- ``speculative-L{E}``: drafts from layer E verified by layers E+1..N (``lite.decoders.speculative``).
+- ``speculative-L{E}``: drafts from layer E verified by layers E+1..N (``lite.decoders.speculative``);
+- ``speculative-adaptive``: the same, the draft layer (among the ``draft_layers``) and the number of
+  drafts chosen every round from the acceptance seen so far, drafting stopped below the layer's
+  dynamic-exit threshold.
+
+Batches: the prompts are decoded in consecutive batches of each of ``batch_sizes`` (left-padded;
+HF ``generate`` with its attention mask), the same prompts at every size. Every decoder must make
+the same tokens at every batch size as at the smallest, and those of the decoder it reproduces.
 
 Responses are exactly ``max_new_tokens`` long. ``eos="forbid"`` (the default) gives EOS no
 probability at any head, as HF's ``min_new_tokens`` does: the model goes on answering, and a
@@ -15,12 +22,14 @@ prompt asking for a long answer gets one. ``eos="ignore"`` lets EOS be chosen an
 it, as vLLM's ``ignore_eos``: whatever follows an answer is text the model was never tuned to
 write, which early layers (and drafts) predict badly.
 
-Each repeat times every decoder once, in an order rotated per repeat so slow drifts of a shared
-machine hit all decoders alike; the table reports medians and ratios to ``hf-generate`` and to
-``dynamic-nocache`` measured in the same run. FLOPs are what each decoder executes: analytic
-(``lite.flops``) for the plain loops, the ``Meter``'s count for the cached and speculative ones,
-counted in an untimed run. ``same_tokens`` checks each decoder against the one whose output it
-must equal.
+Each repeat times every (batch size, decoder) once, in an order rotated per repeat so slow drifts
+of a shared machine hit all alike; the table reports medians and ratios to ``hf-generate`` and to
+``dynamic-nocache`` at the same batch size, measured in the same run. FLOPs, counted in an untimed
+run: executed (the ``Meter``'s kernel count for the cached and speculative decoders, padding and
+states ridden along included; ``lite.flops``' analytic count for the plain loops) and needed (the
+accounting of the exits, or the drafts and verifications of speculative decoding). The needed
+FLOPs of the final layer over a decoder's are the speed-up they imply, its limit; the measured
+speed-up over it is the efficiency. ``same_tokens`` holds the checks above.
 
 ``widen(model, f)`` makes an f-times wider copy that computes the same function (every residual
 coordinate, attention head and MLP unit repeated f times, input weights divided by f): the same
@@ -28,7 +37,7 @@ exits and acceptances as the trained model at the cost of an f^2-times larger on
 model trained in minutes stand in for a model large enough that layer compute, not Python
 overhead, dominates; the table names the width of every row.
 
-The module imports torch only inside the functions that measure; the table and the figure are
+The module imports torch only inside the functions that measure; the table and the figures are
 drawn without it.
 """
 
@@ -58,7 +67,7 @@ _DECODER_NAMES = {
 
 def reference_of(decoder: str) -> str | None:
     """The decoder whose tokens ``decoder`` must reproduce exactly (None: no such promise)."""
-    if decoder == "final" or decoder.startswith("speculative-"):
+    if decoder == "final" or decoder.startswith("speculative-"):  # adaptive drafting included
         return "hf-generate"
     return "dynamic-nocache" if decoder == "dynamic-cached" else None
 
@@ -67,7 +76,8 @@ def reference_of(decoder: str) -> str | None:
 class LatencyConfig:
     """Settings of one benchmark run."""
 
-    prompts: int = 4  # eval records used (the first ones); each is decoded on its own (batch 1)
+    prompts: int = 4  # eval records used (the first ones), decoded in consecutive batches
+    batch_sizes: tuple[int, ...] = (1,)  # rows per batch, each dividing ``prompts``
     max_new_tokens: int = 256  # tokens per response, the same for every decoder (see ``eos``)
     repeats: int = 3  # timed runs per decoder; the table reports the median
     draft_layers: tuple[int, ...] = (2,)  # speculative draft layers E
@@ -85,6 +95,10 @@ class LatencyConfig:
                 raise ValueError(f"LatencyConfig.{name} must be an integer >= 1, got {value!r}")
         if not self.draft_layers or any(layer < 1 for layer in self.draft_layers):
             raise ValueError(f"LatencyConfig.draft_layers must be layers >= 1, got {self.draft_layers!r}")
+        if not self.batch_sizes or any(b < 1 or self.prompts % b for b in self.batch_sizes):
+            raise ValueError(
+                f"LatencyConfig.batch_sizes must each divide prompts={self.prompts}, got {self.batch_sizes!r}"
+            )
         if not self.widths or any(w < 1 for w in self.widths):
             raise ValueError(f"LatencyConfig.widths must be factors >= 1, got {self.widths!r}")
         if self.eos not in EOS_MODES:
@@ -94,7 +108,7 @@ class LatencyConfig:
 
     def decoders(self) -> list[str]:
         """The benchmark's decoders, in the table's order."""
-        return [*DECODERS, *(f"speculative-L{layer}" for layer in self.draft_layers)]
+        return [*DECODERS, *(f"speculative-L{layer}" for layer in self.draft_layers), "speculative-adaptive"]
 
 
 def machine() -> dict:
@@ -202,6 +216,7 @@ def _decoders(model, checkpoints: Sequence[int], thresholds: dict[int, float], c
             n_layers=n_layers(model),
             draft_tokens=config.draft_tokens,
             draft_threshold=config.draft_threshold,
+            draft_layers=config.draft_layers,
         )
 
     table = {}
@@ -211,11 +226,13 @@ def _decoders(model, checkpoints: Sequence[int], thresholds: dict[int, float], c
     return table
 
 
-def _run(model, decoder, prompts: Sequence[list[int]], pad_id: int, new: int, metered: bool) -> list:
-    """One decoder (an entry of ``_decoders``) on ``prompts``, prompt by prompt (batch 1): per
-    prompt its ``Generation`` and, in a ``metered`` run, the ``Meter`` of a decoder that has one
+def _run(
+    model, decoder, prompts: Sequence[list[int]], batch: int, pad_id: int, new: int, metered: bool
+) -> list:
+    """One decoder (an entry of ``_decoders``) on ``prompts``, ``batch`` at a time: per prompt its
+    ``Generation`` and, in a ``metered`` run, the ``Meter`` of its batch for a decoder that has one
     (else None). Timed runs go without: counting costs time."""
-    from lite.decoders.agreement import hf_greedy
+    from lite.decoders.agreement import hf_greedy_batch
     from lite.decoders.blocks import n_layers
     from lite.decoders.dispatch import decode, meters
     from lite.decoders.generation import Generation
@@ -224,29 +241,46 @@ def _run(model, decoder, prompts: Sequence[list[int]], pad_id: int, new: int, me
 
     common = {"max_new_tokens": new, "eos_ids": set(), "pad_id": pad_id}
     runs = []
-    for prompt in prompts:
+    for start in range(0, len(prompts), batch):
+        chunk = list(prompts[start : start + batch])
         if decoder is None:  # HF generate: final-layer decoding, one head per token
-            tokens = hf_greedy(model, prompt, **common)
-            gen = Generation(tokens, exit_layers=[n_layers(model)] * len(tokens), heads=[1] * len(tokens))
-            runs.append((gen, None))
+            for tokens in hf_greedy_batch(model, chunk, **common):
+                gen = Generation(tokens, exit_layers=[n_layers(model)] * len(tokens), heads=[1] * len(tokens))
+                runs.append((gen, None))
             continue
         spec, kv_cache = decoder
-        meter = Meter(ModelShape.from_config(model.config), 1) if metered and meters(spec, kv_cache) else None
-        (gen,) = decode(model, [prompt], spec, kv_cache=kv_cache, meter=meter, **common)
-        runs.append((gen, meter))
+        meter = None
+        if metered and meters(spec, kv_cache):
+            meter = Meter(ModelShape.from_config(model.config), len(chunk))
+        runs.extend(
+            (gen, meter) for gen in decode(model, chunk, spec, kv_cache=kv_cache, meter=meter, **common)
+        )
     return runs
 
 
-def _flops(model, name: str, prompts: Sequence[list[int]], runs: list) -> int:
-    """What a decoder executed on ``prompts``: its meters' count, else ``lite.flops``' accounting."""
+def _flops(model, name: str, prompts: Sequence[list[int]], runs: list) -> tuple[int, int]:
+    """What a decoder did on ``prompts``: (executed, needed) FLOPs.
+
+    Executed: its meters' kernel count (padding, masked keys, states ridden along included), else
+    ``lite.flops``' accounting. Needed: the accounting of its exits (``kvcache_flops``; the
+    no-cache loop's ``nocache_flops``), for speculative decoding the meters' causal count (the
+    drafts and verifications it makes are its work). Their quotient to the final layer's needed
+    FLOPs is the speed-up the FLOPs imply.
+    """
     from lite.flops import ModelShape, kvcache_flops, nocache_flops
 
     shape = ModelShape.from_config(model.config)
     accounting = nocache_flops if name == "dynamic-nocache" else kvcache_flops
-    return sum(
-        meter.kernel if meter is not None else accounting(shape, len(p), g.exit_layers, g.heads)
-        for p, (g, meter) in zip(prompts, runs, strict=True)
+    meters = list({id(meter): meter for _, meter in runs if meter is not None}.values())
+    needed = sum(
+        accounting(shape, len(p), g.exit_layers, g.heads) for p, (g, _) in zip(prompts, runs, strict=True)
     )
+    if not meters:
+        return needed, needed
+    executed = sum(meter.kernel for meter in meters)
+    if name.startswith("speculative-"):
+        needed = sum(int(meter.causal.sum()) for meter in meters)
+    return executed, needed
 
 
 def _summary(name: str, gens: list) -> dict:
@@ -289,39 +323,50 @@ def _measure(model, prompts, checkpoints, thresholds, config, pad_id, label, pro
     decoders = _decoders(model, checkpoints, thresholds, config)
     names = list(decoders)
     new = config.max_new_tokens
-    # One untimed run per decoder: it counts the FLOPs and pays for first-call allocations and
-    # lazy imports. The timed runs below carry no meter, as HF generate carries none.
-    counted = {name: _run(model, decoders[name], prompts, pad_id, new, metered=True) for name in names}
-    outputs = {name: [gen.token_ids for gen, _ in runs] for name, runs in counted.items()}
-    flops = {name: _flops(model, name, prompts, runs) for name, runs in counted.items()}
+    runs = [(batch, name) for batch in config.batch_sizes for name in names]
+    # One untimed run per decoder and batch size: it counts the FLOPs and pays for first-call
+    # allocations and lazy imports. The timed runs below carry no meter, as HF generate carries none.
+    counted = {}
+    for batch, name in runs:
+        if progress is not None:
+            progress(f"{label} batch {batch} counting: {name}")
+        counted[batch, name] = _run(model, decoders[name], prompts, batch, pad_id, new, metered=True)
+    outputs = {key: [gen.token_ids for gen, _ in value] for key, value in counted.items()}
+    flops = {(batch, name): _flops(model, name, prompts, counted[batch, name]) for batch, name in runs}
     rows = []
     for repeat in range(config.repeats):
-        order = names[repeat % len(names) :] + names[: repeat % len(names)]
-        for name in order:
+        order = runs[repeat % len(runs) :] + runs[: repeat % len(runs)]
+        for batch, name in order:
             if progress is not None:
-                progress(f"{label} repeat {repeat + 1}/{config.repeats}: {name}")
+                progress(f"{label} repeat {repeat + 1}/{config.repeats} batch {batch}: {name}")
             start = time.perf_counter()
-            runs = _run(model, decoders[name], prompts, pad_id, new, metered=False)
+            timed = _run(model, decoders[name], prompts, batch, pad_id, new, metered=False)
             seconds = time.perf_counter() - start
-            gens = [gen for gen, _ in runs]
+            gens = [gen for gen, _ in timed]
             tokens = [gen.token_ids for gen in gens]
+            executed, needed = flops[batch, name]
             rows.append(
                 {
                     "model": label,
+                    "batch": batch,
                     "decoder": name,
                     "repeat": repeat,
                     "seconds": seconds,
                     "tokens": sum(len(t) for t in tokens),
-                    "flops": flops[name],
-                    "same_tokens": tokens == outputs[name],  # deterministic, metered or not
+                    "flops": executed,
+                    "flops_needed": needed,
+                    "same_tokens": tokens == outputs[batch, name],  # deterministic, metered or not
                     **_summary(name, gens),
                 }
             )
     frame = pd.DataFrame(rows)
-    for name in names:  # equal to the decoder it must reproduce (and to itself across repeats)
+    smallest = min(config.batch_sizes)
+    for batch, name in runs:  # equal to the decoder it must reproduce, and to itself at any batch size
         reference = reference_of(name)
+        same = outputs[batch, name] == outputs[smallest, name]
         if reference is not None:
-            frame.loc[frame["decoder"] == name, "same_tokens"] &= outputs[name] == outputs[reference]
+            same = same and outputs[batch, name] == outputs[batch, reference]
+        frame.loc[(frame["decoder"] == name) & (frame["batch"] == batch), "same_tokens"] &= same
     return frame
 
 
@@ -379,9 +424,14 @@ def acceptance(
 
 
 def summarize(raw: pd.DataFrame, threads: int) -> pd.DataFrame:
-    """Medians per (model, decoder) and the ratios measured in the same run."""
+    """Medians per (model, batch, decoder) and the ratios measured in the same run, at the same batch."""
+    if "batch" not in raw:  # a table of batch-1 runs only
+        raw = raw.assign(batch=1)
+    if "flops_needed" not in raw:
+        raw = raw.assign(flops_needed=raw["flops"])
     extras = [c for c in ("mean_exit_layer", "acceptance", "tokens_per_round") if c in raw]
-    grouped = raw.groupby(["model", "decoder"], sort=False)
+    keys = ["model", "batch", "decoder"]
+    grouped = raw.groupby(keys, sort=False)
     table = grouped.agg(
         tokens=("tokens", "first"),
         seconds=("seconds", "median"),
@@ -389,23 +439,34 @@ def summarize(raw: pd.DataFrame, threads: int) -> pd.DataFrame:
         seconds_max=("seconds", "max"),
         repeats=("seconds", "size"),
         flops=("flops", "first"),
+        flops_needed=("flops_needed", "first"),
         same_tokens=("same_tokens", "all"),
         **{c: (c, "first") for c in extras},
     ).reset_index()
     table["tokens_per_s"] = table["tokens"] / table["seconds"]
-    for base, column in (("hf-generate", "speedup_vs_hf"), ("dynamic-nocache", "speedup_vs_nocache")):
-        reference = table[table["decoder"] == base].set_index("model")["tokens_per_s"]
-        table[column] = table["tokens_per_s"] / table["model"].map(reference)
-    final_flops = table[table["decoder"] == "hf-generate"].set_index("model")["flops"]
-    table["flops_vs_final"] = table["flops"] / table["model"].map(final_flops)
-    # The speed limit beside the speed: the speed-up over HF generate that the decoder's FLOPs
-    # alone would give, and the share of it measured (what is left is head checks, catch-up
-    # passes and Python overhead per layer and step, which FLOPs do not count).
-    table["flops_speedup"] = 1.0 / table["flops_vs_final"]
+
+    def at_same_batch(decoder: str, column: str) -> pd.Series:
+        reference = table[table["decoder"] == decoder].set_index(["model", "batch"])[column]
+        return pd.Series(
+            [
+                reference.get((m, b), float("nan"))
+                for m, b in zip(table["model"], table["batch"], strict=True)
+            ],
+            index=table.index,
+        )
+
+    table["speedup_vs_hf"] = table["tokens_per_s"] / at_same_batch("hf-generate", "tokens_per_s")
+    table["speedup_vs_nocache"] = table["tokens_per_s"] / at_same_batch("dynamic-nocache", "tokens_per_s")
+    table["flops_vs_final"] = table["flops"] / at_same_batch("hf-generate", "flops")
+    # The speed limit beside the speed: the speed-up over HF generate that the FLOPs the decoder
+    # needs would give, and the share of it measured (the rest is head checks, catch-up passes,
+    # states ridden along, per-layer and per-step overhead, which the needed FLOPs do not count).
+    table["flops_speedup"] = at_same_batch("hf-generate", "flops_needed") / table["flops_needed"]
     table["efficiency"] = table["speedup_vs_hf"] / table["flops_speedup"]
     table["threads"] = threads
     columns = [
         "model",
+        "batch",
         "decoder",
         "tokens",
         "seconds",
@@ -414,6 +475,7 @@ def summarize(raw: pd.DataFrame, threads: int) -> pd.DataFrame:
         "speedup_vs_nocache",
         "flops",
         "flops_vs_final",
+        "flops_needed",
         "flops_speedup",
         "efficiency",
         "same_tokens",
@@ -427,9 +489,12 @@ def summarize(raw: pd.DataFrame, threads: int) -> pd.DataFrame:
 
 
 def draw(table: pd.DataFrame, out: str | os.PathLike):
-    """Tokens/s and FLOPs (relative to final) per decoder, one column of panels per model."""
+    """Tokens/s and FLOPs (relative to final) per decoder at the smallest batch, one column of
+    panels per model."""
     from lite.report.style import FINAL_COLOR, GRID, grid, save_figure, tuning_color
 
+    if "batch" in table:
+        table = table[table["batch"] == table["batch"].min()]
     models = list(dict.fromkeys(table["model"]))
     fig, axes = grid(2, len(models), width=4.2, height=2.8)
     for col, model in enumerate(models):
@@ -458,4 +523,40 @@ def draw(table: pd.DataFrame, out: str | os.PathLike):
                 label.set_horizontalalignment("right")
         for x, (ratio, rate) in enumerate(zip(part["speedup_vs_hf"], part["tokens_per_s"], strict=True)):
             speed.annotate(f"{ratio:.2f}x\n{rate:.0f}/s", (x, ratio), ha="center", va="bottom", fontsize=6)
+    return save_figure(fig, out)
+
+
+def draw_throughput(table: pd.DataFrame, out: str | os.PathLike):
+    """Tokens/s against batch size per decoder, one panel per model; dashed in the decoder's colour,
+    the limit its needed FLOPs imply (HF generate's tokens/s times ``flops_speedup``)."""
+    import matplotlib.pyplot as plt
+
+    from lite.report.style import GRID, grid, save_figure
+
+    models = list(dict.fromkeys(table["model"]))
+    decoders = list(dict.fromkeys(table["decoder"]))
+    colors = dict(zip(decoders, plt.get_cmap("tab10").colors, strict=False))
+    fig, axes = grid(1, len(models), width=4.6, height=3.4)
+    for col, model in enumerate(models):
+        ax = axes[0, col]
+        part = table[table["model"] == model]
+        hf = part[part["decoder"] == "hf-generate"].set_index("batch")["tokens_per_s"]
+        for decoder in decoders:
+            rows = part[part["decoder"] == decoder].sort_values("batch")
+            color = colors[decoder]
+            ax.plot(
+                rows["batch"], rows["tokens_per_s"], marker="o", color=color, label=decoder, linewidth=1.2
+            )
+            if decoder not in ("hf-generate", "final", "dynamic-nocache"):
+                limit = rows["batch"].map(hf) * rows["flops_speedup"]
+                ax.plot(rows["batch"], limit, linestyle="dashed", color=color, linewidth=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(sorted(part["batch"].unique()))
+        ax.set_xticklabels([str(b) for b in sorted(part["batch"].unique())])
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("tokens/s (dashed: FLOPs-implied limit)")
+        ax.set_title(model, fontsize=9)
+        ax.grid(**GRID)
+    axes[0, -1].legend(fontsize=6, loc="upper left")
     return save_figure(fig, out)

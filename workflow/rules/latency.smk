@@ -1,10 +1,11 @@
-# Latency: every decoder side by side on the same prompts, from the main model's LITE tuning
-# (HF generate, no-cache and KV-cached dynamic exit, self-speculative), plus acceptance rates per
-# draft layer for every tuning of the main model. Not part of the paper. Device and dtype are
+# Latency benchmark (rule `bench`, the config's `bench` section): every decoder side by side on
+# the same prompts at each batch size, from the main model's LITE tuning (HF generate, no-cache and
+# KV-cached dynamic exit, self-speculative with fixed and adaptive drafting), plus acceptance rates
+# per draft layer for every tuning of the main model. Not part of the paper. Device and dtype are
 # generation.device / generation.dtype, so the latencies are those of the configured generation.
 
 
-rule latency:
+rule bench:
     input:
         unpack(latency_inputs),
     output:
@@ -20,11 +21,17 @@ rule latency:
             category="Figures",
         ),
         png="results/figures/latency.png",
+        throughput=report(
+            "results/figures/throughput.pdf",
+            caption="../report/throughput-figure.rst",
+            category="Figures",
+        ),
+        throughput_png="results/figures/throughput.png",
         acceptance="results/tables/acceptance.csv",
     log:
-        "logs/latency.log",
+        "logs/bench.log",
     benchmark:
-        "results/benchmarks/latency.tsv"
+        "results/benchmarks/bench.tsv"
     conda:
         "../../envs/model.yaml"
     threads: resource("generate", "cpus", 1)
@@ -37,6 +44,7 @@ rule latency:
         thresholds=latency_thresholds_arg,
         compare=latency_compare_args,
         prompts=config["bench"]["prompts"],
+        batch_sizes=",".join(map(str, config["bench"].get("batch_sizes", [1]))),
         max_new_tokens=config["bench"]["max_new_tokens"],
         repeats=config["bench"]["repeats"],
         draft_layers=",".join(map(str, config["bench"]["draft_layers"])),
@@ -47,9 +55,10 @@ rule latency:
         device=device_args(),
     shell:
         "lite latency --model {input.model} --evalset {input.evalset} --checkpoints {params.checkpoints}"
-        " --thresholds {params.thresholds} --prompts {params.prompts}"
+        " --thresholds {params.thresholds} --prompts {params.prompts} --batch-sizes {params.batch_sizes}"
         " --max-new-tokens {params.max_new_tokens} --repeats {params.repeats}"
         " --draft-layers {params.draft_layers} --draft-tokens {params.draft_tokens}"
         " --widths {params.widths} --threads {threads} {params.category} --eos {params.eos} {params.compare}"
         " {params.device}"
-        " --out {output.csv} --figure {output.pdf} --acceptance-out {output.acceptance} > {log} 2>&1"
+        " --out {output.csv} --figure {output.pdf} --throughput-figure {output.throughput}"
+        " --acceptance-out {output.acceptance} > {log} 2>&1"

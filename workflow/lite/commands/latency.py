@@ -3,15 +3,17 @@
     lite latency --model results/tiny12/tuned/lite --evalset results/data/eval/vicuna.jsonl \\
         --checkpoints 2,4,6,8 --thresholds '{"2": 0.95, "4": 0.9, "6": 0.8}' \\
         --out results/tables/latency.csv --figure results/figures/latency.pdf \\
-        --prompts 4 --max-new-tokens 256 --repeats 3 --draft-layers 2 --draft-tokens 4 --widths 1,4 \\
+        --throughput-figure results/figures/throughput.pdf --batch-sizes 1,4,16 \\
+        --prompts 16 --max-new-tokens 256 --repeats 3 --draft-layers 2 --draft-tokens 4 --widths 1,4 \\
         --threads 1 [--device auto|cpu|cuda] [--dtype float32|bfloat16] \
         [--compare it=results/tiny12/tuned/it --acceptance-out results/tables/acceptance.csv]
 
 Times HF ``generate`` (final layer, KV cache), lite's own final-layer loop, the paper's no-cache
-dynamic exit, the KV-cached dynamic exit and self-speculative decoding from each draft layer, side
-by side (see ``lite.latency``). ``--widths 1,4`` also measures a 4x wider copy of the model that
-computes the same function. With ``--acceptance-out`` the acceptance rate of self-speculative
-decoding from every layer below N is measured for this model and each ``--compare NAME=DIR`` one.
+dynamic exit, the KV-cached dynamic exit and self-speculative decoding from each draft layer and
+with adaptive drafting, side by side, at each batch size (see ``lite.latency``). ``--widths 1,4``
+also measures a 4x wider copy of the model that computes the same function. With
+``--acceptance-out`` the acceptance rate of self-speculative decoding from every layer below N is
+measured for this model and each ``--compare NAME=DIR`` one.
 Every output is written atomically; ``OUT.config.json`` holds the settings, the machine and every
 timed repeat.
 """
@@ -44,7 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thresholds", required=True, help="dynamic-exit thresholds: file or inline JSON")
     parser.add_argument("--out", required=True, help="latency table (CSV); a Markdown twin goes beside it")
     parser.add_argument("--figure", required=True, help="latency figure (PDF); a PNG twin goes beside it")
-    parser.add_argument("--prompts", type=int, default=4, help="prompts decoded, one at a time (default 4)")
+    parser.add_argument(
+        "--throughput-figure",
+        default=None,
+        help="tokens/s against batch size (PDF); a PNG twin goes beside it",
+    )
+    parser.add_argument("--prompts", type=int, default=4, help="prompts decoded (default 4)")
+    parser.add_argument(
+        "--batch-sizes", default="1", help="rows per batch, each dividing --prompts, e.g. 1,4,16 (default 1)"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=256, help="tokens per response (default 256)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per decoder (default 3)")
     parser.add_argument("--draft-layers", default="2", help="speculative draft layers, e.g. 2,4 (default 2)")
@@ -116,6 +126,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         config = latency.LatencyConfig(
             prompts=args.prompts,
+            batch_sizes=number_list(args.batch_sizes, "--batch-sizes"),
             max_new_tokens=args.max_new_tokens,
             repeats=args.repeats,
             draft_layers=number_list(args.draft_layers, "--draft-layers"),
@@ -150,6 +161,12 @@ def run(args: argparse.Namespace) -> None:
         for record, (prompt, cut) in zip(records, fitted, strict=True)
         if args.category is None or record.get("category") == args.category
     ][: config.prompts]
+    if chosen and len(chosen) < config.prompts:
+        of = "" if args.category is None else f" of category {args.category}"
+        raise InputError(
+            f"{args.evalset}: {len(chosen)} records{of}, --prompts asks {config.prompts}"
+            f" (batches of {', '.join(map(str, config.batch_sizes))})"
+        )
     if not chosen:
         categories = sorted({str(r.get("category")) for r in records})
         raise InputError(
@@ -159,7 +176,7 @@ def run(args: argparse.Namespace) -> None:
     pad = pad_id(tokenizer)
     stops = stop_ids(model, tokenizer)
 
-    steps = len(config.widths) * config.repeats * len(config.decoders())
+    steps = len(config.widths) * (config.repeats + 1) * len(config.batch_sizes) * len(config.decoders())
     raw = []
     with tqdm(total=steps, desc="latency", unit="run", file=sys.stderr) as bar:
 
@@ -186,10 +203,12 @@ def run(args: argparse.Namespace) -> None:
                 table,
                 f"**latency.** {config.max_new_tokens} new tokens per prompt (EOS {config.eos}), "
                 f"{len(prompts)} prompts{'' if args.category is None else ' of category ' + args.category}, "
-                f"batch 1, {config.threads} thread(s)",
+                f"batch sizes {', '.join(map(str, config.batch_sizes))}, {config.threads} thread(s)",
             )
         )
     written = [out, out.with_suffix(".md"), *latency.draw(table, args.figure)]
+    if args.throughput_figure is not None:
+        written += latency.draw_throughput(table, args.throughput_figure)
     resolved = {
         "command": "latency",
         "model_dir": args.model,

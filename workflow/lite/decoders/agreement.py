@@ -25,15 +25,35 @@ def hf_greedy(
     Empty ``eos_ids``: exactly ``max_new_tokens`` tokens (an empty list, since None would fall
     back to the model's own EOS).
     """
-    ids = torch.tensor([prompt], device=device_of(model))  # (1, prompt)
+    (tokens,) = hf_greedy_batch(
+        model, [prompt], max_new_tokens=max_new_tokens, eos_ids=eos_ids, pad_id=pad_id
+    )
+    return tokens
+
+
+def hf_greedy_batch(
+    model, prompts: Sequence[list[int]], *, max_new_tokens: int, eos_ids: Collection[int], pad_id: int
+) -> list[list[int]]:
+    """HF ``generate``'s greedy tokens for a batch of prompts, left-padded with an attention mask
+    (as HF asks of decoder-only models); each response ends at its first stop token."""
+    width = max(len(prompt) for prompt in prompts)
+    device = device_of(model)
+    ids = torch.tensor(
+        [[pad_id] * (width - len(p)) + list(p) for p in prompts], device=device
+    )  # (batch, width)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
     config = copy.deepcopy(model.generation_config)
     config.eos_token_id = sorted(eos_ids)
     config.pad_token_id = pad_id
     config.do_sample = False
     config.max_new_tokens = max_new_tokens
     with torch.inference_mode():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
-    return out[0, len(prompt) :].tolist()
+        out = model.generate(ids, attention_mask=mask, generation_config=config)
+    responses = []
+    for row in out[:, width:].tolist():  # rows that stopped early are padded after their stop token
+        end = next((i + 1 for i, token in enumerate(row) if token in eos_ids), len(row))
+        responses.append(row[:end])
+    return responses
 
 
 def agreement(produced: Sequence[Sequence[int]], reference: Sequence[Sequence[int]]) -> dict:

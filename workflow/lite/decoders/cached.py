@@ -11,14 +11,25 @@ Per token the checkpoints are visited in ascending order as in the reference. Go
 layer l runs on a block made of the new position plus every earlier position whose deepest state is
 below l (positions skipped because their tokens exited early); they are caught up in the same
 batched pass, with an explicit mask (transformers 5.24's sdpa crops the keys of a multi-token
-block against a cache when the mask is None). Depth never increases along a
-row (a position is caught up before any later one goes deeper), so the block of layer l is a
-suffix of the row and its start is the count of columns already at depth >= l. Consecutive layers
-whose blocks are the same run as one ``run_layers`` call. Rows that need the same block share a
-call; a row never computes a position twice.
+block against a cache when the mask is None). Depth never increases along a row (a position is
+caught up before any later one goes deeper), so the positions a row needs at layer l are a suffix
+of the row. One block serves every row and layer of a checkpoint interval: it starts at the
+earliest column any row needs, and a column is frozen at the layers it has already been through
+(``SlotBatch.run``: its state passes on unchanged, its cached keys/values are kept), so no state
+is ever computed twice.
 
-A ``Meter`` (``lite.decoders.slots``) counts the work; its causal FLOPs equal
-``lite.flops.kvcache_flops`` exactly for this decoder.
+Batches: the live rows of a step ride along with the deepest row still undecided, to the layer
+where the last of them exits, although some exited earlier; their heads are not read again. A
+step then costs the block of its deepest row, once, instead of a smaller block per group of rows
+(a gather of their columns and caches in every layer, and later catch-up passes of the rows that
+left early). Measured on a CPU at batch 16 (12-layer model, 64 tokens), riding along ran 1.2-1.5x
+faster than computing only the undecided rows, on the tuned model and on its 4x-wide copy; the
+extra states are exact (the same inputs as their catch-up would have), so tokens and exits are
+those of the no-cache reference whatever the batch. Alone (batch 1) a row computes exactly what
+its exits need.
+
+A ``Meter`` (``lite.decoders.slots``) counts the work; at batch 1 its causal FLOPs equal
+``lite.flops.kvcache_flops`` exactly, in a batch they exceed it by the states ridden along.
 """
 
 from __future__ import annotations
@@ -77,19 +88,17 @@ class _ExitState(SlotBatch):
         if behind >= last:  # the usual case: nothing is behind
             self._deepen(rows, self.cur, first, last)
             return
-        index = torch.tensor(rows, device=self.device)
-        depth = self.depth[index, : self.cur + 1]  # (rows, cur + 1)
-        # starts[i] (rows,): first column whose state is below layer first + i (all later ones are too)
-        starts = torch.stack([(depth >= layer).sum(dim=1) for layer in range(first, last + 1)])
-        layer = first
-        while layer <= last:
-            start = starts[layer - first]  # (rows,)
-            end = layer
-            while end < last and torch.equal(starts[end + 1 - first], start):
-                end += 1
-            for column in start.unique().tolist():
-                self._deepen(index[start == column].tolist(), column, layer, end)
-            layer = end + 1
+        pick = row_index(rows, self.size, self.device)
+        depth = self.depth[pick, : self.cur + 1]  # (rows, cur + 1)
+        # the block starts at the first column some row has below layer ``last``; the columns a
+        # row has already been through are frozen there (SlotBatch.run): one block for every row
+        start = int((depth >= last).sum(dim=1).min())
+        block = depth[:, start:]  # (rows, q)
+        stop = self.cur + 1
+        self.store[pick, start:stop] = self.run(
+            self.store[pick, start:stop], rows, start, first, last, pick, block
+        )
+        self.depth[pick, start:stop] = block.clamp(min=last)
 
     def _deepen(self, rows: list[int], start: int, first: int, last: int) -> None:
         """Columns ``start..cur`` of ``rows``, all at layer ``first - 1``, through layer ``last``."""
@@ -102,15 +111,15 @@ class _ExitState(SlotBatch):
         """The shared head on column ``cur`` of ``rows`` (their current depth)."""
         return self.head(self.store[row_index(rows, self.size, self.device), self.cur], rows)
 
-    def append(self, tokens: list[int], layers: list[int], live: list[bool]) -> None:
-        """A new input column holding ``tokens`` (per row), which exited at ``layers``: the depth
-        column ``cur`` reached. Finished rows never compute the new column."""
+    def append(self, tokens: list[int], reached: int, live: list[bool]) -> None:
+        """A new input column holding ``tokens`` (per row); column ``cur`` of the live rows reached
+        layer ``reached``. Finished rows never compute the new column."""
         column = self.cur + 1
         # finished rows get an embedding too, but no block and no head ever reads it
         self.store[:, column] = embed(self.model, torch.tensor(tokens, device=self.device)[:, None])[:, 0]
         for row in range(self.size):
             if live[row]:
-                self.behind[row] = layers[row]
+                self.behind[row] = reached
         self.cur = column
 
 
@@ -143,10 +152,12 @@ def exit_cached(
     while True:
         tokens, layers, confidence = [0] * size, [0] * size, [0.0] * size
         visited = [0] * size  # heads read while undecided
-        undecided = [row for row in range(size) if out.live[row]]
+        live = [row for row in range(size) if out.live[row]]
+        undecided = live
         previous = 0
         for index, layer in enumerate(checkpoints):
-            state.advance(undecided, previous + 1, layer)
+            # every live row rides along to the deepest exit of the step (see the module docstring)
+            state.advance(live, previous + 1, layer)
             previous = layer
             for row in undecided:
                 visited[row] += 1
@@ -182,5 +193,5 @@ def exit_cached(
         out.add(tokens, layers, confidence, heads)
         if out.finished:
             return out.rows
-        state.append(tokens, layers, out.live)
+        state.append(tokens, previous, out.live)
         step += 1

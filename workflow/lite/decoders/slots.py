@@ -53,6 +53,7 @@ class SlotCache:
         self.values = [self._zeros(width) for _ in range(n_layers(model))]
         self._rows: torch.Tensor | None = None
         self._start = 0
+        self._write: torch.Tensor | None = None
 
     def _zeros(self, width: int) -> torch.Tensor:
         batch, kv_heads, head_dim = self._shape
@@ -72,15 +73,21 @@ class SlotCache:
                 new[:, :, : old.shape[2]] = old
                 store[i] = new
 
-    def target(self, rows: torch.Tensor | None, start: int) -> SlotCache:
-        """Aim the next block at batch ``rows`` (None: all, in order) from column ``start``."""
-        self._rows, self._start = rows, start
+    def target(self, rows: torch.Tensor | None, start: int, write: torch.Tensor | None = None) -> SlotCache:
+        """Aim the next block at batch ``rows`` (None: all, in order) from column ``start``;
+        ``write`` (rows, 1, q, 1) bool, if given, stores only the block's columns marked True and
+        keeps what the others hold (``SlotBatch.run``'s frozen columns)."""
+        self._rows, self._start, self._write = rows, start, write
         return self
 
     def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args, **kwargs):
         # keys, values: (rows, kv_heads, q, head_dim) of the block, already rotated
         end = self._start + keys.shape[2]
         k, v = self.keys[layer_idx], self.values[layer_idx]
+        if self._write is not None:
+            rows = slice(None) if self._rows is None else self._rows
+            keys = torch.where(self._write, keys, k[rows, :, self._start : end])
+            values = torch.where(self._write, values, v[rows, :, self._start : end])
         if self._rows is None:
             k[:, :, self._start : end] = keys
             v[:, :, self._start : end] = values
@@ -121,8 +128,11 @@ class Meter:
         last: int,
         real: torch.Tensor,
         positions: torch.Tensor,
+        needed: torch.Tensor | None = None,
     ) -> None:
-        """Layers ``first..last`` ran on columns ``start..end-1`` of ``rows`` against keys ``0..end-1``."""
+        """Layers ``first..last`` ran on columns ``start..end-1`` of ``rows`` against keys ``0..end-1``;
+        ``needed`` (rows, q) bool, if given, marks the columns whose states were kept (the others
+        were computed and thrown away: kernel work, no state)."""
         count, queries = last - first + 1, end - start
         self.calls += 1
         self.layer_kernel += len(rows) * count * layer_flops(self.shape, queries, end)
@@ -130,6 +140,8 @@ class Meter:
         per_key = 4 * shape.heads * shape.head_dim
         rows = torch.tensor(rows, device="cpu")  # (rows,)
         is_real = real[:, start:end].cpu()[rows].long()  # (rows, q)
+        if needed is not None:
+            is_real = is_real * needed.cpu().long()
         # a real query at position p attends causally to p + 1 keys (its own included)
         keys = positions[:, start:end].cpu()[rows] + 1  # (rows, q)
         per_position = (2 * shape.layer_weights + per_key * keys) * is_real
@@ -175,11 +187,20 @@ class SlotBatch:
         first: int,
         last: int,
         pick: torch.Tensor | slice | None = None,
+        depth: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Layers ``first..last`` on ``hidden`` (rows, q, hidden), the block of columns
         ``start..start+q-1`` of batch ``rows`` (ascending), attending to their columns
         ``0..start+q-1``; returns layer ``last``'s output (rows, q, hidden). ``pick``: the
-        ``row_index`` of ``rows``, where the caller has made it already."""
+        ``row_index`` of ``rows``, where the caller has made it already.
+
+        ``depth`` (rows, q), if given, is the deepest layer each column has already been through,
+        its ``hidden`` being that layer's output: a column is *frozen* at the layers it has been
+        through (its state passes on unchanged, its cached keys/values are kept) and computed from
+        the next one on. Rows whose catch-up blocks start at different columns then share one
+        block: the frozen columns cost kernel work but no extra call, which is what a batch pays
+        for on a CPU. Frozen columns' outputs are garbage nobody reads (finite: their inputs are).
+        """
         stop = start + hidden.shape[1]
         if pick is None:
             pick = row_index(rows, self.size, self.device)
@@ -188,8 +209,26 @@ class SlotBatch:
         span = make_span(
             self.model, hidden, real, positions, self.rotary, padded=None if self.padded else False
         )
-        cache = self.cache.target(None if isinstance(pick, slice) else pick, start)
-        out = run_layers(self.model, hidden, first, last, span, cache)
+        cache_rows = None if isinstance(pick, slice) else pick
+        if depth is not None:  # frozen columns: layer by layer while some column skips the layer
+            deepest = int(depth.max())
+            while first <= min(last, deepest):
+                needed = depth < first  # (rows, q)
+                out = run_layers(
+                    self.model,
+                    hidden,
+                    first,
+                    first,
+                    span,
+                    self.cache.target(cache_rows, start, needed[:, None, :, None]),
+                )
+                hidden = torch.where(needed[..., None], out, hidden)
+                if self.meter is not None:
+                    self.meter.layers(rows, start, stop, first, first, self.real, self.positions, needed)
+                first += 1
+            if first > last:
+                return hidden
+        out = run_layers(self.model, hidden, first, last, span, self.cache.target(cache_rows, start))
         if self.meter is not None:
             self.meter.layers(rows, start, stop, first, last, self.real, self.positions)
         return out

@@ -13,6 +13,8 @@
 - ``sequential``: token t exits at exit point t mod K (cycling through the checkpoints, final included).
 - ``speculative-L{E}``: self-speculative decoding, drafts from layer E verified by layers E+1..N
   (``lite.decoders.speculative``): the tokens of ``final``, at another cost.
+- ``speculative-adaptive``: the same, choosing the draft layer (among given ones) and the number
+  of drafts every round from the acceptance seen so far; a draft stops below its layer's threshold.
 """
 
 from __future__ import annotations
@@ -33,7 +35,14 @@ if TYPE_CHECKING:  # the policies need torch; names and specs stay light for the
 
 DYNAMIC_NAMES = ("dynamic", "dynamic-paper", "dynamic-aggressive", "dynamic-calibrated")
 BASELINE_NAMES = ("random-half", "random-k", "sequential")
-VALID_NAMES = ("final", "fixed-L{k}", *DYNAMIC_NAMES, *BASELINE_NAMES, "speculative-L{E}")
+VALID_NAMES = (
+    "final",
+    "fixed-L{k}",
+    *DYNAMIC_NAMES,
+    *BASELINE_NAMES,
+    "speculative-L{E}",
+    "speculative-adaptive",
+)
 _FIXED = re.compile(r"fixed-L(\d+)")
 _SPECULATIVE = re.compile(r"speculative-L(\d+)")
 # dynamic-x{k}: a point of the threshold sweep (the quality/cost frontier); the workflow passes
@@ -59,7 +68,7 @@ class Draft:
 
     layer: int  # E: the draft exit layer, 1 <= E < N
     tokens: int = DRAFT_TOKENS  # k: most drafts per verification round
-    threshold: float | None = None  # stop a row's drafting when its draft confidence < this
+    threshold: float | None = None  # drafting stops when no row's draft confidence reaches this
 
     def __post_init__(self) -> None:
         if isinstance(self.layer, bool) or not isinstance(self.layer, int) or self.layer < 1:
@@ -68,6 +77,34 @@ class Draft:
             raise ValueError(f"Draft.tokens must be >= 1, got {self.tokens!r}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"Draft.threshold must be in [0, 1] or None, got {self.threshold!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptiveDraft:
+    """Self-speculative drafting that picks its draft layer and draft count every round from the
+    acceptance seen so far (``lite.decoders.speculative.DraftChooser``), among ``layers``; drafting
+    stops when the draft layer's confidence falls below that layer's threshold in every row."""
+
+    layers: tuple[int, ...]  # candidate draft layers, each 1 <= E < N
+    tokens: int = DRAFT_TOKENS  # most drafts per verification round
+    # per layer, the confidence below which drafting stops (a layer without one drafts on)
+    thresholds: dict[int, float] = dataclasses.field(default_factory=dict)
+    # what a round costs besides its layers and heads (committing, masks, positions, the host
+    # reading the verdict), in passes through one layer: about 8 measured on a CPU (12-layer model
+    # at two widths, batch 1); 0 reduces the choice to the weights read
+    round_cost: float = 8.0
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            raise ValueError("AdaptiveDraft.layers must name at least one draft layer")
+        for layer in self.layers:  # the same checks as a fixed draft's
+            self.at(layer, self.tokens)
+
+    def at(self, layer: int, tokens: int) -> Draft:
+        """The fixed draft of one round: ``tokens`` drafts from ``layer``, with its threshold (an
+        exit threshold above 1, "never exit", becomes 1: drafting stops unless certain)."""
+        threshold = self.thresholds.get(layer)
+        return Draft(layer, tokens, None if threshold is None else min(float(threshold), 1.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,23 +184,28 @@ class SpeculativeSpec(DecoderSpec):
 
     draft_tokens: int = DRAFT_TOKENS  # most drafts per verification round
     draft_threshold: float | None = None  # a row stops drafting below this draft confidence
+    # speculative-adaptive: the candidate draft layers (``layer`` is the shallowest) and per layer
+    # the confidence below which a draft stops (the dynamic exit's thresholds)
+    draft_layers: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         try:
-            Draft(self.layer, self.draft_tokens, self.draft_threshold)
+            self.draft  # noqa: B018 - validates the draft settings
         except ValueError as err:
             raise InputError(f"decoder {self.name!r}: {err}") from None
 
     @property
-    def draft(self) -> Draft:
+    def draft(self) -> Draft | AdaptiveDraft:
+        if self.draft_layers is not None:
+            return AdaptiveDraft(self.draft_layers, self.draft_tokens, dict(self.thresholds or {}))
         return Draft(self.layer, self.draft_tokens, self.draft_threshold)
 
     def resolve(self, total_layers: int) -> SpeculativeSpec:
-        if self.layer >= total_layers:
+        deepest = max(self.draft_layers or (self.layer,))
+        if deepest >= total_layers:
             raise InputError(
-                f"decoder {self.name!r}: draft layer {self.layer} must be below the final layer "
-                f"{total_layers}"
+                f"decoder {self.name!r}: draft layer {deepest} must be below the final layer {total_layers}"
             )
         return super().resolve(total_layers)
 
@@ -177,12 +219,14 @@ def decoder_from_name(
     *,
     draft_tokens: int = DRAFT_TOKENS,
     draft_threshold: float | None = None,
+    draft_layers: Sequence[int] = (),
 ) -> DecoderSpec:
     """Parse a decoder name (see the module docstring); with ``n_layers`` also check it against the model.
 
     Unknown names raise ``InputError`` listing the valid ones; a fixed or draft layer outside the
     model's names it. ``draft_tokens`` and ``draft_threshold`` are the draft settings of
-    ``speculative-L{E}`` (``SpeculativeSpec``).
+    ``speculative-L{E}`` (``SpeculativeSpec``); ``speculative-adaptive`` chooses among
+    ``draft_layers``, stopping drafts below ``thresholds``.
     """
     checkpoints = tuple(sorted(set(checkpoints)))
     fixed, speculative = _FIXED.fullmatch(name), _SPECULATIVE.fullmatch(name)
@@ -201,6 +245,20 @@ def decoder_from_name(
             seed=seed,
             draft_tokens=draft_tokens,
             draft_threshold=draft_threshold,
+        )
+    elif name == "speculative-adaptive":
+        if not draft_layers:
+            raise InputError(f"decoder {name!r} needs draft layers to choose from")
+        layers = tuple(sorted(set(draft_layers)))
+        spec = SpeculativeSpec(
+            name,
+            "speculative",
+            checkpoints,
+            layer=layers[0],
+            thresholds={int(k): float(v) for k, v in (thresholds or {}).items()},
+            seed=seed,
+            draft_tokens=draft_tokens,
+            draft_layers=layers,
         )
     elif name in DYNAMIC_NAMES or _SWEEP.fullmatch(name):
         if thresholds is None:

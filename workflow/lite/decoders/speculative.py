@@ -2,7 +2,7 @@
 
 One round per row: the first ``E`` layers draft tokens one at a time with their own KV cache and the
 shared head at layer E (``Draft.layer``), up to ``Draft.tokens`` of them, or fewer when
-``Draft.threshold`` stops a row whose draft confidence falls below it; then layers E+1..N verify
+``Draft.threshold`` stops the drafting: when no row's draft confidence reaches it; then layers E+1..N verify
 every drafted position in one batched pass, starting from the layer-E states the draft computed
 (so layers 1..E never run twice for a kept position, and their keys/values are reused). The final
 head at each verified position gives the token final-layer greedy decoding would emit there; the
@@ -21,6 +21,17 @@ batches a tensor op per step costs more than a loop over the rows.
 
 Layers run in fixed columns by the block runner the cached exit uses (``lite.decoders.slots``),
 so the same ``Meter`` counts the cost; acceptance per prompt is ``Generation.acceptance``.
+
+Adaptive drafting (``AdaptiveDraft``, after DEL, 2025): every round ``DraftChooser`` picks the
+draft layer E and the number of drafts k that maximise the expected tokens per unit of cost,
+from each candidate layer's acceptance rate seen so far in the batch (an exponentially decayed
+count, starting from one accepted of two proposed). With per-draft acceptance a, a round yields
+1 + a + ... + a^k tokens and costs k passes through E layers plus one verifying pass through the
+other N - E (a block of k + 1 positions costs about one position's pass while decoding is bound by
+reading the weights), plus k + 1 head applications weighed by the head's share of the weights,
+plus a fixed cost per round (``AdaptiveDraft.round_cost``): without it the choice favours short
+rounds, whose bookkeeping a small model pays more for than for its layers. Whatever is chosen,
+the output is final-layer greedy.
 """
 
 from __future__ import annotations
@@ -32,7 +43,8 @@ import torch
 from lite.decoders.blocks import PaddedBatch, device_of, embed, n_layers, row_index
 from lite.decoders.generation import Acceptance, Collector, Generation
 from lite.decoders.slots import Meter, SlotBatch
-from lite.decoders.specs import Draft
+from lite.decoders.specs import AdaptiveDraft, Draft
+from lite.flops import ModelShape
 
 
 class _Rounds(SlotBatch):
@@ -72,7 +84,7 @@ class _Rounds(SlotBatch):
 
     def draft(self, rows: list[int], limit: list[int]) -> tuple[list[int], torch.Tensor]:
         """Layers 1..E on the new columns of ``rows``, then one draft token at a time per row while
-        it may (``limit[i]`` drafts at most) and its draft confidence passes the threshold.
+        it may (``limit[i]`` drafts at most) and some row's draft confidence passes the threshold.
 
         Returns per row the drafts proposed and the layer-E states of columns ``done..cur+k``
         (rows, cur + k + 1 - done, hidden), the verification's input.
@@ -107,7 +119,7 @@ class _Rounds(SlotBatch):
         self, rows: list[int], drafting: list[int], allowed: list[bool], hidden: torch.Tensor, column: int
     ) -> list[int]:
         """The draft head on the last position of ``hidden`` (drafting, q, hidden) for the rows
-        ``allowed`` another draft; each whose draft confidence passes the threshold puts its token
+        ``allowed`` another draft; if any one's draft confidence passes the threshold, each puts its token
         into ``column``. Returns those rows, as indices into ``rows``."""
         wants = [n for n, ok in enumerate(allowed) if ok]  # indices into drafting
         if not wants:
@@ -117,8 +129,12 @@ class _Rounds(SlotBatch):
         )
         tokens = head.tokens.tolist()  # (wants,)
         threshold = self.draft_settings.threshold
-        keep = [True] * len(wants) if threshold is None else (head.confidence >= threshold).tolist()
-        chosen = [(drafting[n], token) for n, token, kept in zip(wants, tokens, keep, strict=True) if kept]
+        # the rows draft on together while any of them is confident: a row that stopped alone
+        # would leave a smaller block to gather in every later draft step, which costs more than
+        # the draft it saves (measured at batch 4 and 16); alone, a row stops at its threshold
+        if threshold is not None and not bool((head.confidence >= threshold).any()):
+            return []
+        chosen = [(drafting[n], token) for n, token in zip(wants, tokens, strict=True)]
         if chosen:
             self._propose([rows[i] for i, _ in chosen], column, [token for _, token in chosen])
         return [i for i, _ in chosen]
@@ -176,6 +192,45 @@ class _Rounds(SlotBatch):
         self.done = self.cur = nxt
 
 
+class DraftChooser:
+    """The draft of each round of ``AdaptiveDraft`` decoding (see the module docstring)."""
+
+    DECAY = 0.8  # weight of the acceptance seen before each round: recent rounds count most
+
+    def __init__(self, adaptive: AdaptiveDraft, total: int, head_cost: float):
+        self.adaptive, self.total, self.head_cost = adaptive, total, head_cost
+        self.proposed = dict.fromkeys(adaptive.layers, 2.0)  # the prior: one of two accepted
+        self.accepted = dict.fromkeys(adaptive.layers, 1.0)
+
+    def rate(self, layer: int) -> float:
+        return self.accepted[layer] / self.proposed[layer]
+
+    def value(self, layer: int, tokens: int) -> float:
+        """Expected tokens per unit of cost of ``tokens`` drafts from ``layer``."""
+        rate = self.rate(layer)
+        gained = sum(rate**i for i in range(tokens + 1))
+        heads = (tokens + 1) * self.head_cost
+        cost = tokens * layer + (self.total - layer) + heads + self.adaptive.round_cost
+        return gained / cost
+
+    def next(self) -> Draft:
+        options = [(e, k) for e in self.adaptive.layers for k in range(1, self.adaptive.tokens + 1)]
+        layer, tokens = max(options, key=lambda option: self.value(*option))
+        return self.adaptive.at(layer, tokens)
+
+    def update(self, layer: int, proposed: int, accepted: int) -> None:
+        # a round whose first draft no row was confident of counts as one rejected draft: a layer
+        # whose threshold its drafts never reach is left for another
+        self.proposed[layer] = self.DECAY * self.proposed[layer] + max(proposed, 1)
+        self.accepted[layer] = self.DECAY * self.accepted[layer] + accepted
+
+
+def head_share(model) -> float:
+    """The LM head's weights relative to one decoder layer's: its cost in layer passes."""
+    shape = ModelShape.from_config(model.config)
+    return shape.vocab * shape.hidden / shape.layer_weights
+
+
 def _emit(
     out: Collector,
     rows: list[int],
@@ -201,32 +256,41 @@ def _emit(
 def speculative(
     model,
     prompts: Sequence[list[int]],
-    draft: Draft,
+    draft: Draft | AdaptiveDraft,
     *,
     max_new_tokens: int,
     eos_ids: Collection[int],
     pad_id: int,
     meter: Meter | None = None,
 ) -> list[Generation]:
-    """Greedy decoding, final-layer tokens, drafted by layer ``draft.layer`` and verified in one pass.
+    """Greedy decoding, final-layer tokens, drafted by layer ``draft.layer`` (or by the layer an
+    ``AdaptiveDraft`` picks each round) and verified in one pass.
 
     Returns per prompt the ``Generation``: exit layer N for every token, the final layer's
     confidence, and the drafting statistics in ``acceptance``. ``meter`` (optional) is filled with
     the work done.
     """
     total = n_layers(model)
-    if not draft.layer < total:
-        raise ValueError(f"draft layer {draft.layer} must be below the final layer {total}")
+    deepest = max(draft.layers) if isinstance(draft, AdaptiveDraft) else draft.layer
+    if not deepest < total:
+        raise ValueError(f"draft layer {deepest} must be below the final layer {total}")
+    chooser = DraftChooser(draft, total, head_share(model)) if isinstance(draft, AdaptiveDraft) else None
     out = Collector(len(prompts), max_new_tokens, eos_ids, trace=False)
     for generation in out.rows:
         generation.acceptance = Acceptance()
-    rounds = _Rounds(model, PaddedBatch.from_lists(list(prompts), pad_id, device_of(model)), draft, meter)
+    first = draft if chooser is None else draft.at(draft.layers[0], draft.tokens)  # room for the most drafts
+    rounds = _Rounds(model, PaddedBatch.from_lists(list(prompts), pad_id, device_of(model)), first, meter)
     while True:
         rows = [row for row in range(len(prompts)) if out.live[row]]
+        if chooser is not None:  # every committed column has all N layers: any layer may draft next
+            rounds.draft_settings = chooser.next()
+        tokens = rounds.draft_settings.tokens
         # per row of ``rows``: drafts allowed, so that a round never overshoots max_new_tokens
-        limit = [min(draft.tokens, max_new_tokens - len(out.rows[row].token_ids) - 1) for row in rows]
+        limit = [min(tokens, max_new_tokens - len(out.rows[row].token_ids) - 1) for row in rows]
         proposed, first_layer = rounds.draft(rows, limit)
         verified, confidence, accepted = rounds.verify(rows, first_layer, proposed)
+        if chooser is not None:
+            chooser.update(rounds.draft_settings.layer, sum(proposed), sum(accepted))
         _emit(out, rows, proposed, accepted, verified, confidence, total)
         if out.finished:
             return out.rows
