@@ -1,9 +1,9 @@
 """A local HTTP server that speaks the OpenAI chat completions API (``/v1/chat/completions``, ``/v1/models``).
 
-The second judge (lite.judge.openai_compat) is pointed at it through its ``base_url``, as at a
-local vLLM or llama.cpp server. It answers like the API does: the same JSON bodies for chat
-completions, model lists and errors (``{"error": {"message", "type", "param", "code"}}``), and
-checks requests as the API does: a bearer key when ``expected_key`` is set (401
+The second judge (lite.judge.openai_compat, through the openai SDK) is pointed at it through its
+``base_url``, as at a local vLLM or llama.cpp server. It answers like the API does: the same JSON
+bodies for chat completions, model lists and errors (``{"error": {"message", "type", "param",
+"code"}}``), and checks requests as the API does: a bearer key when ``expected_key`` is set (401
 ``invalid_api_key`` otherwise), a JSON body with ``model`` and a non-empty ``messages`` list of
 ``role``/``content`` objects (400 ``invalid_request_error`` naming the parameter), a known model
 when ``models`` is set (404 ``model_not_found``), ``max_tokens`` / ``max_completion_tokens`` a
@@ -14,7 +14,7 @@ request argument supplied: <name>").
 reply gives scores from the answers' word counts, as the Messages API test server does.
 
     with OpenAIServer(expected_key="sk-test") as server:
-        httpx.post(server.url + "/v1/chat/completions", ...)
+        client = openai.OpenAI(api_key="sk-test", base_url=server.base_url)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ KNOWN_PARAMS = {
 ERRORS = {
     400: ("invalid_request_error", None, "Invalid request"),
     401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
-    403: ("invalid_request_error", "unsupported_country_region_territory",
+    403: ("request_forbidden", "unsupported_country_region_territory",
           "Country, region, or territory not supported"),
     404: ("invalid_request_error", "model_not_found",
           "The model does not exist or you do not have access to it."),
@@ -116,10 +116,11 @@ class _Handler(ScriptedHandler):
     def identity_headers(self) -> dict:
         return {"x-request-id": "req_" + uuid.uuid4().hex[:24], "openai-processing-ms": "1"}
 
-    def _send_error(self, status: int, message: str | None = None, headers=None, param=None) -> None:
+    def _send_error(self, status: int, message: str | None = None, headers=None, param=None, **fields):
+        """The API's error body for ``status``; ``fields`` replace its defaults (``code=None``)."""
         kind, code, default = ERRORS.get(status, ("server_error", None, "Internal server error"))
-        body = {"error": {"message": message or default, "type": kind, "param": param, "code": code}}
-        self._send_json(status, body, headers)
+        error = {"message": message or default, "type": kind, "param": param, "code": code, **fields}
+        self._send_json(status, {"error": error}, headers)
 
     def _begin(self, method: str) -> dict | None:
         auth = self.headers.get("authorization")
@@ -145,14 +146,14 @@ class _Handler(ScriptedHandler):
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in models]
             self._send_json(200, {"object": "list", "data": data})
         else:
-            self._send_error(404, f"Invalid URL (GET {entry['path']})")
+            self._send_error(404, f"Invalid URL (GET {entry['path']})", code=None)
 
     def do_POST(self):
         entry = self._begin("POST")
         if entry is None:
             return
         if entry["path"] != "/v1/chat/completions":
-            self._send_error(404, f"Invalid URL (POST {entry['path']})")
+            self._send_error(404, f"Invalid URL (POST {entry['path']})", code=None)
             return
         problem = self.api.validate(entry["body"])
         if problem is not None:

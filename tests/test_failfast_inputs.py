@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -176,3 +177,26 @@ def test_errors_are_one_line_without_a_traceback(tmp_path):
     assert "Traceback" not in done.stderr and leftovers(out.parent) == []
     debug = subprocess.run([*args, "--debug"], capture_output=True, text=True, env=env, timeout=120)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and message in debug.stderr
+
+
+def test_a_directory_given_as_the_source_file_is_called_a_directory(tmp_path):
+    folder = tmp_path / "koala"
+    folder.mkdir()
+    argv = ["prepare-eval", "--source", "koala", "--path", str(folder), "--out", str(tmp_path / "k.jsonl")]
+    for verify in ([], ["--no-verify"]):  # the pinned-file check, and the loader of one's own data
+        with pytest.raises(InputError, match=f"^{re.escape(str(folder))}: is a directory, not a file"):
+            cli.main([*argv, *verify])
+    assert leftovers(tmp_path) == ["koala"]
+
+
+def test_ctrl_c_in_any_command_ends_with_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    from lite.commands import prepare_eval
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare_eval, "run", interrupted)
+    argv = ["lite", "prepare-eval", "--source", "synthetic", "--out", str(tmp_path / "e.jsonl")]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert cli.main() == 130
+    assert capsys.readouterr().err == "lite prepare-eval: interrupted; rerun to continue\n"

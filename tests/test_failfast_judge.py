@@ -88,6 +88,15 @@ def test_consecutive_connection_failures_stop_the_job(tmp_path, server):
     assert len(server.calls()) == 4
 
 
+def test_a_run_that_reached_no_server_writes_no_cost_row(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", closed_port_url())
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(JudgeUnavailable, match="cannot reach the Messages API"):
+        judge_files("claude", *make_gens(tmp_path, 2), out, claude=settings(tmp_path))
+    assert not (tmp_path / "out.jsonl.cost.csv").exists() and not out.exists()
+
+
 def test_judging_against_a_closed_port_fails_within_a_minute(tmp_path):
     """The real defaults (5 SDK retries, 120 s timeout), 40 calls, one clear line naming the URL."""
     a, b = make_gens(tmp_path, 20)
@@ -214,7 +223,8 @@ def test_a_second_unreadable_reply_is_final(tmp_path, server):
 def test_a_prompt_another_job_has_in_flight_is_not_paid_again(tmp_path, server, batches):
     """Claims held by a live job (here: this test's own pid): the judge waits for that job's
     entries instead of sending the calls, and takes them from the cache as they arrive."""
-    from lite.judge.claude import ClaudeJudge, entry_from_message
+    from lite.judge.claude import ClaudeJudge
+    from lite.judge.messages_api import entry_from_message
     from lite.judge.protocol import asks_for
     from lite.judge.records import load_pair
 

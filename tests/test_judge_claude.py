@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import shlex
@@ -271,6 +272,31 @@ def test_check_claude_ready(monkeypatch):
         check_claude_ready({"judge": {"name": "claude", "claude": {"temprature": 0}}})
     with pytest.raises(InputError, match="judge.name"):
         check_claude_ready({"judge": {"name": "gpt4"}})
+
+
+def test_an_empty_key_is_called_empty_not_unset(monkeypatch):
+    config = {"judge": {"name": "claude"}}
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "")
+    with pytest.raises(JudgeSetupError, match="ANTHROPIC_API_KEY, which is set but empty") as caught:
+        check_claude_ready(config)
+    assert "not set" not in str(caught.value)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", " \t")
+    with pytest.raises(JudgeSetupError, match="which holds only whitespace"):
+        check_claude_ready(config)
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    with pytest.raises(JudgeSetupError, match="which is not set"):
+        check_claude_ready(config)
+
+
+def test_a_new_wording_under_the_same_prompt_name_is_a_new_cache_key(tmp_path, gens, server):
+    """A prompt file corrected in place (same name and version) never reuses the old wording's replies."""
+    from lite.judge.protocol import asks_for
+
+    judge = ClaudeJudge(settings(tmp_path))
+    ask = asks_for(load_pair(*gens))[0]
+    key = judge.call_for(ask)[0]
+    judge.prompt = dataclasses.replace(judge.prompt, template="[System]\n" + judge.prompt.template)
+    assert judge.call_for(ask)[0] != key
 
 
 def test_judge_settings_change_the_cache_key(tmp_path, gens, server):

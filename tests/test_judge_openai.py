@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import openai._base_client
 import pytest
 from openai_api_server import OpenAIServer
 from scripted_api_server import drop, error, ok
 from test_judge_protocol import write_generations
 
-import lite.judge.openai_compat as openai_compat
 from lite.io import InputError
 from lite.judge import JudgeSetupError, JudgeUnavailable, JudgingFailed, judge_files, read_judgments
 from lite.judge.openai_compat import OpenAIJudge, OpenAISettings, second_cli_args, second_settings
@@ -27,8 +28,9 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
-    monkeypatch.setattr(openai_compat, "INITIAL_RETRY_DELAY", 0.01)
-    monkeypatch.setattr(openai_compat, "MAX_RETRY_DELAY", 0.05)
+    # the SDK's backoff shrunk so that retries take milliseconds (retry-after is still honoured)
+    monkeypatch.setattr(openai._base_client, "INITIAL_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(openai._base_client, "MAX_RETRY_DELAY", 0.05)
 
 
 @pytest.fixture
@@ -107,6 +109,7 @@ def test_requests_records_and_cost_row(tmp_path, gens, server):
         config["openai"]["base_url"] == server.base_url
         and config["openai"]["api_key_env"] == "TEST_OPENAI_KEY"
     )
+    assert config["openai_sdk"] == openai.__version__
     assert KEY not in Path(f"{out}.config.json").read_text() + out.read_text()
 
 
@@ -128,11 +131,81 @@ def test_sampling_and_budget_field_are_sent_as_configured(tmp_path, gens, server
 
 
 def test_transient_errors_are_retried_with_retry_after(tmp_path, gens, server):
-    server.script.extend([error(429, retry_after=0), error(503), drop()])
-    out, summary = run(server, tmp_path, gens, max_retries=3)
-    statuses = [c["status"] for c in server.calls()]
-    assert statuses[:4] == [429, 503, None, 200] and len(statuses) == 9
+    server.script.extend([error(429, retry_after=0.3), error(500), error(503), drop()])
+    out, summary = run(server, tmp_path, gens, max_retries=4)
+    calls = server.calls()
+    assert [c["status"] for c in calls[:5]] == [429, 500, 503, None, 200] and len(calls) == 10
+    assert calls[1]["time"] - calls[0]["time"] >= 0.3  # the backoff alone is at most 0.05 s here
     assert summary["failed_orders"] == 0 and all(r["parsed"] for r in read_judgments(out))
+
+
+def test_a_call_failing_after_all_retries_is_recorded(tmp_path, gens, server):
+    server.script.extend([error(503)] * 3)  # max_retries=2: three attempts, all answered 503
+    with pytest.raises(JudgingFailed, match="1 judge order"):
+        run(server, tmp_path, gens)
+    assert [c["status"] for c in server.calls()][:4] == [503, 503, 503, 200]
+    (failed,) = [
+        o for r in read_judgments(tmp_path / "judgments" / "out.jsonl") for o in r["orders"] if o["error"]
+    ]
+    assert (
+        failed["error"]
+        == "HTTP 503 (server_error): The engine is currently overloaded, please try again later"
+    )
+
+
+class NotAlwaysJSON(OpenAIServer):
+    """Answers the prompt "garble" with a 200 that is no chat completion (a proxy's error page)."""
+
+    def completion(self, body: dict, text: str):
+        return b"<html>upstream error</html>" if text == "garble" else super().completion(body, text)
+
+
+def test_a_reply_that_is_no_chat_completion_fails_its_order_and_is_asked_again(tmp_path, gens):
+    with NotAlwaysJSON() as api:
+        api.script.append(ok("garble"))
+        with pytest.raises(JudgingFailed, match="1 judge order"):
+            run(api, tmp_path, gens, api_key_env=None)
+        records = read_judgments(tmp_path / "judgments" / "out.jsonl")
+        assert records[0]["orders"][0]["error"] == (
+            "HTTP 200 without a chat completion: '<html>upstream error</html>'"
+        )
+        _, summary = run(api, tmp_path, gens, api_key_env=None)  # never cached: asked again
+        assert summary["calls_made"] == 1 and summary["cached"] == 5 and summary["failed_orders"] == 0
+
+
+def test_a_server_without_keys_gets_no_key(tmp_path, gens, monkeypatch):
+    # the SDK's own variable is never read: the key comes from api_key_env or nowhere
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with OpenAIServer() as api:
+        _, summary = run(api, tmp_path, gens, api_key_env=None)
+    assert summary["calls_made"] == 6 and api.requests
+    assert all(r["auth"] is None for r in api.requests)
+
+
+def test_the_key_is_written_nowhere(tmp_path, gens, server):
+    log = tmp_path / "judge.log"
+    handler = logging.FileHandler(log)
+    # the SDK's and httpx2's debug logs included (`lite judge`, run in-process by other tests,
+    # turns httpx2's down)
+    loggers = [logging.getLogger(name) for name in ("", "openai", "httpx2")]
+    levels = [logger.level for logger in loggers]
+    loggers[0].addHandler(handler)
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+    try:
+        server.script.extend([error(503), error(401)])
+        with pytest.raises(JudgeUnavailable, match="rejected the key"):
+            run(server, tmp_path, gens)
+        run(server, tmp_path, gens, name="again.jsonl")
+    finally:
+        loggers[0].removeHandler(handler)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        handler.close()
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) > 5 and "chat/completions" in log.read_text()
+    for path in files:
+        assert KEY[-12:] not in path.read_text(errors="replace"), path
 
 
 def test_a_final_error_is_recorded_not_cached_and_retried_by_the_next_run(tmp_path, gens, server):
@@ -195,6 +268,13 @@ def test_settings_from_config(monkeypatch):
         second_settings(config)
     with pytest.raises(InputError, match="base_url"):
         OpenAISettings(base_url="127.0.0.1:8000", model="m")
+
+
+def test_an_empty_key_variable_is_called_empty(monkeypatch):
+    monkeypatch.setenv("TEST_EMPTY_KEY", "")
+    empty = OpenAISettings(base_url="http://127.0.0.1:8000/v1", model="m", api_key_env="TEST_EMPTY_KEY")
+    with pytest.raises(JudgeSetupError, match="TEST_EMPTY_KEY .*, which is set but empty"):
+        empty.api_key()
 
 
 def test_the_command_line_judges_through_the_endpoint(tmp_path, gens, server):

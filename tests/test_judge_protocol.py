@@ -85,6 +85,18 @@ def test_prompt_is_appendix_a_word_for_word():
     assert "[Question]\nQ {x}?\n\n[The Start of Assistant 1's Answer]\nA1 {y}\n\n" in rendered
 
 
+def test_the_papers_prompt_has_the_papers_wording():
+    prompt = load_prompt("appendix-a-v1")
+    rendered = prompt.render("Q?", "A1", "A2")
+    assert "Please output a single line containing only two values" in rendered
+    assert "Please first output" not in rendered
+    assert "[System]" not in rendered.splitlines()
+    assert rendered.startswith(
+        "You are a helpful and precise assistant for checking the quality of the answer.\n"
+    )
+    assert prompt.system is None
+
+
 def test_question_includes_the_input_when_there_is_one():
     assert question_text({"instruction": "Sum", "input": ""}) == "Sum"
     assert question_text({"instruction": "Sum", "input": "2 3"}) == "Sum\n\n2 3"
@@ -199,8 +211,9 @@ def test_lite_judge_reference_command(tmp_path, pair):
 
 def test_judging_modules_never_import_torch():
     code = (
-        "import sys, lite.judge, lite.judge.claude, lite.judge.batches, lite.commands.judge;"
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')];"
+        "import sys, lite.judge, lite.judge.claude, lite.judge.batches, lite.judge.openai_compat, openai,"
+        " lite.commands.judge;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'nvidia')];"
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from messages_api_server import MessagesAPIServer
-from scripted_api_server import hold, ok
+from scripted_api_server import hold, ok, slow
 from test_judge_protocol import write_generations
 
 from lite.judge import ClaudeSettings, judge_files, read_judgments
@@ -105,8 +105,10 @@ def test_batch_submitted_before_a_crash_is_collected_not_resubmitted(tmp_path, g
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     assert not out.exists()
-    manifests = list((tmp_path / "results" / "judge_cache" / "batches").glob("*.json"))
+    cache = tmp_path / "results" / "judge_cache"
+    manifests = list((cache / "batches").glob("*.json"))
     assert len(manifests) == 1
+    assert len(list(cache.glob("??/*.claim"))) == 2 * N  # the killed job's claims on its batch's keys
 
     server.batch_polls_to_end = 0  # the batch has ended by the time the job is restarted
     proc = start(args, server, tmp_path)
@@ -117,4 +119,27 @@ def test_batch_submitted_before_a_crash_is_collected_not_resubmitted(tmp_path, g
     assert any(c["path"] == f"{batch_path}/{batch_id}/results" for c in server.requests)
     records = read_judgments(out)
     assert len(records) == N and all(r["parsed"] for r in records)
-    assert not list((tmp_path / "results" / "judge_cache" / "batches").glob("*.json"))  # retired
+    assert not list((cache / "batches").glob("*.json"))  # retired
+    assert not list(cache.glob("??/*.claim"))  # and its claims released with it
+
+
+def test_ctrl_c_ends_with_one_line_saying_how_many_judgments_are_saved(tmp_path, gens, server):
+    # Three answered calls, then one the server answers only after the interrupt: a call in flight
+    # is let finish, so its paid reply is saved too.
+    server.script.extend([ok("8 7")] * 3 + [slow(3.0, "6 5")])
+    args, out = judge_command(tmp_path, gens)
+    env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": server.url}
+    env.pop("ANTHROPIC_AUTH_TOKEN", None)
+    with open(tmp_path / "stderr.log", "w") as stderr:
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            assert server.wait_for(lambda: len(server.calls()) == 4), (tmp_path / "stderr.log").read_text()
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 130, (tmp_path / "stderr.log").read_text()
+        finally:
+            proc.kill()
+    text = (tmp_path / "stderr.log").read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert text.strip().splitlines()[-1] == "lite judge: interrupted; 4 judgments saved, rerun to continue"
+    assert len(server.calls()) == 4 and not out.exists()
+    assert len(list((tmp_path / "results" / "judge_cache").glob("??/*.json"))) == 4

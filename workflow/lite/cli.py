@@ -6,8 +6,9 @@
 Each command lives in ``lite/commands/<module>.py`` with ``add_arguments(parser)`` and
 ``run(args)``. Modules are imported only when their command runs, so analysis commands never
 pay for (or need) torch. From the command line, input and set-up errors (``lite.io.SetupError``)
-end the command with one line naming the file, line and field, and status 1; ``--debug`` shows
-their traceback too.
+end the command with one line naming the file, line and field, and status 1; Ctrl-C ends it with
+one line ("interrupted; ...") and status 130, the shell's for SIGINT. ``--debug`` shows their
+traceback too.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Without ``argv`` (the ``lite`` script, ``python -m lite.cli``) a
-    ``SetupError`` prints one line and returns 1; in-process callers passing ``argv`` get the
-    exception itself, to handle or test it."""
+    ``SetupError`` prints one line and returns 1, and Ctrl-C prints one line and returns 130; in-process
+    callers passing ``argv`` get the exception itself, to handle or test it."""
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -65,22 +66,35 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     name, rest = argv[0], argv[1:]
-    module = importlib.import_module(f"lite.commands.{COMMANDS[name][0]}")
-    parser = argparse.ArgumentParser(
-        prog=f"lite {name}", description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    module.add_arguments(parser)
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an input or set-up error")
-    args = parser.parse_args(rest)
+    args = None  # Ctrl-C may come before the arguments are parsed (while torch imports)
     try:
+        module = importlib.import_module(f"lite.commands.{COMMANDS[name][0]}")
+        parser = argparse.ArgumentParser(
+            prog=f"lite {name}",
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(parser)
+        parser.add_argument(
+            "--debug", action="store_true", help="show the traceback of an input or set-up error or of Ctrl-C"
+        )
+        args = parser.parse_args(rest)
         module.run(args)
     except SetupError as err:
         if not from_command_line:
             raise
-        if args.debug:
+        if args is not None and args.debug:
             traceback.print_exc()
         print(f"lite {name}: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as interrupt:
+        if not from_command_line:
+            raise
+        if args is not None and args.debug:
+            traceback.print_exc()
+        # A command may say what the interrupted run kept (lite judge: the judgments it saved).
+        print(f"lite {name}: interrupted; {str(interrupt) or 'rerun to continue'}", file=sys.stderr)
+        return 130
     return 0
 
 

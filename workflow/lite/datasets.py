@@ -15,10 +15,9 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
-from lite.io import InputError, numbered_json_array, numbered_jsonl, where, write_jsonl
+from lite.io import InputError, numbered_json_array, numbered_jsonl, require_file, where, write_jsonl
 
 # field -> allowed JSON types; ``reference`` may be null, every other field must be a string.
 EVAL_FIELDS: dict[str, tuple[type, ...]] = {
@@ -282,8 +281,7 @@ def load_source(kind: str, path: str | os.PathLike, limit: int | None = None) ->
     loader = TRAIN_SOURCES.get(kind) or EVAL_SOURCES.get(kind)
     if loader is None:
         raise InputError(f"unknown source {kind!r}; choose from {', '.join([*TRAIN_SOURCES, *EVAL_SOURCES])}")
-    if not Path(path).is_file():
-        raise InputError(f"{where(path)}: no such file (source {kind!r})")
+    require_file(path, f"source {kind!r}")
     records = loader(path, limit=limit)
     if not records:
         raise InputError(f"{where(path)}: {NO_RECORDS}")

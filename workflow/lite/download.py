@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lite.io import InputError, SetupError, atomic_path, where
+from lite.io import InputError, SetupError, atomic_path, require_file, where
 
 _CHUNK = 1 << 20
 # What a user without network does instead of downloading (the flag differs per command).
@@ -202,8 +202,7 @@ def verify_pinned(source: PinnedSource | str, path: str | os.PathLike) -> None:
     """
     if isinstance(source, str):
         source = get_source(source)
-    if not Path(path).is_file():
-        raise InputError(f"{where(path)}: no such file (source {source.name!r})")
+    require_file(path, f"source {source.name!r}")
     got = checksum_of(path, source.checksum.partition(":")[0])
     if got != source.checksum:
         raise ChecksumError(

@@ -39,6 +39,14 @@ def where(path: str | os.PathLike | None, line: int | None = None, field: str | 
     return " ".join(parts)
 
 
+def require_file(path: str | os.PathLike, what: str) -> None:
+    """Raise ``InputError`` naming ``path`` unless it is a file; ``what`` says what it was given as."""
+    if Path(path).is_dir():
+        raise InputError(f"{where(path)}: is a directory, not a file ({what})")
+    if not Path(path).is_file():
+        raise InputError(f"{where(path)}: no such file ({what})")
+
+
 def _numbers(text: str, kind: Callable[[str], Number]) -> tuple[Number, ...]:
     """``"2,4,6"`` -> ``(2, 4, 6)``; blank items are ignored. ``ValueError`` says what is wrong."""
     try:

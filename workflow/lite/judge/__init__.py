@@ -1,8 +1,10 @@
 """Pairwise judging of two systems' generations, in both orders (the paper's Claude protocol).
 
-Judges: ``reference`` (offline, scores against gold answers) and ``claude`` (the anthropic SDK,
-cached, retried, optionally via Message Batches). Both go through the same prompt-order
-protocol and write the judgment records of ``docs/records.md``. Nothing here imports torch.
+Judges: ``reference`` (offline, scores against gold answers), ``claude`` (the anthropic SDK,
+cached, retried, optionally via Message Batches) and, for Table 5 only, ``openai`` (any
+OpenAI-compatible endpoint through the openai SDK: :mod:`lite.judge.openai_compat`). All go
+through the same prompt-order protocol and write the judgment records of ``docs/records.md``.
+Nothing here imports torch, and importing this package imports no SDK.
 
     lite judge --judge reference --a GEN_A.jsonl --b GEN_B.jsonl --out FILE.jsonl
 
@@ -14,12 +16,11 @@ before any GPU work.
 from lite.judge.protocol import Ask, Reply, judge_pair, summarize
 from lite.judge.records import load_pair, read_judgments
 from lite.judge.reference import ReferenceJudge
-from lite.judge.run import JudgingFailed, judge_files
+from lite.judge.run import JudgingFailed, check_claude_ready, judge_files
 from lite.judge.settings import (
     ClaudeSettings,
     JudgeSetupError,
     JudgeUnavailable,
-    check_claude_ready,
     check_judge_config,
     judge_cli_args,
 )

@@ -38,6 +38,13 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+def connection_detail(err: Exception) -> str:
+    """An SDK's connection error as one line, for a call that found no server."""
+    # The SDKs' own message is only "Connection error."; the cause says refused, DNS or timeout.
+    cause = f": {err.__cause__}" if err.__cause__ is not None else ""
+    return f"{type(err).__name__}{cause}"
+
+
 class CallFailed(Exception):
     """A call that failed for good (after retries, or at once for a final error); the message is
     what the judgment records. ``key_rejected``: the endpoint refused the key; ``unreachable``:
@@ -57,6 +64,7 @@ class ApiJudge(abc.ABC):
     """
 
     NAME: str  # the judge's name in records, paths and the cost table
+    SDK: str  # the distribution that makes its calls; the resolved config records its version
     mode: str  # the cost table's mode column
     api_version: str | None
     # Ask once more, in a fresh call, when a reply's scores cannot be read.

@@ -13,7 +13,8 @@ The one unprotected moment is between the API accepting a batch and the manifest
 
 Parallel jobs: a job claims the keys it submits (``JudgeCache.claim``) until their results are in
 the cache; keys another live job has claimed are left to that job's batch, and this job waits
-for their entries (or for the claim to end without one: those are asked by the next run).
+for their entries (or for the claim to end without one: those are asked by the next run). Whoever
+files a batch's results releases its claims, so a batch resumed after a crash leaves none behind.
 """
 
 from __future__ import annotations
@@ -22,17 +23,13 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anthropic
 from tqdm import tqdm
 
 from lite.io import read_json, write_json
-from lite.judge.api import now
-from lite.judge.claude import entry_from_message
-
-if TYPE_CHECKING:
-    from lite.judge.claude import ClaudeJudge
+from lite.judge.api import ApiJudge, now
+from lite.judge.messages_api import entry_from_message
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +40,12 @@ MAX_REQUESTS_PER_BATCH = 10_000
 BATCH_CLAIM_LIFETIME_S = 25 * 3600.0
 
 
-def run_batches(judge: ClaudeJudge, pending: dict[str, tuple[dict, dict]]) -> tuple[dict, dict]:
-    """Results of ``pending`` (key -> (identity, params)) via batches: (entries, errors) by key."""
+def run_batches(judge: ApiJudge, pending: dict[str, tuple[dict, dict]]) -> tuple[dict, dict]:
+    """Results of ``pending`` (key -> (identity, params)) via batches: (entries, errors) by key.
+
+    ``judge`` is the Claude judge (:class:`lite.judge.claude.ClaudeJudge`, which calls this): its
+    anthropic client, settings, cache and run statistics.
+    """
     entries: dict[str, dict] = {}
     errors: dict[str, str] = {}
     batch_dir = judge.cache.batch_dir
@@ -95,7 +96,7 @@ def run_batches(judge: ClaudeJudge, pending: dict[str, tuple[dict, dict]]) -> tu
     return entries, errors
 
 
-def _wait_for_other_jobs(judge: ClaudeJudge, keys: list[str], entries: dict) -> None:
+def _wait_for_other_jobs(judge: ApiJudge, keys: list[str], entries: dict) -> None:
     """Entries of ``keys``, which other jobs' batches are answering, as those file them."""
     if keys:
         log.info("%d request(s) are in another judge job's batch; waiting for its results", len(keys))
@@ -119,7 +120,7 @@ def _wait_for_other_jobs(judge: ClaudeJudge, keys: list[str], entries: dict) -> 
             time.sleep(judge.config.poll_interval_s)
 
 
-def _poll(judge: ClaudeJudge, batch_id: str, total: int) -> bool:
+def _poll(judge: ApiJudge, batch_id: str, total: int) -> bool:
     """Wait for the batch to end; False when the API no longer knows it."""
     bar = tqdm(total=total, desc=f"batch {batch_id}", unit="req", file=sys.stderr)
     try:
@@ -138,8 +139,9 @@ def _poll(judge: ClaudeJudge, batch_id: str, total: int) -> bool:
         bar.close()
 
 
-def _finish(judge: ClaudeJudge, manifest: Path, entries: dict, errors: dict) -> None:
-    """Poll one batch to its end, file its results in the cache, retire its manifest."""
+def _finish(judge: ApiJudge, manifest: Path, entries: dict, errors: dict) -> None:
+    """Poll one batch to its end, file its results in the cache, release the claims on its keys and
+    retire its manifest."""
     data = read_json(manifest)
     batch_id, identities = data["batch_id"], data["identities"]
     if _poll(judge, batch_id, len(identities)):
@@ -163,6 +165,11 @@ def _finish(judge: ClaudeJudge, manifest: Path, entries: dict, errors: dict) -> 
             "batch %s is unknown to the API (expired or deleted); its requests will be resubmitted", batch_id
         )
         retired = "lost"
+    # The batch is no longer in flight, so its claims protect nothing. A batch resumed after a
+    # crash has no other owner to release them, and left standing they would hold the next run's
+    # retries of its failed keys until they are taken over (a day, from another host).
+    for key in identities:
+        judge.cache.release(key)
     target = manifest.parent / retired / manifest.name
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +39,9 @@ def call_key(identity: dict) -> str:
 class JudgeCache:
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
+        # Entries this object wrote, from the judge's worker threads too (what an interrupted run kept).
+        self.entries_written = 0
+        self._count_lock = threading.Lock()
 
     def path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
@@ -56,6 +60,8 @@ class JudgeCache:
 
     def put(self, key: str, entry: dict) -> None:
         write_json(self.path(key), {**entry, "key": key})
+        with self._count_lock:
+            self.entries_written += 1
 
     def claim_path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.claim"

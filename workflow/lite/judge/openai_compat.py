@@ -7,40 +7,45 @@ file per call, keyed by everything that produced it, endpoint included) and judg
 (``judge.name`` is ``openai``), via ``lite judge --judge openai``. Off unless the config has a
 ``judge.second`` section; only table5 reads its judgments.
 
-Requests go through httpx (already a dependency; no SDK needed for one endpoint). Retries: 408,
-409, 429 and 5xx answers, timeouts and dropped connections, up to ``max_retries`` times with
-exponential backoff, honouring ``retry-after`` / ``retry-after-ms``; other errors are final.
-Caching, de-duplication and failing fast are those of every API judge (:mod:`lite.judge.api`);
-the free request before the first paid call is ``GET {base_url}/models``. Unlike Claude's, an
-unreadable reply is not asked again. The key, when ``api_key_env`` names a variable, is read
-from that variable only and sent as a bearer token; it is written nowhere.
+Requests go through the official openai SDK, pointed at ``base_url``. Retries and timeouts are
+the SDK's own (``max_retries``, ``timeout_s``): it retries 408, 409, 429 and 5xx answers, timeouts
+and dropped connections with exponential backoff, honouring ``retry-after`` / ``retry-after-ms``
+up to two minutes (a server asking for longer gets no retry); other errors are final. Caching,
+de-duplication and failing fast are those of every API judge (:mod:`lite.judge.api`); the free
+request before the first paid call is ``GET {base_url}/models``. Replies are read from their JSON,
+not the SDK's types, so a server that answers a little differently from OpenAI's still works.
+Unlike Claude's, an unreadable reply is not asked again. The key, when ``api_key_env`` names a
+variable, is read from that variable only (never from OPENAI_API_KEY) and sent as a bearer
+token; it is written nowhere.
+
+The Snakefile imports this module for the settings whenever it is parsed, and the SDK takes about
+a second to import: so the SDK is imported where the judge uses it, not at the top.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import email.utils
+import json
 import logging
 import os
-import random
-import time
-
-import httpx
+from typing import TYPE_CHECKING
 
 from lite.flags import flag_args, setting
 from lite.io import InputError
-from lite.judge.api import ApiJudge, CallFailed, now
-from lite.judge.settings import JudgeSettings, JudgeSetupError, JudgeUnavailable
+from lite.judge.api import ApiJudge, CallFailed, connection_detail, now
+from lite.judge.settings import JudgeSettings, JudgeSetupError, JudgeUnavailable, missing_key
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
 NAME = "openai"  # judge name in records and paths: results/<model>/judgments/openai/...
 API = "openai-chat-completions"  # part of every cache key, so no entry is mistaken for Claude's
-RETRY_STATUS = {408, 409, 429}  # and every 5xx
-INITIAL_RETRY_DELAY = 0.5  # seconds; doubled per attempt, with jitter
-MAX_RETRY_DELAY = 8.0
-MAX_RETRY_AFTER = 60.0  # a server asking for longer is not waited for beyond this
 MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
+# The SDK will not start without a key; for a server without keys it gets this one, and every
+# request leaves the Authorization header out instead of sending it.
+NO_KEY = "no-key"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -82,18 +87,18 @@ class OpenAISettings(JudgeSettings):
         return {} if self.temperature is None else {"temperature": self.temperature}
 
     def api_key(self) -> str | None:
-        """The key from ``api_key_env`` (None when no variable is named); a named but unset variable
-        is an error that says how to set it and never echoes a value."""
+        """The key from ``api_key_env`` (None when no variable is named); a named variable without a
+        key (unset, empty) is an error that says how to set it and never echoes a value."""
         if self.api_key_env is None:
             return None
-        key = os.environ.get(self.api_key_env, "").strip()
-        if not key:
+        problem = missing_key(self.api_key_env)
+        if problem is not None:
             raise JudgeSetupError(
                 f"judge: the second judge reads its key from the environment variable {self.api_key_env} "
-                f"(judge.second.api_key_env), which is not set. Run `export {self.api_key_env}=<your key>` "
+                f"(judge.second.api_key_env), which {problem}. Run `export {self.api_key_env}=<your key>` "
                 "in the shell that starts the workflow, or set api_key_env: null for a server without keys."
             )
-        return key
+        return os.environ[self.api_key_env].strip()
 
 
 def second_settings(config: dict) -> OpenAISettings | None:
@@ -111,63 +116,42 @@ def second_cli_args(config: dict) -> str:
     return f"--judge {NAME} {flag_args(dataclasses.asdict(settings))}"
 
 
-def describe_response(response: httpx.Response) -> str:
+def describe_error(err: openai.APIStatusError) -> str:
     """One line for the judgment record: HTTP status, error type or code, and the server's message.
 
-    OpenAI and llama.cpp nest the error under ``error``; vLLM puts it at the top level.
+    OpenAI and llama.cpp nest the error under ``error`` (the SDK's ``body`` is what is nested);
+    vLLM puts it at the top level.
     """
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    detail = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), dict) else body
+    detail = err.body
     if not isinstance(detail, dict):
-        text = response.text.strip().replace("\n", " ")[:200]
-        return f"HTTP {response.status_code}: {text or response.reason_phrase}"
+        text = err.response.text.strip().replace("\n", " ")[:200]
+        return f"HTTP {err.status_code}: {text or err.response.reason_phrase}"
     kind = detail.get("type") or detail.get("code") or "error"
-    return f"HTTP {response.status_code} ({kind}): {detail.get('message', '')}"
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """Seconds the server asks to wait (``retry-after-ms``, ``retry-after`` seconds or date), capped."""
-    headers = response.headers
-    try:
-        if "retry-after-ms" in headers:
-            return min(MAX_RETRY_AFTER, float(headers["retry-after-ms"]) / 1000)
-        if "retry-after" in headers:
-            value = headers["retry-after"]
-            try:
-                return min(MAX_RETRY_AFTER, float(value))
-            except ValueError:
-                moment = email.utils.parsedate_to_datetime(value)
-                return min(MAX_RETRY_AFTER, max(0.0, moment.timestamp() - time.time()))
-    except (TypeError, ValueError):
-        return None
-    return None
-
-
-def backoff(attempt: int) -> float:
-    return min(MAX_RETRY_DELAY, INITIAL_RETRY_DELAY * 2**attempt) * (0.75 + random.random() / 2)
+    return f"HTTP {err.status_code} ({kind}): {detail.get('message', '')}"
 
 
 class OpenAIJudge(ApiJudge):
     """Implements :class:`lite.judge.protocol.Judge` with an OpenAI-compatible chat endpoint."""
 
     NAME = NAME
+    SDK = "openai"
     mode = "chat"
     api_version = None  # the chat completions API has no version header
     reasks_unparseable = False  # its records never had re-asks; turning them on would change them
 
-    def __init__(self, settings: OpenAISettings, client: httpx.Client | None = None):
+    def __init__(self, settings: OpenAISettings):
+        import openai  # here and in _send, not at the top: see the module's docstring
+
         super().__init__(settings)
-        if client is None:
-            key = settings.api_key()
-            client = httpx.Client(
-                base_url=settings.base_url.rstrip("/") + "/",
-                timeout=settings.timeout_s,
-                headers={"Authorization": f"Bearer {key}"} if key else None,
-            )
-        self.client = client
+        key = settings.api_key()
+        self.client = openai.OpenAI(
+            api_key=key or NO_KEY,
+            base_url=settings.base_url,
+            max_retries=settings.max_retries,
+            timeout=settings.timeout_s,
+        )
+        # What every request adds: nothing, or for a server without keys, no Authorization header.
+        self.request_options = {} if key else {"extra_headers": {"Authorization": openai.omit}}
 
     def endpoint_identity(self) -> dict:
         return {"api": API, "base_url": self.config.base_url.rstrip("/")}
@@ -187,13 +171,13 @@ class OpenAIJudge(ApiJudge):
         """One free request (GET models): a rejected key or no server stops the run before any call."""
         url = str(self.client.base_url)
         try:
-            response = self.client.get("models")
-        except httpx.TransportError as err:
-            raise JudgeUnavailable(self.unreachable(url, f"{type(err).__name__}: {err}")) from None
-        if response.status_code in (401, 403):
-            raise JudgeUnavailable(self.key_rejected(url, describe_response(response)))
-        if response.status_code != 200:
-            log.warning("endpoint check at %s: %s; judging goes on", url, describe_response(response))
+            self._send(self.client.models.with_raw_response.list)
+        except CallFailed as failed:
+            if failed.key_rejected:
+                raise JudgeUnavailable(self.key_rejected(url, str(failed))) from None
+            if failed.unreachable is not None:
+                raise JudgeUnavailable(self.unreachable(url, failed.unreachable)) from None
+            log.warning("endpoint check at %s: %s; judging goes on", url, failed)
 
     def key_rejected(self, url: str, detail: str) -> str:
         key = self.config.api_key_env
@@ -205,38 +189,28 @@ class OpenAIJudge(ApiJudge):
     def unreachable(self, url: str, detail: str) -> str:
         return f"judge: cannot reach the chat endpoint at {url} ({detail}); check judge.second.base_url"
 
-    def _post(self, body: dict) -> dict:
-        """The reply's JSON after retries; raises :class:`CallFailed`."""
-        attempt = 0
-        while True:
-            last = attempt >= self.config.max_retries
-            try:
-                response = self.client.post("chat/completions", json=body)
-            except httpx.TransportError as err:
-                if last:
-                    detail = f"{type(err).__name__}: {err}"
-                    raise CallFailed(detail, unreachable=detail) from None
-                time.sleep(backoff(attempt))
-                attempt += 1
-                continue
-            if response.status_code == 200:
-                try:
-                    reply = response.json()
-                    reply["choices"][0]["message"]
-                except (ValueError, KeyError, IndexError, TypeError):
-                    raise CallFailed(f"HTTP 200 without a chat completion: {response.text[:200]!r}") from None
-                return reply
-            retryable = response.status_code in RETRY_STATUS or response.status_code >= 500
-            if not retryable or last:
-                raise CallFailed(describe_response(response), key_rejected=response.status_code in (401, 403))
-            wait = retry_after(response)
-            time.sleep(backoff(attempt) if wait is None else wait)
-            attempt += 1
+    def _send(self, method, **params):
+        """The raw response of ``method`` (an SDK call) after the SDK's retries; raises
+        :class:`CallFailed`."""
+        import openai
+
+        try:
+            return method(**params, **self.request_options)
+        except openai.APIStatusError as err:
+            raise CallFailed(describe_error(err), key_rejected=err.status_code in (401, 403)) from None
+        except openai.APIConnectionError as err:  # timeouts included
+            detail = connection_detail(err)
+            raise CallFailed(detail, unreachable=detail) from None
 
     def call(self, key: str, identity: dict, request: dict) -> tuple[dict, bool]:
-        reply = self._post(request)
-        message = reply["choices"][0]["message"]
-        text = message.get("content")
+        response = self._send(self.client.chat.completions.with_raw_response.create, **request)
+        try:
+            reply = json.loads(response.text)
+            choice = reply["choices"][0]
+            message = choice["message"]
+            text = message.get("content")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise CallFailed(f"HTTP 200 without a chat completion: {response.text[:200]!r}") from None
         if not isinstance(text, str):  # a refusal, or content as parts: keep what text there is
             text = message.get("refusal") or ""
         usage = reply.get("usage") or {}
@@ -245,7 +219,7 @@ class OpenAIJudge(ApiJudge):
             "text": text,
             "model": reply.get("model"),
             "id": reply.get("id"),
-            "stop_reason": reply["choices"][0].get("finish_reason"),
+            "stop_reason": choice.get("finish_reason"),
             "usage": {
                 "input_tokens": usage.get("prompt_tokens", 0),
                 "output_tokens": usage.get("completion_tokens", 0),

@@ -1,13 +1,19 @@
-"""One judging run end to end: two generation files in; judgments, summary, config and cost out.
+"""One judging run end to end: two generation files in; judgments, summary, config and cost out;
+and the check, before a run that judges with Claude starts, that it can.
 
 Outputs beside ``out``: ``out.config.json`` (resolved settings), ``out.summary.json`` (counts,
 win/tie/loss, inconsistency rate, unparseable and failed orders) and, for the API judges, one row
 per run in the cost table (default ``out.cost.csv``).
+
+The anthropic SDK takes seconds to import, and the Snakefile imports this module (through
+``lite.judge``) whenever it is parsed, dry runs included: so the Claude modules are imported in
+the functions that use them, not at the top.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import logging
 import os
 from pathlib import Path
@@ -18,7 +24,7 @@ from lite.judge.cost import append_cost_row, cost_row
 from lite.judge.protocol import judge_pair, summarize
 from lite.judge.records import load_pair
 from lite.judge.reference import ReferenceJudge
-from lite.judge.settings import ClaudeSettings, JudgeUnavailable
+from lite.judge.settings import ClaudeSettings, JudgeUnavailable, api_key_from_env, check_judge_config
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +33,37 @@ class JudgingFailed(RuntimeError):
     """More calls failed than allowed; the judgments were written with the failures recorded."""
 
 
+class JudgingInterrupted(KeyboardInterrupt):
+    """Ctrl-C while judging; the message says how many replies this run saved in the cache, which
+    ``lite`` prints as its one line (a rerun does not pay for them again)."""
+
+
 def summary_path(out: str | os.PathLike) -> Path:
     out = Path(out)
     return out.with_name(out.name + ".summary.json")
+
+
+def check_claude_ready(config: dict, probe: bool = False) -> ClaudeSettings | None:
+    """Raise unless the configured judge can run: settings, the key and, with ``probe``, one free
+    request to the endpoint (``lite.judge.messages_api.check_endpoint``). The workflow calls it when
+    a run that judges with Claude starts, before its first job (GPU jobs included).
+    """
+    settings = check_judge_config(config)
+    if settings is None:
+        return None
+    api_key_from_env()
+    if probe:
+        from lite.judge.messages_api import check_endpoint, make_client
+
+        check_endpoint(make_client(settings), settings.model)
+    return settings
 
 
 def make_judge(name: str, claude: ClaudeSettings | None = None):
     if name == "reference":
         return ReferenceJudge()
     if name == "claude":
-        from lite.judge.claude import ClaudeJudge  # the SDK is imported only when needed
+        from lite.judge.claude import ClaudeJudge
 
         return ClaudeJudge(claude if claude is not None else ClaudeSettings())
     raise ValueError(f"unknown judge {name!r}; choose from reference, claude")
@@ -65,9 +92,16 @@ def judge_files(
     try:
         records = judge_pair(judge, pair)
     except JudgeUnavailable:
-        # The calls paid before the stop are cached; the cost table still gets their row.
-        _add_cost_row(judge, out, cost_table, settings)
+        # The calls paid before the stop are cached; the cost table still gets their row. A run
+        # that got no answer at all (a dead endpoint, a rejected key) spent nothing to record.
+        if judge.stats.calls_made:
+            _add_cost_row(judge, out, cost_table, settings)
         raise
+    except KeyboardInterrupt as interrupt:
+        if not isinstance(judge, ApiJudge):
+            raise
+        saved = judge.cache.entries_written
+        raise JudgingInterrupted(f"{saved} judgments saved, rerun to continue") from interrupt
     summary = summarize(records)
     write_jsonl(out, records)
     write_json(summary_path(out), summary)
@@ -76,10 +110,7 @@ def judge_files(
         resolved[judge.NAME] = dataclasses.asdict(judge.config)
         resolved["prompt_sha256"] = judge.prompt.sha256
         resolved["prompt_source"] = judge.prompt.source
-    if judge_name == "claude":
-        import anthropic
-
-        resolved["anthropic_sdk"] = anthropic.__version__
+        resolved[f"{judge.SDK}_sdk"] = importlib.metadata.version(judge.SDK)
     save_resolved_config(out, resolved)
     stats = _add_cost_row(judge, out, cost_table, settings)
     if stats is not None:

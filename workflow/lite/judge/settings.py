@@ -1,9 +1,11 @@
-"""Settings of the API judges, and the start-up check the workflow runs before any GPU work.
+"""Settings of the API judges, the API key of the Claude judge, and the config checks that need
+no secret.
 
 ``JudgeSettings`` holds what every API judge is set with, ``ClaudeSettings`` Claude's own (the
-second judge's are in ``lite.judge.openai_compat``). Light on purpose (no anthropic import): the
-Snakefile checks the settings while parsing and calls :func:`check_claude_ready` when a run that
-judges starts (before its first job).
+second judge's are in ``lite.judge.openai_compat``). A leaf of the judge package (it imports
+nothing of it) and light (no SDK): the Snakefile checks the settings while parsing, and
+:func:`lite.judge.run.check_claude_ready` adds the key and the endpoint when a run that judges
+starts (before its first job).
 
 Sampling: API version 2026-10-21 (what anthropic 2.x sends) has no ``temperature``, ``top_p`` or
 ``top_k``; the API answers 400 to any of them. So by default nothing is sent and repeatability
@@ -137,18 +139,31 @@ class ClaudeSettings(JudgeSettings):
         return dict(SAMPLING[self.sampling])
 
 
+def missing_key(variable: str) -> str | None:
+    """Why the environment variable ``variable`` holds no key ("is not set", "is set but empty", ...),
+    or None when it holds one. A variable exported empty is a different slip from a missing one."""
+    value = os.environ.get(variable)
+    if value is None:
+        return "is not set"
+    if not value:
+        return "is set but empty"
+    if not value.strip():
+        return "holds only whitespace"
+    return None
+
+
 def api_key_from_env() -> str:
     """The key, from ANTHROPIC_API_KEY only; the error says how to set it and never echoes a value."""
-    key = os.environ.get(KEY_ENV)
-    if key is None or not key.strip():
+    problem = missing_key(KEY_ENV)
+    if problem is not None:
         raise JudgeSetupError(
             f"judge: claude needs an Anthropic API key in the environment variable {KEY_ENV}, "
-            "which is not set. Create a key at https://console.anthropic.com/settings/keys and run "
+            f"which {problem}. Create a key at https://console.anthropic.com/settings/keys and run "
             f"`export {KEY_ENV}=<your key>` in the shell that starts the workflow (SLURM jobs inherit "
             "it), or set judge.name: reference to judge offline. A gateway or a local server can "
             "stand in for the API via ANTHROPIC_BASE_URL."
         )
-    return key.strip()
+    return os.environ[KEY_ENV].strip()
 
 
 def judge_name(config: dict) -> str:
@@ -176,22 +191,6 @@ def check_judge_config(config: dict) -> ClaudeSettings | None:
         return None
     judge = config.get("judge")
     return ClaudeSettings.from_config(judge.get("claude") if isinstance(judge, dict) else None)
-
-
-def check_claude_ready(config: dict, probe: bool = False) -> ClaudeSettings | None:
-    """Raise unless the configured judge can run: settings, the key and, with ``probe``, one free
-    request to the endpoint (``lite.judge.claude.check_endpoint``). The workflow calls it when a
-    run that judges with Claude starts, before its first job (GPU jobs included).
-    """
-    settings = check_judge_config(config)
-    if settings is None:
-        return None
-    api_key_from_env()
-    if probe:
-        from lite.judge.claude import check_endpoint, make_client
-
-        check_endpoint(make_client(settings), settings.model)
-    return settings
 
 
 def judge_cli_args(config: dict) -> str:
