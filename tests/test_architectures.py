@@ -107,6 +107,12 @@ CONFIGS = {
             },
         },
     ),
+    # shallower than the default sliding-window pattern (a full layer every 6th): every layer slides,
+    # and rotary_emb holds only the sliding layers' RoPE table
+    "gemma3-sliding": (
+        Gemma3TextConfig,
+        {"head_dim": 16, "query_pre_attn_scalar": 24, "sliding_window": WINDOW},
+    ),
 }
 FAMILIES = list(CONFIGS)
 

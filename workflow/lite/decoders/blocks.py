@@ -133,14 +133,21 @@ class RotaryTable:
     sequence length (dynamic, longrope) are computed per call instead.
 
     Gemma3 rotates sliding-window layers with another base (its ``rotary_emb`` takes the layer
-    type): the table of the full layers then keeps the sliding layers' table in ``local``.
+    type): the table of the full layers then keeps the sliding layers' table in ``local``. A Gemma3
+    shallower than its sliding-window pattern has only sliding layers, and its ``rotary_emb`` only
+    their table: the table is then the sliding one, with no ``local``.
     """
 
     def __init__(self, model, layer_type: str | None = None):
         self.rotary = model.model.rotary_emb
         typed = "layer_type" in inspect.signature(self.rotary.forward).parameters
-        self.layer_type = (layer_type or "full_attention") if typed else None
-        self.local = RotaryTable(model, "sliding_attention") if typed and layer_type is None else None
+        self.local: RotaryTable | None = None
+        if typed and layer_type is None:
+            sliding = adapter(model).sliding
+            layer_type = "sliding_attention" if all(sliding) else "full_attention"
+            if layer_type == "full_attention" and any(sliding):
+                self.local = RotaryTable(model, "sliding_attention")
+        self.layer_type = layer_type if typed else None
         self.written_out = adapter(model).written_out
         rope_type = getattr(self.rotary, "rope_type", "default")
         if isinstance(rope_type, dict):  # Gemma3: one per layer type
