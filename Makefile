@@ -41,3 +41,11 @@ lint: $(STAMP)
 
 clean:
 	rm -rf results logs .snakemake
+
+# make gpu-check [DEVICE=cpu] [CHECK_PYTHON=python3]: the GPU path on one NVIDIA GPU, offline, in
+# < 10 min (docs/gpu.md). Installs nothing: runs with .venv/ where `make install` made one, else python3.
+DEVICE ?= cuda
+CHECK_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+.PHONY: gpu-check
+gpu-check:
+	$(CHECK_PYTHON) benchmarks/gpu_check.py --device $(DEVICE)

@@ -9,6 +9,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Where the tiny models live: LITE_TEST_DEVICE=cuda runs the exactness tests on a GPU
+# (benchmarks/gpu_check.py); the models are still built on the CPU, so their weights are the same.
+TEST_DEVICE = os.environ.get("LITE_TEST_DEVICE", "cpu")
+
 # The tiny LLaMA of the decoder tests; other families take the same sizes (tests/test_architectures.py).
 TINY_CONFIG = {
     "vocab_size": 97,
@@ -57,7 +61,7 @@ def tiny_model():
         if head_scale is not None:
             with torch.no_grad():
                 model.lm_head.weight.mul_(head_scale)
-        return model
+        return model.to(TEST_DEVICE)
 
     return make
 
@@ -115,7 +119,7 @@ def tokenized_model():
         model = build_tiny_model(spec, tokenizer, seed=seed)
         with torch.no_grad():
             model.lm_head.weight.mul_(20.0)
-        return model, tokenizer
+        return model.to(TEST_DEVICE), tokenizer
 
     return make
 

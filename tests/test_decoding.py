@@ -68,7 +68,7 @@ def median_thresholds(model, prompts, checkpoints):
 
 
 def hf_generate(model, prompt, eos=EOS):
-    ids = torch.tensor([prompt])
+    ids = torch.tensor([prompt], device=model.device)
     out = model.generate(
         ids,
         attention_mask=torch.ones_like(ids),
