@@ -120,6 +120,9 @@ def test_headline_reads_alignment_judgments_and_generations(config):
     assert any(p.endswith("/analysis/it/vicuna/alignment.csv") for p in inputs)
     assert "results/tiny12/judgments/reference/vicuna/it.final~lite.final.jsonl" in inputs
     assert "results/tiny12/generations/lite/vicuna/dynamic-calibrated.jsonl" in inputs
+    # its verdicts on confidence (fig6, fig11) and on IT's fixed exits (fig3)
+    assert "results/tiny12/analysis/it/vicuna/calibration.csv" in inputs
+    assert "results/tiny12/judgments/reference/vicuna/it.final~it.fixed-L3.jsonl" in inputs
 
 
 def test_aggressive_thresholds_are_calibrated_at_a_lower_target(config):
@@ -140,6 +143,7 @@ def test_artefact_args_name_the_reported_decoder_eval_set_and_layers(config):
     assert plan.artefact_args("fig9") == "--dynamic dynamic-calibrated --evalset vicuna"
     assert plan.artefact_args("fig10") == "--dynamic dynamic-calibrated --evalset wizardlm"
     assert plan.artefact_args("fig6") == "--layers 3,6,9"  # the main model's early checkpoints
+    assert plan.artefact_args("fig5") == "--layers 3,6,9"  # marked, and read by the caption's verdict
     assert plan.early_checkpoints("tiny15") == [3, 6, 9, 12]
     # fig12 keeps its own default (the aggressive thresholds), as do the options-free artefacts
     assert plan.artefact_args("fig12") == "" and plan.artefact_args("table2") == ""

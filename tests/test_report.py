@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import jinja2
+import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from docutils.core import publish_parts
 
 from lite import analysis, cli, report
 from lite.io import InputError, read_json, read_jsonl, write_jsonl
-from lite.report import metrics, tables
+from lite.report import captions, findings, metrics, style, tables
 from lite.report.inputs import load_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +28,16 @@ CHECKPOINTS = [2, 4, 6, 8]
 EVALSETS = {"vic": ["generic", "math"], "wiz": ["code", "writing"]}
 DECODERS = {
     "it": ["final", "fixed-L2", "fixed-L4"],
-    "lite": ["final", "dynamic-paper", "dynamic-aggressive", "random-half", "random-k", "sequential"],
+    "lite": [
+        "final",
+        "dynamic-paper",
+        "dynamic-aggressive",
+        "random-half",
+        "random-k",
+        "sequential",
+        "dynamic-x0.5",
+        "dynamic-x3",
+    ],
     "lite_weighted": ["final"],
 }
 # how often a layer agrees with the final one, per tuning (LITE's intermediate layers align more)
@@ -30,9 +45,12 @@ AGREEMENT = {"it": 0.4, "lite": 0.85, "lite_weighted": 0.75}
 
 
 def _flops(exit_layers: list[int]) -> dict:
-    # a stand-in cost model: proportional to the layers run, plus a head per token
+    # a stand-in cost model: proportional to the layers run, plus a head per token; with a KV cache
+    # a quarter of that, plus a catch-up per early exit that costs more than the exit saved (so
+    # early exit can cost more than the final layer there, as it can for real)
     nocache = float(sum(1000 * layer + 50 for layer in exit_layers))
-    return {"nocache": nocache, "kvcache": nocache / 4}
+    catch_up = 1500 * sum(layer < N_LAYERS for layer in exit_layers)
+    return {"nocache": nocache, "kvcache": nocache / 4 + catch_up}
 
 
 def make_records(models=("tiny8", "tiny8b"), n_prompts: int = 6, seed: int = 0) -> dict[str, list[dict]]:
@@ -236,7 +254,7 @@ def _inputs_for(name: str, files: dict[str, list[str]]) -> list[str]:
     if name == "table4":
         return files["evals"] + files["generations"]
     if name == "headline":
-        return files["alignment"] + files["judgments"] + files["generations"]
+        return files["alignment"] + files["calibration"] + files["judgments"] + files["generations"]
     return files["judgments"] + files["generations"]
 
 
@@ -249,15 +267,25 @@ def test_every_artefact_builds(kind, name, record_files, tmp_path):
     suffix = ".pdf" if artefact.kind == "figure" else ".csv"
     out = tmp_path / f"{name}{suffix}"
     written = report.build(name, artefact.kind, _inputs_for(name, record_files), out, **options)
-    twin = out.with_suffix(".png" if artefact.kind == "figure" else ".md")
-    assert written == [out, twin]
+    caption = tmp_path / f"{name}.caption.rst"
     if artefact.kind == "figure":
+        twin = out.with_suffix(".png")
+        assert written == [out, twin, caption]
         assert out.read_bytes().startswith(b"%PDF") and out.stat().st_size > 1000
         assert twin.read_bytes().startswith(b"\x89PNG") and twin.stat().st_size > 1000
     else:
+        markdown, html = out.with_suffix(".md"), out.with_suffix(".html")
+        assert written == [out, markdown, html, caption]
         frame = pd.read_csv(out)
         assert len(frame) > 0
-        assert twin.read_text().count("\n|") >= len(frame) + 1
+        assert markdown.read_text().count("\n|") >= len(frame) + 1
+        assert html.read_text().count("<tr>") == len(frame) + 1  # the header row and one per row
+    # the caption opens with what the artefact shows; a paper finding's adds this run's verdict
+    text = caption.read_text()
+    assert text.startswith(f"**{name}.** {artefact.caption}")
+    if name in captions.FINDINGS:
+        assert "The paper: " in text and "This run: " in text
+        assert "holds" in text or "does not hold here" in text
     config = read_json(out.with_name(out.name + ".config.json"))
     assert config["artefact"] == name and config["inputs"]
     assert artefact.caption and artefact.needs
@@ -392,6 +420,8 @@ def test_table6_uses_each_baseline(record_files):
     assert systems == [
         "lite.dynamic-aggressive",
         "lite.dynamic-paper",
+        "lite.dynamic-x0.5",
+        "lite.dynamic-x3",
         "lite.random-half",
         "lite.random-k",
         "lite.sequential",
@@ -497,15 +527,280 @@ def test_markdown_twin_formats_numbers():
     assert "| a\\|b | 5.000e+04 | 1.00 | 5 | 0.50 |" in text
 
 
-def test_each_artefact_gets_its_docstring_caption_in_the_report():
-    """The Snakemake report renders workflow/report/artefact.rst with params.caption =
-    report.caption(name, kind): every figure and table gets its docstring caption and nothing else."""
-    template = jinja2.Template((ROOT / "workflow" / "report" / "artefact.rst").read_text())
-    captions = []
-    for kind, named in report.ARTEFACTS.items():
+# ----------------------------------------------------------------------------- the paper's colours
+
+ORANGE, BLUE = mcolors.to_rgba(style.REFERENCE_COLOR), mcolors.to_rgba(style.COMPARED_COLOR)
+
+
+def _bar_colours(fig) -> dict[str, tuple]:
+    """Face colour of each labelled bar series, over every panel."""
+    colours = {}
+    for ax in fig.axes:
+        for bars in ax.containers:
+            colours.setdefault(bars.get_label(), bars.patches[0].get_facecolor())
+    plt.close(fig)
+    return colours
+
+
+def _line_colours(fig) -> dict[str, tuple]:
+    """Colour of each labelled line, over every panel."""
+    colours = {
+        line.get_label(): mcolors.to_rgba(line.get_color())
+        for ax in fig.axes
+        for line in ax.get_lines()
+        if not line.get_label().startswith("_")
+    }
+    plt.close(fig)
+    return colours
+
+
+def test_figures_draw_the_reference_orange_and_what_it_is_compared_with_blue(record_files):
+    judged = load_inputs(record_files["judgments"] + record_files["generations"])
+    fig1 = _bar_colours(report.make("fig1", judged))
+    assert fig1["LITE final"] == ORANGE and fig1["LITE dynamic-paper"] == BLUE
+    fig4 = _bar_colours(report.make("fig4", judged))
+    assert fig4["IT final"] == ORANGE and fig4["LITE final"] == BLUE
+    alignment = load_inputs(record_files["alignment"])
+    expected = {
+        "fig5": {"IT": ORANGE, "LITE": BLUE},
+        "fig13": {"IT": ORANGE, "weighted LITE": BLUE},
+        "fig14": {"LITE": ORANGE, "weighted LITE": BLUE},
+    }
+    for name, colours in expected.items():
+        assert _line_colours(report.make(name, alignment, layers=(2, 4, 6))) == colours, name
+
+
+def test_fig1_puts_the_main_model_first(record_files):
+    # the main model's files come first, as the workflow passes them, though its name sorts last
+    files = sorted(record_files["judgments"] + record_files["generations"], key=lambda p: "/tiny8b/" not in p)
+    fig = report.make("fig1", load_inputs(files))
+    titles = [ax.get_title() for ax in fig.axes]
+    plt.close(fig)
+    assert titles[0].startswith("tiny8b:") and titles[2].startswith("tiny8:")
+
+
+def _luminance(colour) -> float:
+    r, g, b, _ = mcolors.to_rgba(colour)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_calibration_counts_sit_in_a_legible_table(record_files):
+    inputs = load_inputs(record_files["calibration"])
+    fig = report.make("fig6", inputs, layers=(2, 4, 6))
+    fig.canvas.draw()
+    for ax in fig.axes:
+        (table,) = ax.tables  # the counts, none printed over the points
+        cells = table.get_celld()
+        assert [cells[row, -1].get_text().get_text() for row in range(4)] == [
+            "confidence ≥",
+            "layer 2 tokens",
+            "layer 4 tokens",
+            "layer 6 tokens",
+        ]
+        texts = [cell.get_text() for cell in cells.values()] + [ax.title, ax.yaxis.label]
+        assert all(text.get_fontsize() >= style.MIN_FONT_SIZE for text in texts)
+        assert all(_luminance(text.get_color()) < 0.75 for text in texts)  # no pale yellow
+    # the first panel's counts are the calibration table's
+    first = inputs.calibration
+    first = first[(first["model"] == "tiny8") & (first["evalset"] == "vic") & (first["tuning"] == "lite")]
+    counts = first[first["layer"] == 4].sort_values("bin_low")["count"].astype(str).tolist()
+    cells = fig.axes[0].tables[0].get_celld()
+    assert [cells[2, col].get_text().get_text() for col in range(len(counts))] == counts
+    legend = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert any(text.startswith("hollow: fewer than") for text in legend)
+    plt.close(fig)
+
+
+def test_frontier_keeps_every_point_on_its_axes(record_files):
+    fig = report.make(
+        "frontier", load_inputs(record_files["judgments"] + record_files["generations"]), "figure"
+    )
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(set(titles)) == len(titles)
+    xs = []
+    for ax in fig.axes:
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        points = [*(xy for c in ax.collections for xy in c.get_offsets())]
+        points += [*(xy for line in ax.get_lines() for xy in line.get_xydata())]
+        assert points and all(x0 < x < x1 and y0 < y < y1 for x, y in points), ax.get_title()
+        xs += [x for x, _ in points]
+    plt.close(fig)
+    assert min(xs) < -3  # the fixture's KV-cache savings go below zero, and stay on the axes
+
+
+# ----------------------------------------------------------------------------- findings and verdicts
+
+
+def _exit_record(evalset: str, counts: dict[int, int]) -> dict:
+    exits = [layer for layer, n in counts.items() for _ in range(n)]
+    return {
+        "model": "m",
+        "tuning": "lite",
+        "decoder": "dynamic-paper",
+        "evalset": evalset,
+        "id": "1",
+        "token_ids": list(range(len(exits))),
+        "exit_layers": exits,
+        "checkpoints": list(counts),
+    }
+
+
+def test_exit_verdict_fails_where_a_checkpoint_takes_almost_no_tokens():
+    spread = findings.exit_finding(
+        [_exit_record("vic", {3: 60, 6: 20, 9: 10, 12: 10})], "m", "lite.dynamic-paper"
+    )
+    assert spread.holds and spread.this_run == "layer 3 60 %, layer 6 20 %, layer 9 10 %, layer 12 10 %"
+    rare = findings.exit_finding(
+        [_exit_record("vic", {3: 67, 6: 8, 9: 1, 12: 24})], "m", "lite.dynamic-paper"
+    )
+    assert rare.holds is False and rare.verdict.startswith("does not hold here")
+    assert "layer 9 below 5 %" in rare.this_run
+    assert (
+        "tokens exit at every checkpoint" in rare.sentence() and "This run: layer 3 67 %" in rare.sentence()
+    )
+
+
+def test_findings_average_over_eval_sets_not_over_tokens():
+    # a small set where layer 3 takes every token, a large one where it takes a tenth
+    records = [_exit_record("vic", {3: 10, 12: 0}), _exit_record("wiz", {3: 10, 12: 90})]
+    shares = findings.mean_exit_shares(records, "lite.dynamic-paper", "m")
+    assert shares == {3: pytest.approx(55.0), 12: pytest.approx(45.0)}  # pooled: 18 % and 82 %
+
+
+def _calibration(tuning: str, confident: dict[int, tuple[int, int]]) -> pd.DataFrame:
+    """Calibration rows of one eval set: per layer, (tokens, aligned) at confidence >= 0.9 and a
+    low-confidence bin the verdict must not read."""
+    rows = []
+    for layer, (count, aligned) in confident.items():
+        for low, high, n, hits in ((0.0, 0.9, 50, 5), (0.9, 1.0, count, aligned)):
+            rows.append(
+                {
+                    "model": "m",
+                    "tuning": tuning,
+                    "evalset": "vic",
+                    "layer": layer,
+                    "bin": f"{low}-{high}",
+                    "bin_low": low,
+                    "bin_high": high,
+                    "count": n,
+                    "aligned": hits,
+                    "alignment_pct": 100.0 * hits / n,
+                }  # fmt: skip
+            )
+    return pd.DataFrame(rows)
+
+
+def test_fig11_says_when_it_confidence_predicts_alignment_too():
+    trusted = _calibration("it", {3: (100, 99), 6: (100, 98)})
+    finding = findings.confidence_finding(trusted, "m", "it", [3, 6], "fig11")
+    assert finding.holds is False and "here IT's confidence predicts alignment too" in finding.this_run
+    assert "99.0 / 98.0 % equal the final layer's at layers 3 / 6" in finding.this_run
+    poor = _calibration("it", {3: (100, 81), 6: (100, 98)})
+    finding = findings.confidence_finding(poor, "m", "it", [3, 6], "fig11")
+    assert finding.holds and "predicts alignment too" not in finding.this_run
+    # the same numbers after LITE: the paper's fig6 finding holds only where every layer is trusted
+    assert findings.confidence_finding(trusted.assign(tuning="lite"), "m", "lite", [3, 6], "fig6").holds
+    assert not findings.confidence_finding(poor.assign(tuning="lite"), "m", "lite", [3, 6], "fig6").holds
+
+
+def test_quality_verdicts_use_the_same_quality_margin():
+    judgments = [
+        _judgment("lite.dynamic-paper", "lite.final", 7.0, 7.2, "loss"),
+        _judgment("lite.sequential", "lite.final", 6.4, 7.2, "loss"),
+        _judgment("lite.random-k", "lite.final", 6.8, 7.2, "loss"),
+        _judgment("it.final", "lite.final", 7.3, 7.2, "win"),
+    ]
+    baselines = ["lite.sequential", "lite.random-k"]
+    finding = findings.baseline_finding(judgments, [], "m", "lite.final", "lite.dynamic-paper", baselines)
+    assert finding.holds is False  # random-k is only 0.2 below dynamic exit
+    assert (
+        finding.this_run.startswith("sequential 6.40 (0.60 below")
+        and "dynamic-paper's 7.00" in finding.this_run
+    )
+    finding = findings.baseline_finding(judgments, [], "m", "lite.final", "lite.dynamic-paper", baselines[:1])
+    assert finding.holds
+    assert findings.final_quality_finding(judgments, "m", "it.final", "lite.final").holds
+
+
+def test_alignment_verdict_reads_the_gap_at_each_layer():
+    frame = pd.DataFrame(
+        [
+            {"model": "m", "tuning": t, "evalset": e, "layer": k, "alignment_pct": v}
+            for t, values in {"it": {3: 50.0, 6: 80.0}, "lite": {3: 90.0, 6: 85.0}}.items()
+            for e in ("vic", "wiz")
+            for k, v in values.items()
+        ]
+    )
+    far = findings.alignment_finding(frame, "m", "it", "lite", [3, 6], "fig5")
+    assert far.holds is False  # 5 points apart at layer 6
+    assert far.this_run.startswith("at layers 3 / 6, LITE 90.0 / 85.0 %, IT 50.0 / 80.0 %")
+    assert findings.alignment_finding(frame, "m", "it", "lite", [3], "fig5").holds
+    close = findings.alignment_finding(
+        frame.replace({"it": "lite_weighted"}), "m", "lite", "lite_weighted", [6], "fig14"
+    )
+    assert close.holds
+
+
+def test_headline_gives_a_verdict_per_finding(record_files):
+    inputs = load_inputs(_inputs_for("headline", record_files))
+    frame = report.make("headline", inputs)
+    assert list(frame.columns) == tables.HEADLINE_COLUMNS
+    shown = ["fig5", "fig4", "fig3", "fig6", "fig11", "fig8", "fig1, table1", "fig12", "table6"]
+    assert frame["finding (where shown)"].str.extract(r"\(([^()]*)\)$")[0].tolist() == shown
+    assert frame["verdict"].str.match(r"(holds|does not hold here) \(").all()
+    # the main model's (the first generation records') exit shares, the mean over the eval sets
+    shares = metrics.exit_shares(inputs.generations, "lite.dynamic-paper")
+    main = shares[shares["model"] == "tiny8"].groupby("layer")["share_pct"].mean()
+    expected = ", ".join(f"layer {layer} {value:.0f} %" for layer, value in main.items())
+    assert frame.loc[shown.index("fig8"), "this run"].startswith(expected)
+
+
+# ----------------------------------------------------------------------------- the report's pages
+
+REPORT = ROOT / "workflow" / "report"
+# a number in digits that is not part of a name (fig5, table1, LLaMA-2, 7B) or a file (*.config.json)
+LITERAL_NUMBER = re.compile(r"(?<![\w.-])\d+(?:\.\d+)?(?![\w])")
+JINJA = re.compile(r"{{.*?}}|{%.*?%}", re.S)
+
+
+def test_report_prose_types_no_number():
+    """The report's pages take their numbers from the run: through Jinja from the config, or from
+    the caption and table files a job wrote; the text around them names none."""
+    for path in REPORT.glob("*.rst"):
+        prose = JINJA.sub("", path.read_text())
+        assert not LITERAL_NUMBER.findall(prose), (path.name, LITERAL_NUMBER.findall(prose))
+    # the captions' fixed part (what an artefact shows) has no measured number either
+    for named in report.ARTEFACTS.values():
         for name, artefact in named.items():
-            params = SimpleNamespace(caption=report.caption(name, kind))
-            rendered = template.render(snakemake=SimpleNamespace(params=params))
-            assert rendered.strip() == artefact.caption
-            captions.append(artefact.caption)
-    assert len(set(captions)) == len(captions)
+            assert not re.search(r"\d\.\d|\d\s*%", artefact.caption), (name, artefact.caption)
+
+
+def _render_report_page(template: Path, **context) -> str:
+    """A report page as Snakemake renders it: Jinja2 with its settings, then docutils to HTML."""
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    return publish_parts(env.from_string(template.read_text()).render(**context), writer="html")["body"]
+
+
+def test_each_report_caption_is_the_one_its_job_wrote(record_files, tmp_path, monkeypatch):
+    report.build("fig8", "figure", record_files["generations"], tmp_path / "results/figures/fig8.pdf")
+    monkeypatch.chdir(tmp_path)  # Snakemake builds the report in the workflow's directory
+    output = SimpleNamespace(caption="results/figures/fig8.caption.rst")
+    page = _render_report_page(REPORT / "artefact.rst", snakemake=SimpleNamespace(output=output))
+    written = (tmp_path / output.caption).read_text()
+    assert "This run: tiny8: layer 2" in page and written.split("This run: ")[1][:40] in page
+
+
+def test_landing_page_shows_the_headline_table_and_its_verdicts(record_files, tmp_path, monkeypatch):
+    out = tmp_path / "results/tables/headline.csv"
+    report.build("headline", "table", _inputs_for("headline", record_files), out)
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    files = [SimpleNamespace(target="headline.html", path=Path("results/tables/headline.html"))]
+    page = _render_report_page(REPORT / "workflow.rst", snakemake=SimpleNamespace(config=config), files=files)
+    assert '<table id="headline"' in page
+    for verdict in pd.read_csv(out)["verdict"]:
+        assert html.escape(verdict) in page
+    assert "12 layers of width 64" in page  # the set-up, from the config
+    # a report without the headline table (a config without IT) still has its first page
+    page = _render_report_page(REPORT / "workflow.rst", snakemake=SimpleNamespace(config=config), files=[])
+    assert "<table" not in page and "The set-up of this run" in page

@@ -292,8 +292,10 @@ class Plan:
             systems = [dyn, "dynamic-aggressive", *BASELINES]
             systems = [s for s in _unique(systems) if s in self.decoders(m, "lite")]
             pairs = [Pair("lite.final", f"lite.{s}") for s in systems] + [Pair("it.final", "lite.final")]
+            pairs += [Pair("it.final", f"it.{d}") for d in self.fixed_decoders(m)]
             return (
                 self.alignments(["it", "lite"])
+                + self.alignments(["it", "lite"], "calibration")
                 + self.judgments(m, pairs)
                 + self.generations(m, "lite", ["final", *systems])
             )
@@ -311,13 +313,14 @@ class Plan:
 
     def artefact_args(self, name: str) -> str:
         """``lite figure``/``lite table`` options of one artefact: the reported dynamic decoder, the
-        eval set of a per-category figure, the layers of a calibration figure."""
+        eval set of a per-category figure, the checkpoint layers an alignment or calibration figure
+        marks and its verdict reads."""
         args = []
         if name in ("fig1", "fig7", "fig8", "fig9", "fig10", "table1", "table3", "headline"):
             args.append(f"--dynamic {self.dynamic}")
         if name in ("fig9", "fig10"):
             args.append(f"--evalset {self.category_evalset(name)}")
-        if name in ("fig6", "fig11", "fig15"):
+        if name in ("fig5", "fig6", "fig11", "fig13", "fig14", "fig15"):
             args.append(f"--layers {','.join(map(str, self.early_checkpoints(self.main)))}")
         return " ".join(args)
 

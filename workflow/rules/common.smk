@@ -62,6 +62,18 @@ def resource(group, key, default=None):
     return config["resources"].get(group, {}).get(key, default)
 
 
+def runtime_per_attempt(group):
+    """The group's ``runtime`` (minutes) times Snakemake's attempt: a job resubmitted after hitting its
+    time limit (SLURM's TIMEOUT, then the profile's ``retries``) gets more time, not the same limit
+    to run out of again. None (no limit in the config) stays None."""
+    minutes = resource(group, "runtime")
+
+    def scaled(wildcards, attempt):
+        return None if minutes is None else minutes * attempt
+
+    return scaled
+
+
 def data_source(wildcards):
     """The config slice of one eval set (or the calibration set)."""
     if wildcards.evalset == lite.plan.CALIBRATION_SET:
@@ -271,20 +283,13 @@ def table_category(wildcards):
     return lite.plan.Plan.report_category(wildcards.artefact, "table")
 
 
-# lite.report loads matplotlib: imported by the caption functions, so that only a DAG with figure
-# or table jobs pays for it.
-def figure_caption(wildcards):
-    """The figure's caption in the Snakemake report: its function's docstring (lite.report)."""
-    import lite.report
+def table_labels(file):
+    """Report labels of a table's ``file`` ("table": the HTML view, "CSV": the download)."""
 
-    return lite.report.caption(wildcards.artefact, "figure")
+    def labels(wildcards):
+        return {**lite.plan.Plan.report_labels(wildcards.artefact), "file": file}
 
-
-def table_caption(wildcards):
-    """The table's caption in the Snakemake report: its function's docstring (lite.report)."""
-    import lite.report
-
-    return lite.report.caption(wildcards.artefact, "table")
+    return labels
 
 
 # ---- human ratings (workflow/rules/human.smk)
@@ -315,6 +320,14 @@ def tuning_base(wildcards):
 
 def tuning_scheme(wildcards):
     return config["tunings"][wildcards.tuning]["scheme"]
+
+
+def tuning_loss_args(wildcards):
+    """The tuning's loss settings beside its scheme (final_weight, intermediate_ramp) as flags."""
+    entry = config["tunings"][wildcards.tuning]
+    return flag_args(
+        {k: v for k, v in entry.items() if k not in ("scheme", "max_steps")}
+    )
 
 
 def tuning_max_steps(wildcards):

@@ -1,17 +1,20 @@
-# Report: the paper's figures and tables, each drawn from exactly the records it needs.
+# Report: the paper's figures and tables, each drawn from exactly the records it needs. In the
+# Snakemake report every figure opens as its PNG and every table as its HTML twin (the CSV beside
+# it to download); each caption is the one the job wrote from the run (artefact.rst includes it).
 
 
 rule figure:
     input:
         artefact_inputs,
     output:
-        pdf=report(
-            "results/figures/{artefact}.pdf",
+        pdf="results/figures/{artefact}.pdf",
+        png=report(
+            "results/figures/{artefact}.png",
             caption="../report/artefact.rst",
             category=figure_category,
             labels=artefact_labels,
         ),
-        png="results/figures/{artefact}.png",
+        caption="results/figures/{artefact}.caption.rst",
     log:
         "logs/report/{artefact}.log",
     benchmark:
@@ -21,10 +24,9 @@ rule figure:
     threads: 1
     resources:
         mem_mb=resource("cpu", "mem_mb"),
-        runtime=resource("cpu", "runtime"),
+        runtime=runtime_per_attempt("cpu"),
     params:
         args=artefact_args,
-        caption=figure_caption,
     shell:
         "lite figure {wildcards.artefact} --out {output.pdf} {params.args} {input} > {log} 2>&1"
 
@@ -37,9 +39,16 @@ rule table:
             "results/tables/{artefact}.csv",
             caption="../report/artefact.rst",
             category=table_category,
-            labels=artefact_labels,
+            labels=table_labels("CSV"),
         ),
         md="results/tables/{artefact}.md",
+        html=report(
+            "results/tables/{artefact}.html",
+            caption="../report/artefact.rst",
+            category=table_category,
+            labels=table_labels("table"),
+        ),
+        caption="results/tables/{artefact}.caption.rst",
     log:
         "logs/report/{artefact}.log",
     benchmark:
@@ -49,9 +58,8 @@ rule table:
     threads: 1
     resources:
         mem_mb=resource("cpu", "mem_mb"),
-        runtime=resource("cpu", "runtime"),
+        runtime=runtime_per_attempt("cpu"),
     params:
         args=artefact_args,
-        caption=table_caption,
     shell:
         "lite table {wildcards.artefact} --out {output.csv} {params.args} {input} > {log} 2>&1"

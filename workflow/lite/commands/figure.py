@@ -1,4 +1,4 @@
-"""Draw one of the paper's figures as PDF plus a PNG twin.
+"""Draw one of the paper's figures as PDF plus a PNG twin, with its caption from the run (.caption.rst).
 
     lite figure fig5 --out results/figures/fig5.pdf results/tiny12/analysis/it/vic/alignment.csv \\
         results/tiny12/analysis/lite/vic/alignment.csv

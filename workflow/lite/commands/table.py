@@ -1,4 +1,4 @@
-"""Write one of the paper's tables as CSV plus a Markdown twin.
+"""Write one of the paper's tables as CSV plus Markdown and HTML twins, with its caption from the run.
 
     lite table table1 --out results/tables/table1.csv results/tiny12/generations/lite/*/final.jsonl \\
         results/tiny12/generations/lite/*/dynamic-paper.jsonl

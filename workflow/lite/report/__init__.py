@@ -4,13 +4,13 @@
     lite table table1 --out results/tables/table1.csv results/tiny12/generations/lite/*/*.jsonl
 
 ``ARTEFACTS`` maps each kind ("figure", "table") and artefact name to the function that builds it
-(a figure and a table may share a name: ``frontier`` is both). The function's docstring
-is the artefact's caption (first paragraph) followed by an ``Inputs:`` line. That caption is the
-artefact's only one: ``caption(name, kind)`` gives it to the Snakemake report (the workflow's
-params.caption, rendered by workflow/report/artefact.rst), and it heads the Markdown twin and the
-``lite figure --help`` list. ``build`` loads the inputs, calls the function with the options
-given and writes the figure (PDF + PNG) or table (CSV + Markdown) atomically, with the resolved
-config beside it.
+(a figure and a table may share a name: ``frontier`` is both). The function's docstring starts
+with what the artefact shows (first paragraph, ``Artefact.caption``, in the ``lite figure --help``
+list) followed by an ``Inputs:`` line. ``build`` loads the inputs, calls the function with
+the options given and writes the figure (PDF + PNG) or table (CSV + Markdown + HTML) atomically,
+with the resolved config beside each file, and the run's caption: what the artefact shows, then
+what the paper found beside what this run shows (``lite.report.captions``), in ``{name}.caption.rst``
+(the Snakemake report shows it through workflow/report/artefact.rst) and atop the table twins.
 
 This package never imports torch or transformers.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lite.io import InputError, atomic_write, save_resolved_config
 from lite.plan import FIGURES, TABLES
-from lite.report import figures, tables
+from lite.report import captions, figures, tables
 from lite.report.inputs import Inputs, load_inputs
 
 
@@ -64,11 +64,6 @@ ARTEFACTS: dict[str, dict[str, Artefact]] = {
 }
 
 
-def caption(name: str, kind: str) -> str:
-    """The caption of figure or table ``name``: the first paragraph of its function's docstring."""
-    return _resolve(name, kind).caption
-
-
 def _resolve(name: str, kind: str | None) -> Artefact:
     """The artefact ``name`` of ``kind``; without a kind, the only one of that name."""
     kinds = [kind] if kind is not None else [k for k in ARTEFACTS if name in ARTEFACTS[k]]
@@ -99,36 +94,49 @@ def make(name: str, inputs: Inputs, kind: str | None = None, **options):
     return artefact.function(inputs, **options)
 
 
+def caption_path(out: str | os.PathLike) -> Path:
+    """Where ``build`` writes the caption of the artefact written to ``out``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.caption.rst")
+
+
 def build(
     name: str, kind: str, paths: Iterable[str | os.PathLike], out: str | os.PathLike, **options
 ) -> list[Path]:
-    """Load ``paths``, build artefact ``name`` and write it to ``out`` (+ twin); returns written paths."""
+    """Load ``paths``, build artefact ``name`` and write it to ``out`` (+ twins and caption);
+    returns the written paths."""
     artefact = _resolve(name, kind)
     _check_options(artefact, options)
     paths = [str(p) for p in paths]
     inputs = load_inputs(paths)
     result = artefact.function(inputs, **options)
+    resolved = {
+        **{k: v for k, v in artefact.options.items() if v is not inspect.Parameter.empty},
+        **options,
+    }
+    caption = " ".join(
+        part for part in (artefact.caption, captions.run_sentences(name, inputs, resolved, result)) if part
+    )
     out = Path(out)
     if kind == "figure":
         from lite.report.style import save_figure
 
         written = save_figure(result, out)
     else:
-        markdown = out.with_suffix(".md")
+        twins = {
+            out.with_suffix(".md"): tables.to_markdown(result, f"**{name}.** {caption}"),
+            out.with_suffix(".html"): tables.to_html(result, name, caption),
+        }
         with atomic_write(out) as handle:
             result.to_csv(handle, index=False)
-        with atomic_write(markdown) as handle:
-            handle.write(tables.to_markdown(result, f"**{name}.** {artefact.caption}"))
-        written = [out, markdown]
-    config = {
-        "artefact": name,
-        "kind": kind,
-        "inputs": paths,
-        "options": {
-            **{k: v for k, v in artefact.options.items() if v is not inspect.Parameter.empty},
-            **options,
-        },
-    }
+        for path, text in twins.items():
+            with atomic_write(path) as handle:
+                handle.write(text)
+        written = [out, *twins]
+    with atomic_write(caption_path(out)) as handle:
+        handle.write(f"**{name}.** {caption}\n")
+    written.append(caption_path(out))
+    config = {"artefact": name, "kind": kind, "inputs": paths, "options": resolved}
     for path in written:
         save_resolved_config(path, config)
     return written

@@ -1,23 +1,32 @@
-"""The paper's figures, laid out like the paper: a row per base model, a panel per eval set.
+"""The paper's figures, laid out like the paper: a row per base model (the main model first), a
+panel per eval set, in the paper's colours (``lite.report.style``).
 
 Each function takes the loaded ``Inputs`` and keyword options and returns a matplotlib figure;
-``lite.report.build`` saves it as PDF + PNG. A function's docstring starts with its caption and
-has an ``Inputs:`` line naming the files it needs (``lite figure --help`` lists them).
+``lite.report.build`` saves it as PDF + PNG. A function's docstring starts with what the figure
+shows (``lite.report.captions`` adds what the paper found and what this run shows) and has an
+``Inputs:`` line naming the files it needs (``lite figure --help`` lists them).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from lite import analysis
 from lite.io import InputError
 from lite.report import style
-from lite.report.inputs import Inputs
+from lite.report.inputs import (
+    Inputs,
+    alignment_table,
+    calibration_layers,
+    calibration_table,
+    evalset_order,
+    fixed_exits,
+    model_order,
+    sorted_like,
+)
 from lite.report.metrics import compare_cost, exit_shares, pair_quality, system_summary
 
 SCORE_LABEL = "judge score (1-10)"
@@ -25,29 +34,6 @@ SCORE_LABEL = "judge score (1-10)"
 # tokens give an alignment of 0 or 100 % that says nothing.
 MIN_BIN_TOKENS = 20
 COST_LABEL = "FLOPs (% of final layer)"
-
-
-def _order(*columns: Sequence) -> list:
-    """Distinct values in order of first appearance (the workflow passes eval sets in config order)."""
-    seen: dict = {}
-    for column in columns:
-        for value in column:
-            if value is not None and not (isinstance(value, float) and np.isnan(value)):
-                seen.setdefault(value, None)
-    return list(seen)
-
-
-def _evalsets(inputs: Inputs) -> list[str]:
-    frames = [
-        f["evalset"] for f in (inputs.alignment, inputs.calibration, inputs.similarity) if f is not None
-    ]
-    records = inputs.generations + inputs.judgments + inputs.traces + inputs.evals
-    return _order([r.get("evalset") for r in records], *frames)
-
-
-def _sorted_like(values, order: list) -> list:
-    values = list(dict.fromkeys(values))
-    return sorted(values, key=lambda v: order.index(v) if v in order else len(order))
 
 
 def _empty(ax, text: str) -> None:
@@ -80,7 +66,7 @@ def _quality_cost_row(
     """One base model's row: the judge scores of ``x`` and ``y`` (``ax_q``) and ``y``'s FLOPs as %
     of ``x``'s (``ax_c``), a bar group per index value of ``quality`` / ``cost`` in ``arrange``'s
     order; ``label_cost`` writes each % above its bar."""
-    styles = {x: style.system_style(x), y: style.system_style(y)}
+    styles = style.pair_styles(x, y)
     if quality.empty:
         _empty(ax_q, "no judgments")
     else:
@@ -98,7 +84,8 @@ def _quality_cost_row(
         if label_cost:
             width = 0.4  # grouped_bars' bar width for two series: i + width / 2 is the second bar
             for i, value in enumerate(pct):
-                ax_c.text(i + width / 2, value + 2, f"{value:.0f}%", ha="center", va="bottom", fontsize=8)
+                ax_c.text(i + width / 2, value + 2, f"{value:.0f}%", ha="center", va="bottom",
+                          fontsize=style.MIN_FONT_SIZE)  # fmt: skip
         ax_c.set_ylim(0, 115)
         ax_c.set_ylabel(COST_LABEL)
 
@@ -109,14 +96,14 @@ def _quality_cost(inputs: Inputs, tuning: str, final: str, dynamic: str, title: 
     cost = compare_cost(inputs.generations, x, y)
     if quality.empty and cost.empty:
         raise InputError(f"no judgments of {x} vs {y} and no generations of both among the inputs")
-    order = _evalsets(inputs)
-    models = _order(quality["model"], cost["model"])
+    order = evalset_order(inputs)
+    models = sorted_like([*quality["model"], *cost["model"]], model_order(inputs))
     fig, axes = style.grid(len(models), 2, width=4.4)
     for r, model in enumerate(models):
         ax_q, ax_c = axes[r]
         q = quality[quality["model"] == model].set_index("evalset")
         c = cost[cost["model"] == model].set_index("evalset")
-        _quality_cost_row(ax_q, ax_c, q, c, x, y, lambda sets: _sorted_like(sets, order), label_cost=True)
+        _quality_cost_row(ax_q, ax_c, q, c, x, y, lambda sets: sorted_like(sets, order), label_cost=True)
         ax_q.set_title(f"{model}: quality ({title})")
         ax_c.set_title(f"{model}: cost (no KV cache)")
     _legend(fig, axes)
@@ -124,9 +111,9 @@ def _quality_cost(inputs: Inputs, tuning: str, final: str, dynamic: str, title: 
 
 
 def fig1(inputs: Inputs, *, tuning: str = "lite", final: str = "final", dynamic: str = "dynamic-paper"):
-    """Quality (judge score) and cost (FLOPs, % of final-layer generation) of final-layer vs
-    dynamic early-exit generation per eval set; one row per base model. The paper: dynamic exit
-    keeps the final layer's quality while saving 33-47 % of the FLOPs (7B) and 44-51 % (13B).
+    """Quality (judge score) and cost (FLOPs, % of final-layer generation) of final-layer
+    generation (orange) vs dynamic early exit (blue) per eval set; one row per base model, the
+    main model first.
 
     Inputs: judgments of {tuning}.{final} vs {tuning}.{dynamic}; generation records of both systems.
     """
@@ -134,9 +121,8 @@ def fig1(inputs: Inputs, *, tuning: str = "lite", final: str = "final", dynamic:
 
 
 def fig12(inputs: Inputs, *, tuning: str = "lite", final: str = "final", dynamic: str = "dynamic-aggressive"):
-    """Quality and cost of dynamic early exit with the aggressive thresholds vs final-layer
-    generation, per eval set; one row per base model. The paper: lower thresholds save more
-    (~50 % for 7B) at a small loss of quality.
+    """Quality and cost of final-layer generation (orange) vs dynamic early exit with the
+    aggressive thresholds (blue), per eval set; one row per base model.
 
     Inputs: judgments of {tuning}.{final} vs {tuning}.{dynamic}; generation records of both systems.
     """
@@ -144,25 +130,20 @@ def fig12(inputs: Inputs, *, tuning: str = "lite", final: str = "final", dynamic
 
 
 def fig3(inputs: Inputs, *, tuning: str = "it", final: str = "final"):
-    """Quality of responses generated from fixed intermediate layers of the instruction-tuned model,
-    each judged against the same model's final layer; a panel per eval set. The paper: after
-    standard instruction tuning the intermediate layers produce poor text, far below the final
-    layer, which motivates LITE.
+    """Quality of responses generated from fixed intermediate layers of the instruction-tuned model
+    (dotted), each judged against the same model's final layer (solid); a panel per eval set.
 
     Inputs: judgments of {tuning}.fixed-L{k} vs {tuning}.{final} for each exit layer k.
     """
     reference = f"{tuning}.{final}"
-    pattern = re.compile(rf"^{re.escape(tuning)}\.fixed-L(\d+)$")
-    systems = {s for j in inputs.judgments for s in (j.get("system_a"), j.get("system_b"))}
-    fixed = sorted((int(m.group(1)), s) for s in systems if s and (m := pattern.match(s)))
     parts = []
-    for layer, system in fixed:
+    for layer, system in fixed_exits(inputs, tuning):
         part = pair_quality(inputs.judgments, system, reference)
         parts.append(part.assign(layer=layer))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     _require(frame, f"judgments of {tuning}.fixed-L<k> vs {reference}")
-    order, models = _evalsets(inputs), _order(frame["model"])
-    sets = _sorted_like(frame["evalset"], order)
+    order, models = evalset_order(inputs), sorted_like(frame["model"], model_order(inputs))
+    sets = sorted_like(frame["evalset"], order)
     fig, axes = style.grid(len(models), len(sets))
     fixed_style = {
         **style.system_style(f"{tuning}.fixed"),
@@ -189,20 +170,19 @@ def fig3(inputs: Inputs, *, tuning: str = "it", final: str = "final"):
 
 
 def fig4(inputs: Inputs, *, a: str = "it.final", b: str = "lite.final"):
-    """Quality of the instruction-tuned model's final layer vs the LITE model's final layer:
-    mean judge score per eval set (left) and the outcome split from the first system's side
-    (right). The paper: LITE does not hurt the final layer; the two score about the same.
+    """Quality of the instruction-tuned model's final layer (orange) vs the LITE model's final layer
+    (blue): mean judge score per eval set (left) and the outcome split (right).
 
     Inputs: judgments of {a} vs {b}.
     """
     frame = pair_quality(inputs.judgments, a, b)
     _require(frame, f"judgments of {a} vs {b}")
-    order, models = _evalsets(inputs), _order(frame["model"])
+    order, models = evalset_order(inputs), sorted_like(frame["model"], model_order(inputs))
     fig, axes = style.grid(len(models), 2, width=4.4)
-    styles = {a: style.system_style(a), b: style.system_style(b)}
+    styles = style.pair_styles(a, b)
     for r, model in enumerate(models):
         part = frame[frame["model"] == model].set_index("evalset")
-        sets = _sorted_like(part.index, order)
+        sets = sorted_like(part.index, order)
         ax_s, ax_o = axes[r]
         style.grouped_bars(
             ax_s, sets, {a: part.loc[sets, "score_x"].tolist(), b: part.loc[sets, "score_y"].tolist()}, styles
@@ -212,11 +192,7 @@ def fig4(inputs: Inputs, *, a: str = "it.final", b: str = "lite.final"):
         ax_s.set_title(f"{model}: mean score")
         total = part.loc[sets, ["wins", "ties", "losses"]].sum(axis=1).replace(0, np.nan)
         left = np.zeros(len(sets))
-        colours = {
-            "wins": style.system_style(a)["edgecolor"],
-            "ties": "#BBBBBB",
-            "losses": style.system_style(b)["edgecolor"],
-        }
+        colours = {"wins": style.REFERENCE_COLOR, "ties": "#BBBBBB", "losses": style.COMPARED_COLOR}
         names = {
             "wins": f"{style.system_label(a)} better",
             "ties": "tie",
@@ -234,40 +210,30 @@ def fig4(inputs: Inputs, *, a: str = "it.final", b: str = "lite.final"):
     return fig
 
 
-def _alignment_frame(inputs: Inputs) -> pd.DataFrame:
-    if inputs.alignment is not None:
-        frame = inputs.alignment
-        if inputs.traces:
-            frame = pd.concat([frame, analysis.alignment(inputs.traces)], ignore_index=True)
-        return frame
-    return analysis.alignment(inputs.traces)
-
-
-def _alignment_figure(inputs: Inputs, tunings: Sequence[str]):
-    frame = _alignment_frame(inputs)
+def _alignment_figure(inputs: Inputs, tunings: Sequence[str], layers: Sequence[int] | None):
+    frame = alignment_table(inputs)
     frame = frame[frame["tuning"].isin(list(tunings))]
     _require(frame, f"alignment tables or traces of tunings {list(tunings)}")
-    order, models = _evalsets(inputs), _order(frame["model"])
-    sets = _sorted_like(frame["evalset"], order)
+    order, models = evalset_order(inputs), sorted_like(frame["model"], model_order(inputs))
+    sets = sorted_like(frame["evalset"], order)
+    # the paper's: the first tuning (the reference) orange, the second blue
+    colors = dict(zip(tunings, (style.REFERENCE_COLOR, style.COMPARED_COLOR), strict=False))
     fig, axes = style.grid(len(models), len(sets))
     for r, model in enumerate(models):
         for c, evalset in enumerate(sets):
             ax = axes[r, c]
             part = frame[(frame["model"] == model) & (frame["evalset"] == evalset)]
+            for layer in layers or []:
+                ax.axvline(layer, color="grey", linewidth=0.6, linestyle=":")
             for tuning in tunings:
                 line = part[part["tuning"] == tuning].sort_values("layer")
                 if not line.empty:
-                    ax.plot(
-                        line["layer"],
-                        line["alignment_pct"],
-                        marker="o",
-                        markersize=3,
-                        color=style.tuning_color(tuning),
-                        label=style.tuning_name(tuning),
-                    )
+                    ax.plot(line["layer"], line["alignment_pct"], marker="o", markersize=3,
+                            color=colors.get(tuning, style.OTHER_COLOR),
+                            label=style.tuning_name(tuning))  # fmt: skip
             ax.set_ylim(0, 105)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_xlabel("layer")
+            ax.set_xlabel("layer (dotted: checkpoints)" if layers else "layer")
             ax.set_ylabel("alignment with final layer (%)")
             ax.set_title(f"{model} / {evalset}")
             ax.grid(alpha=0.3)
@@ -275,93 +241,104 @@ def _alignment_figure(inputs: Inputs, tunings: Sequence[str]):
     return fig
 
 
-def fig5(inputs: Inputs, *, tunings: Sequence[str] = ("it", "lite")):
+def fig5(inputs: Inputs, *, tunings: Sequence[str] = ("it", "lite"), layers: Sequence[int] | None = None):
     """Alignment of every layer's argmax token with the final layer's during final-layer greedy
     generation (% of generated positions), instruction tuning (orange) vs LITE (blue); a panel per
-    eval set. The paper: LITE's intermediate layers agree with the final layer far more often than
-    IT's, and agreement grows with depth.
+    eval set, the checkpoint layers (--layers) dotted.
 
     Inputs: alignment CSVs (lite align) or trace records of the tunings compared.
     """
-    return _alignment_figure(inputs, tunings)
+    return _alignment_figure(inputs, tunings, layers)
 
 
-def fig13(inputs: Inputs, *, tunings: Sequence[str] = ("it", "lite_weighted")):
-    """Alignment of every layer with the final layer (%), instruction tuning vs weighted LITE. The
-    paper: weighted LITE aligns the intermediate layers much better than IT.
-
-    Inputs: alignment CSVs (lite align) or trace records of the tunings compared.
-    """
-    return _alignment_figure(inputs, tunings)
-
-
-def fig14(inputs: Inputs, *, tunings: Sequence[str] = ("lite", "lite_weighted")):
-    """Alignment of every layer with the final layer (%), LITE vs weighted LITE. The paper: the two
-    are close; weighted LITE, with more weight on deep layers, aligns the early ones a little less.
+def fig13(
+    inputs: Inputs, *, tunings: Sequence[str] = ("it", "lite_weighted"), layers: Sequence[int] | None = None
+):
+    """Alignment of every layer with the final layer (%), instruction tuning (orange) vs weighted
+    LITE (blue); the checkpoint layers dotted.
 
     Inputs: alignment CSVs (lite align) or trace records of the tunings compared.
     """
-    return _alignment_figure(inputs, tunings)
+    return _alignment_figure(inputs, tunings, layers)
+
+
+def fig14(
+    inputs: Inputs, *, tunings: Sequence[str] = ("lite", "lite_weighted"), layers: Sequence[int] | None = None
+):
+    """Alignment of every layer with the final layer (%), LITE (orange) vs weighted LITE (blue); the
+    checkpoint layers dotted.
+
+    Inputs: alignment CSVs (lite align) or trace records of the tunings compared.
+    """
+    return _alignment_figure(inputs, tunings, layers)
+
+
+def _counts_table(ax, counts: dict[int, np.ndarray], bins: list[float], colors: dict) -> None:
+    """The tokens behind each point, as a table under the panel: a column per confidence bin
+    (headed by its lower edge), a row per layer in its colour. In the panel itself the counts of
+    layers near 100 % would print over each other."""
+    rows = [[f"{low:g}" for low in bins]] + [[str(int(n)) for n in values] for values in counts.values()]
+    labels = ["confidence ≥", *(f"layer {layer} tokens" for layer in counts)]
+    table = ax.table(cellText=rows, rowLabels=labels, cellLoc="center", loc="bottom")
+    table.auto_set_font_size(False)
+    table.set_fontsize(style.MIN_FONT_SIZE)
+    for (row, _), cell in table.get_celld().items():
+        cell.set_linewidth(0.3)
+        if row > 0:
+            cell.get_text().set_color(colors[list(counts)[row - 1]])
 
 
 def _calibration_figure(inputs: Inputs, tuning: str, layers: Sequence[int] | None):
-    if inputs.calibration is not None:
-        frame = inputs.calibration
-    else:
-        frame = analysis.calibration(inputs.traces)
+    frame = calibration_table(inputs)
     frame = frame[frame["tuning"] == tuning]
     _require(frame, f"calibration tables or traces of tuning {tuning!r}")
-    if layers is None:
-        # every checkpoint named by the generation records, else every layer but the final one
-        named = {
-            int(k)
-            for g in inputs.generations
-            if g.get("tuning") == tuning
-            for k in g.get("checkpoints") or []
-        }
-        deepest = int(frame["layer"].max())
-        layers = sorted(named - {deepest}) or list(range(1, deepest))
+    layers = calibration_layers(inputs, frame, tuning, layers)
     missing = set(layers) - set(frame["layer"])
     if missing:
         raise InputError(f"calibration of {tuning!r} has no layers {sorted(missing)}")
     colors = style.layer_colors(layers)
-    order, models = _evalsets(inputs), _order(frame["model"])
-    sets = _sorted_like(frame["evalset"], order)
-    bins = frame[["bin", "bin_low"]].drop_duplicates().sort_values("bin_low")["bin"].tolist()
-    fig, axes = style.grid(len(models), len(sets), width=4.2)
+    order, models = evalset_order(inputs), sorted_like(frame["model"], model_order(inputs))
+    sets = sorted_like(frame["evalset"], order)
+    edges = frame[["bin", "bin_low"]].drop_duplicates().sort_values("bin_low")
+    bins, lows = edges["bin"].tolist(), edges["bin_low"].tolist()
+    x = np.arange(len(bins))
+    fig, axes = style.grid(len(models), len(sets), width=4.6, height=3.6)
     for r, model in enumerate(models):
         for c, evalset in enumerate(sets):
             ax = axes[r, c]
             part = frame[(frame["model"] == model) & (frame["evalset"] == evalset)]
+            counts = {}
             for layer in layers:
                 line = part[part["layer"] == layer].set_index("bin").reindex(bins)
-                x = np.arange(len(bins))
-                counts = line["count"].fillna(0).to_numpy()
-                solid = counts >= MIN_BIN_TOKENS
+                counts[layer] = line["count"].fillna(0).to_numpy()
+                solid = counts[layer] >= MIN_BIN_TOKENS
+                alignment = line["alignment_pct"].to_numpy()
                 # the curve joins the bins with evidence; thin bins are hollow, off the line
-                ax.plot(x[solid], line["alignment_pct"].to_numpy()[solid], marker="o", markersize=4,
-                        color=colors[layer], label=f"layer {layer}")  # fmt: skip
-                ax.plot(x[~solid], line["alignment_pct"].to_numpy()[~solid], linestyle="none", marker="o",
-                        markersize=4, markerfacecolor="none", color=colors[layer])  # fmt: skip
-                for xi, count, value in zip(x, counts, line["alignment_pct"], strict=True):
-                    if count:
-                        ax.annotate(f"{int(count)}", (xi, value), xytext=(2, 3), textcoords="offset points",
-                                    fontsize=5, color=colors[layer])  # fmt: skip
-            ax.set_xticks(range(len(bins)), bins, rotation=45, ha="right", fontsize=7)
-            ax.set_ylim(0, 105)
-            ax.set_xlabel("confidence (max softmax probability)")
-            ax.set_ylabel("alignment with final layer (%)")
+                ax.plot(x[solid], alignment[solid], marker="o", markersize=4, color=colors[layer],
+                        label=f"layer {layer}")  # fmt: skip
+                ax.plot(x[~solid], alignment[~solid], linestyle="none", marker="o", markersize=4,
+                        markerfacecolor="none", color=colors[layer])  # fmt: skip
+            _counts_table(ax, counts, lows, colors)
+            ax.set_xlim(-0.5, len(bins) - 0.5)
+            ax.set_xticks(x, [])  # the table's first row names the bins
+            ax.tick_params(axis="x", length=0)
+            ax.set_ylim(-5, 105)  # a point at 0 % stays clear of the table
+            # short: the table's row labels reach out under the end of a long one
+            ax.set_ylabel("alignment (%)")
             ax.set_title(f"{model} / {evalset}: {style.tuning_name(tuning)}")
             ax.grid(alpha=0.3)
+    # the legend's key to the hollow markers (an empty line: it draws nothing in the panel)
+    axes[0, 0].plot([], [], linestyle="none", marker="o", markersize=4, markerfacecolor="none", color="grey",
+                    label=f"hollow: fewer than {MIN_BIN_TOKENS} tokens, off the curve")  # fmt: skip
     _legend(fig, axes)
     return fig
 
 
 def fig6(inputs: Inputs, *, tuning: str = "lite", layers: Sequence[int] | None = None):
-    """Confidence vs alignment of the checkpoint layers of the LITE model: per confidence bin, the
-    % of positions where the layer's token equals the final layer's; a panel per eval set, bins
-    with too few tokens drawn hollow, token counts beside the points. The paper: alignment rises
-    with confidence, so confidence is a usable exit signal after LITE.
+    """Confidence vs alignment of the checkpoint layers of the LITE model: per confidence bin
+    (max softmax probability), the % of positions where the layer's token equals the final
+    layer's; a panel per eval set, the tokens per bin in the table under it, bins with too few
+    tokens hollow.
 
     Inputs: calibration CSVs (lite align) or trace records of {tuning}.
     """
@@ -370,8 +347,7 @@ def fig6(inputs: Inputs, *, tuning: str = "lite", layers: Sequence[int] | None =
 
 def fig11(inputs: Inputs, *, tuning: str = "it", layers: Sequence[int] | None = None):
     """Confidence vs alignment of the checkpoint layers of the instruction-tuned (IT) model, as in
-    fig6. The paper: after standard tuning, confidence is a poor signal (confident intermediate
-    predictions are often not the final layer's).
+    fig6.
 
     Inputs: calibration CSVs (lite align) or trace records of {tuning}.
     """
@@ -379,8 +355,7 @@ def fig11(inputs: Inputs, *, tuning: str = "it", layers: Sequence[int] | None = 
 
 
 def fig15(inputs: Inputs, *, tuning: str = "lite_weighted", layers: Sequence[int] | None = None):
-    """Confidence vs alignment of the checkpoint layers of the weighted-LITE model, as in fig6. The
-    paper: as with LITE, alignment rises with confidence.
+    """Confidence vs alignment of the checkpoint layers of the weighted-LITE model, as in fig6.
 
     Inputs: calibration CSVs (lite align) or trace records of {tuning}.
     """
@@ -388,9 +363,8 @@ def fig15(inputs: Inputs, *, tuning: str = "lite_weighted", layers: Sequence[int
 
 
 def fig7(inputs: Inputs, *, tuning: str = "lite", final: str = "final", dynamic: str = "dynamic-paper"):
-    """Mean response length (generated tokens, EOS included) of final-layer vs dynamic early-exit
-    generation, per eval set; a panel per base model. The paper: dynamic exit gives responses of
-    about the same length, so its savings are not from shorter answers.
+    """Mean response length (generated tokens, EOS included) of final-layer generation (orange) vs
+    dynamic early exit (blue), per eval set; a panel per base model.
 
     Inputs: generation records of {tuning}.{final} and {tuning}.{dynamic}.
     """
@@ -398,14 +372,14 @@ def fig7(inputs: Inputs, *, tuning: str = "lite", final: str = "final", dynamic:
     frame = system_summary(inputs.generations)
     frame = frame[frame["system"].isin([x, y])]
     _require(frame, f"generation records of {x} or {y}")
-    order, models = _evalsets(inputs), _order(frame["model"])
+    order, models = evalset_order(inputs), sorted_like(frame["model"], model_order(inputs))
     fig, axes = style.grid(1, len(models), width=4.4)
     for c, model in enumerate(models):
         ax = axes[0, c]
         part = frame[frame["model"] == model].pivot(index="evalset", columns="system", values="mean_length")
-        sets = _sorted_like(part.index, order)
+        sets = sorted_like(part.index, order)
         series = {s: part.reindex(sets)[s].tolist() for s in (x, y) if s in part}
-        style.grouped_bars(ax, sets, series, {s: style.system_style(s) for s in series})
+        style.grouped_bars(ax, sets, series, style.pair_styles(x, y))
         ax.set_ylabel("mean response length (tokens)")
         ax.set_title(model)
     _legend(fig, axes)
@@ -414,18 +388,17 @@ def fig7(inputs: Inputs, *, tuning: str = "lite", final: str = "final", dynamic:
 
 def fig8(inputs: Inputs, *, tuning: str = "lite", dynamic: str = "dynamic-paper"):
     """Share of generated tokens produced at each exit layer under dynamic early exit; a panel per
-    eval set, a row per base model. The paper: tokens exit at every checkpoint, many early, a
-    sizeable share only at the final layer.
+    eval set, a row per base model.
 
     Inputs: generation records of {tuning}.{dynamic}.
     """
     system = f"{tuning}.{dynamic}"
     frame = exit_shares(inputs.generations, system)
     _require(frame, f"generation records of {system}")
-    order, models = _evalsets(inputs), _order(frame["model"])
-    sets = _sorted_like(frame["evalset"], order)
+    order, models = evalset_order(inputs), sorted_like(frame["model"], model_order(inputs))
+    sets = sorted_like(frame["evalset"], order)
     fig, axes = style.grid(len(models), len(sets))
-    bar = style.system_style(system)
+    bar = style.system_style(system, style.COMPARED_COLOR)
     for r, model in enumerate(models):
         for c, evalset in enumerate(sets):
             ax = axes[r, c]
@@ -454,7 +427,7 @@ def _category_figure(inputs: Inputs, evalset: str, tuning: str, final: str, dyna
         raise InputError(
             f"no judgments or generations of {x} vs {y} on eval set {evalset!r} among the inputs"
         )
-    models = _order(quality["model"], cost["model"])
+    models = sorted_like([*quality["model"], *cost["model"]], model_order(inputs))
     fig, axes = style.grid(len(models), 2, width=5.0)
     for r, model in enumerate(models):
         ax_q, ax_c = axes[r]
@@ -475,9 +448,8 @@ def fig9(
     final: str = "final",
     dynamic: str = "dynamic-paper",
 ):
-    """Category-level quality (judge score) and cost (FLOPs, % of final) of final-layer vs dynamic
-    early-exit generation on the first eval set (the paper's Vicuna). The paper: quality holds in
-    every category; the savings differ between categories.
+    """Category-level quality (judge score) and cost (FLOPs, % of final) of final-layer generation
+    (orange) vs dynamic early exit (blue) on the first eval set (the paper's Vicuna).
 
     Inputs: judgments of {tuning}.{final} vs {tuning}.{dynamic} and generation records of both on
     --evalset.
@@ -493,8 +465,8 @@ def fig10(
     final: str = "final",
     dynamic: str = "dynamic-paper",
 ):
-    """Category-level quality and cost of final-layer vs dynamic early-exit generation on the third
-    eval set (the paper's WizardLM). The paper: as fig9, quality holds and savings vary by category.
+    """Category-level quality and cost of final-layer generation (orange) vs dynamic early exit
+    (blue) on the third eval set (the paper's WizardLM).
 
     Inputs: judgments of {tuning}.{final} vs {tuning}.{dynamic} and generation records of both on
     --evalset.
@@ -510,20 +482,19 @@ _BASELINE_MARKERS = {"random-half": "X", "random-k": "P", "sequential": "D"}
 def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
     """The quality/cost frontier of dynamic exit (beyond the paper): mean judge score against % FLOPs
     saved over final-layer generation, no-KV-cache accounting (the paper's) left and KV-cache right,
-    a row per base model. The line joins the threshold sweep (the paper's thresholds moved away
-    from 1 by a factor k); the paper's, aggressive and calibrated settings and the random and
-    sequential baselines are marked, the final layer is the point at 0 % saved. The paper found
-    dynamic exit saves 34-47 % at nearly the final layer's quality while the baselines lose 0.8-1.9
-    points.
+    a row per base model. The blue line joins the threshold sweep from cautious to aggressive (the
+    paper's thresholds t moved to 1 - k (1 - t), each point labelled xk); the paper's, aggressive and
+    calibrated settings (blue) and the random and sequential baselines (grey) are marked, the final
+    layer (orange) is the point at no saving.
 
     Inputs: judgments of {tuning}.{decoder} vs {tuning}.{final} and generation records of each system.
     """
     from lite.report.tables import frontier as frontier_table
 
     frame = frontier_table(inputs, tuning=tuning, final=final)
-    models = _order(frame["model"])
+    models = sorted_like(frame["model"], model_order(inputs))
     fig, axes = style.grid(len(models), 2, width=4.6, height=3.4)
-    color = style.tuning_color(tuning)
+    color = style.COMPARED_COLOR
     for r, model in enumerate(models):
         part = frame[frame["model"] == model]
         for c, accounting in enumerate(("nocache", "kvcache")):
@@ -531,12 +502,13 @@ def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
             saved = f"saved_pct_{accounting}"
             ax.scatter([0.0], [part["score_final"].mean()], color=style.FINAL_COLOR, marker="s",
                        label=f"{style.tuning_name(tuning)} {final}", zorder=3)  # fmt: skip
-            sweep = part[part["kind"] == "sweep"].sort_values(saved)
+            sweep = part[part["kind"] == "sweep"].sort_values("scale")
             if not sweep.empty:
                 ax.plot(sweep[saved], sweep["score"], color=color, marker=".", label="threshold sweep")
                 for row in sweep.itertuples():
-                    ax.annotate(f"x{row.scale:g}", (getattr(row, saved), row.score), fontsize=7,
-                                xytext=(3, -9), textcoords="offset points", color=color)  # fmt: skip
+                    ax.annotate(f"x{row.scale:g}", (getattr(row, saved), row.score), xytext=(3, -10),
+                                textcoords="offset points", fontsize=style.MIN_FONT_SIZE,
+                                color=color)  # fmt: skip
             for row in part[part["kind"] != "sweep"].itertuples():
                 decoder = row.system.partition(".")[2]
                 is_baseline = row.kind == "baseline"
@@ -544,13 +516,20 @@ def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
                 marker = markers.get(key, "X" if is_baseline else "o")
                 ax.scatter([getattr(row, saved)], [row.score], marker=marker,
                            s=70 if row.kind == "calibrated" else 40, zorder=4,
-                           color="#8C8C8C" if is_baseline else color,
+                           color=style.OTHER_COLOR if is_baseline else color,
                            edgecolor="black", linewidth=0.5, label=decoder)  # fmt: skip
-            ax.set_xlabel(f"FLOPs saved (%, {'no KV cache' if accounting == 'nocache' else 'KV cache'})")
+            where = "no KV cache" if accounting == "nocache" else "KV cache"
+            ax.set_xlabel(f"FLOPs saved (%, {where})")
             ax.set_ylabel(SCORE_LABEL)
-            ax.set_ylim(bottom=max(0.0, float(part["score"].min()) - 1.0), top=10.2)
-            ax.set_xlim(-3, 100)
+            ax.set_ylim(*_span([*part["score"], *part["score_final"]], pad=0.5))
+            ax.set_xlim(*_span([0.0, *part[saved]], pad=6.0))
             ax.grid(axis="both", alpha=0.3)
-            ax.set_title(f"{model}: quality vs cost")
+            ax.set_title(f"{model}: quality vs FLOPs saved, {where}")
     _legend(fig, axes)
     return fig
+
+
+def _span(values, pad: float) -> tuple[float, float]:
+    """Axis limits holding every value with ``pad`` to spare (room for a marker and its label)."""
+    values = [float(v) for v in values if not np.isnan(v)]
+    return min(values) - pad, max(values) + pad

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from lite import analysis
 from lite.io import InputError, read_jsonl, where
 
 SOURCE = "_where"  # key added to every record: "file:line", for error messages downstream
@@ -101,3 +104,73 @@ def field(record: dict, name: str):
     if name not in record:
         raise InputError(f"{record.get(SOURCE, 'record')}: missing field {name!r}")
     return record[name]
+
+
+def _first_seen(*columns: Iterable) -> list:
+    """Distinct values in order of first appearance, missing values left out."""
+    seen: dict = {}
+    for column in columns:
+        for value in column:
+            if value is not None and not (isinstance(value, float) and np.isnan(value)):
+                seen.setdefault(value, None)
+    return list(seen)
+
+
+def _column_values(inputs: Inputs, key: str) -> list[list]:
+    frames = [f[key] for f in (inputs.alignment, inputs.calibration, inputs.similarity) if f is not None]
+    records = inputs.generations + inputs.judgments + inputs.traces + inputs.evals
+    return [[r.get(key) for r in records], *frames]
+
+
+def evalset_order(inputs: Inputs) -> list[str]:
+    """Eval sets in the order the files came (the workflow passes them in config order)."""
+    return _first_seen(*_column_values(inputs, "evalset"))
+
+
+def model_order(inputs: Inputs) -> list[str]:
+    """Base models in the order the files came: the workflow passes the main model's first."""
+    return _first_seen(*_column_values(inputs, "model"))
+
+
+def sorted_like(values: Iterable, order: list) -> list:
+    """The distinct ``values`` in ``order``; values not in it last."""
+    values = list(dict.fromkeys(values))
+    return sorted(values, key=lambda v: order.index(v) if v in order else len(order))
+
+
+def alignment_table(inputs: Inputs) -> pd.DataFrame:
+    """Alignment per layer (``lite.analysis.alignment``): the CSVs given, plus any from traces."""
+    frames = [inputs.alignment] if inputs.alignment is not None else []
+    if inputs.traces or not frames:
+        frames.append(analysis.alignment(inputs.traces))
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def calibration_table(inputs: Inputs) -> pd.DataFrame:
+    """Alignment per layer and confidence bin: the CSVs given, else computed from the traces."""
+    return inputs.calibration if inputs.calibration is not None else analysis.calibration(inputs.traces)
+
+
+def fixed_exits(inputs: Inputs, tuning: str) -> list[tuple[int, str]]:
+    """(layer, system) of every fixed exit of ``tuning`` judged among the inputs, shallowest first."""
+    pattern = re.compile(rf"^{re.escape(tuning)}\.fixed-L(\d+)$")
+    systems = {s for j in inputs.judgments for s in (j.get("system_a"), j.get("system_b"))}
+    return sorted((int(m.group(1)), s) for s in systems if s and (m := pattern.match(s)))
+
+
+def early_checkpoints(inputs: Inputs, tuning: str) -> list[int]:
+    """The checkpoints below the final layer, as the generation records of ``tuning`` name them."""
+    named = {
+        int(k) for g in inputs.generations if g.get("tuning") == tuning for k in g.get("checkpoints") or []
+    }
+    return sorted(named)[:-1]
+
+
+def calibration_layers(
+    inputs: Inputs, frame: pd.DataFrame, tuning: str, layers: Sequence[int] | None
+) -> list[int]:
+    """The layers a calibration figure shows: ``layers``, else the early checkpoints the generation
+    records name, else every layer of ``frame`` but the final one."""
+    if layers is not None:
+        return list(layers)
+    return early_checkpoints(inputs, tuning) or list(range(1, int(frame["layer"].max())))

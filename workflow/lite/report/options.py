@@ -31,7 +31,7 @@ OPTIONS = {
     "final": (str, "decoder name of final-layer generation (default final)"),
     "dynamic": (str, "decoder name of dynamic exit, e.g. dynamic-paper"),
     "evalset": (str, "eval set shown (fig9, fig10)"),
-    "layers": (_ints, "comma-separated layers shown, e.g. 2,4,6"),
+    "layers": (_ints, "comma-separated checkpoint layers shown or marked, e.g. 2,4,6"),
     "model": (str, "base model (records' model field) to keep"),
     "decoders": (_names, "comma-separated decoders compared with the final layer (table6)"),
     "a": (str, "first system, tuning.decoder (fig4)"),
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT_FILE", help="record files (.jsonl) and tables (.csv)"
     )
-    suffix = ".pdf (+ .png twin)" if kind == "figure" else ".csv (+ .md twin)"
+    suffix = ".pdf (+ .png twin)" if kind == "figure" else ".csv (+ .md and .html twins)"
     parser.add_argument("--out", required=True, help=f"output path, {suffix}")
     for option, (kind_type, help_text) in OPTIONS.items():
         parser.add_argument(f"--{option}", type=kind_type, default=None, help=help_text)

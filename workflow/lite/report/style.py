@@ -1,8 +1,10 @@
 """One palette and one way of saving, shared by every figure.
 
-Colour says which tuning produced a system (IT, LITE, weighted LITE keep their colour in every
-figure); the fill says which decoder (final layer solid, dynamic exit hatched, fixed exit dotted,
-baselines crossed), so "LITE dynamic" looks the same wherever it appears.
+The paper's colours: in every comparison the reference is orange and what is compared with it
+blue. Final-layer generation is orange beside dynamic exit in blue (fig1, fig7, fig9, fig10, fig12),
+IT orange beside LITE (fig3-fig5, fig11) or weighted LITE (fig13) in blue, and LITE orange beside
+weighted LITE in blue (fig14). The fill says which decoder (final layer solid, dynamic exit hatched,
+fixed exit dotted, baselines crossed), so a figure printed without colour still tells them apart.
 """
 
 from __future__ import annotations
@@ -20,20 +22,21 @@ import numpy as np  # noqa: E402
 
 from lite.io import atomic_write  # noqa: E402
 
-# the paper's colours: IT orange, LITE blue (its captions name them)
-TUNING_COLORS = {"it": "#DD8452", "lite": "#4C72B0", "lite_weighted": "#55A868"}
+REFERENCE_COLOR = "#DD8452"  # orange: final-layer generation, IT, the first of two compared tunings
+COMPARED_COLOR = "#4C72B0"  # blue: dynamic exit, LITE, the second of two compared tunings
+FINAL_COLOR = REFERENCE_COLOR
+OTHER_COLOR = "#8C8C8C"  # a tuning the paper has no colour for
+# where a figure shows one tuning alone: IT orange, LITE and weighted LITE blue, as in the paper
+TUNING_COLORS = {"it": REFERENCE_COLOR, "lite": COMPARED_COLOR, "lite_weighted": COMPARED_COLOR}
 TUNING_NAMES = {"it": "IT", "lite": "LITE", "lite_weighted": "weighted LITE"}
-# tunings outside the table get the next unused colour of this list, by sorted name
-_SPARE = ["#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]
 
-FINAL_COLOR = "#333333"  # the reference line/bar where a figure is about layers, not tunings
 GRID = {"axis": "y", "alpha": 0.3}
+# the smallest text on a figure: a PNG in the report and a PDF column must both be readable
+MIN_FONT_SIZE = 8
 
 
 def tuning_color(tuning: str) -> str:
-    if tuning in TUNING_COLORS:
-        return TUNING_COLORS[tuning]
-    return _SPARE[sum(map(ord, tuning)) % len(_SPARE)]
+    return TUNING_COLORS.get(tuning, OTHER_COLOR)
 
 
 def tuning_name(tuning: str) -> str:
@@ -45,19 +48,30 @@ def _lighter(color: str, amount: float) -> tuple[float, float, float]:
     return tuple(rgb + (1.0 - rgb) * amount)
 
 
-def system_style(system: str) -> dict:
-    """Bar keyword arguments (color, hatch, edgecolor, label) for a ``tuning.decoder`` system."""
+def system_style(system: str, color: str | None = None) -> dict:
+    """Bar keyword arguments (color, hatch, edgecolor, label) for a ``tuning.decoder`` system drawn
+    in ``color`` (default: its tuning's). Final-layer and dynamic-exit bars are the colour itself,
+    so the two series of the paper's figures are its orange and blue; their white hatch marks
+    dynamic exit. Fixed exits and baselines are lighter shades with a hatch of the colour."""
     tuning, _, decoder = system.partition(".")
-    base = tuning_color(tuning)
+    base = color or tuning_color(tuning)
     if decoder == "final":
-        face, hatch = base, None
+        face, hatch, edge = base, None, base
     elif decoder.startswith("dynamic"):
-        face, hatch = _lighter(base, 0.45), "//"
+        face, hatch, edge = base, "//", "white"
     elif decoder.startswith("fixed"):
-        face, hatch = _lighter(base, 0.6), ".."
+        face, hatch, edge = _lighter(base, 0.6), "..", base
     else:
-        face, hatch = _lighter(base, 0.75), "xx"
-    return {"color": face, "hatch": hatch, "edgecolor": base, "label": system_label(system)}
+        face, hatch, edge = _lighter(base, 0.75), "xx", base
+    return {"color": face, "hatch": hatch, "edgecolor": edge, "label": system_label(system)}
+
+
+def pair_styles(reference: str, compared: str) -> dict[str, dict]:
+    """Bar styles of two compared systems: ``reference`` orange, ``compared`` blue (the paper's)."""
+    return {
+        reference: system_style(reference, REFERENCE_COLOR),
+        compared: system_style(compared, COMPARED_COLOR),
+    }
 
 
 def system_label(system: str) -> str:
@@ -66,11 +80,12 @@ def system_label(system: str) -> str:
 
 
 def layer_colors(layers) -> dict[int, tuple]:
-    """A sequential colour per layer (shallow = light, deep = dark) for per-layer curves."""
+    """A sequential colour per layer (shallow = light, deep = dark) for per-layer curves. Viridis
+    stops at its green: its yellow end is unreadable as text or a thin line on white."""
     layers = sorted(layers)
-    cmap = matplotlib.colormaps["viridis_r"]
+    cmap = matplotlib.colormaps["viridis"]
     span = max(len(layers) - 1, 1)
-    return {layer: cmap(0.1 + 0.8 * i / span) for i, layer in enumerate(layers)}
+    return {layer: cmap(0.72 * (1 - i / span)) for i, layer in enumerate(layers)}
 
 
 def grid(nrows: int, ncols: int, width: float = 3.6, height: float = 3.0):

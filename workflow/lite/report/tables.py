@@ -7,6 +7,7 @@ paper's tables do.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Sequence
 
@@ -19,7 +20,6 @@ from lite.report.metrics import (
     ACCOUNTINGS,
     compare_cost,
     eval_stats,
-    exit_shares,
     pair_quality,
     quality,
     similarity_summary,
@@ -135,7 +135,8 @@ def table4(inputs: Inputs):
     return stats[columns]
 
 
-def _baselines(inputs: Inputs, tuning: str, final: str) -> list[str]:
+def judged_decoders(inputs: Inputs, tuning: str, final: str) -> list[str]:
+    """Every non-fixed decoder of ``tuning`` judged against its final layer: dynamic exits first."""
     reference = f"{tuning}.{final}"
     prefix = f"{tuning}."
     systems = set()
@@ -159,7 +160,7 @@ def table6(
     system (decoders default to every non-fixed decoder judged against the final layer).
     """
     reference = f"{tuning}.{final}"
-    decoders = list(decoders) if decoders is not None else _baselines(inputs, tuning, final)
+    decoders = list(decoders) if decoders is not None else judged_decoders(inputs, tuning, final)
     if not decoders:
         raise InputError(f"no judgments of a {tuning} decoder against {reference} among the inputs")
     parts = []
@@ -225,7 +226,7 @@ def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
     Inputs: judgments of {tuning}.{decoder} vs {tuning}.{final} and generation records of each
     system.
     """
-    decoders = _baselines(inputs, tuning, final)
+    decoders = judged_decoders(inputs, tuning, final)
     if not decoders:
         raise InputError(f"no judgments of a {tuning} decoder against {tuning}.{final} among the inputs")
     per_set = table6(inputs, tuning=tuning, final=final, decoders=decoders)
@@ -237,18 +238,7 @@ def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
     return frame.sort_values(["model", "saved_pct_nocache"], kind="stable").reset_index(drop=True)
 
 
-def _pooled_alignment(inputs: Inputs, tuning: str, model: str) -> dict[int, float]:
-    """Alignment (%) per layer of one tuning, pooled over the eval sets (weighted by positions)."""
-    frame = inputs.alignment
-    if frame is None:
-        raise InputError("no alignment CSVs among the inputs")
-    part = frame[(frame["tuning"] == tuning) & (frame["model"] == model)]
-    sums = part.groupby("layer")[["aligned", "count"]].sum()
-    return {
-        int(layer): 100.0 * aligned / count
-        for layer, aligned, count in zip(sums.index, sums["aligned"], sums["count"], strict=True)
-        if count
-    }
+HEADLINE_COLUMNS = ["finding (where shown)", "this run", "the paper", "verdict"]
 
 
 def headline(
@@ -260,68 +250,34 @@ def headline(
     aggressive: str = "dynamic-aggressive",
     baseline: str = "it",
 ):
-    """The run's headline numbers beside the paper's (7B): alignment of the first checkpoint after
-    IT and LITE (fig5), the final layers' quality (fig4), the headline dynamic decoder's exit
-    shares (fig8), FLOPs saved and quality (table1, table6), the baselines (table6) and the
-    aggressive thresholds (fig12), all averaged over the eval sets of the main base model.
+    """The paper's findings, each beside the same measure in this run and a verdict (holds or does
+    not hold here, by the test it names): alignment after IT and LITE, the final layers' quality,
+    IT's fixed exits, confidence as an exit signal after LITE and IT, the exit layers, dynamic exit's
+    saving and quality, the aggressive thresholds and the baselines, on the main base model. Every
+    number is the mean over the eval sets of its value on each set (each set weighs the same).
 
-    Inputs: alignment CSVs of {baseline} and {tuning}; judgments of {tuning}.{decoder} vs
-    {tuning}.{final} and of {baseline}.{final} vs {tuning}.{final}; generation records of each system.
+    Inputs: alignment and calibration CSVs of {baseline} and {tuning}; judgments of
+    {tuning}.{decoder} vs {tuning}.{final}, of {baseline}.{final} vs {tuning}.{final} and of
+    {baseline}.fixed-L{k} vs {baseline}.{final}; generation records of each {tuning} system.
     """
-    reference = f"{tuning}.{final}"
+    from lite.report.captions import headline_findings
+
     models = [g["model"] for g in inputs.generations if g.get("tuning") == tuning]
     if not models:
         raise InputError(f"no generation records of {tuning} among the inputs")
-    model = models[0]
-    judgments = [j for j in inputs.judgments if j.get("model") == model]
-    generations = [g for g in inputs.generations if g.get("model") == model]
-    rows: list[dict] = []
-
-    def add(metric: str, value, paper: str = "") -> None:
-        rows.append({"metric": metric, "value": value, "paper (7B)": paper})
-
-    lite_alignment = _pooled_alignment(inputs, tuning, model)
-    it_alignment = _pooled_alignment(inputs, baseline, model)
-    checkpoints = sorted({int(c) for g in generations for c in g.get("checkpoints") or []})
-    for layer in checkpoints[:-1]:
-        add(
-            f"alignment with the final layer at layer {layer} (%): {baseline} / {tuning}",
-            f"{it_alignment.get(layer, float('nan')):.1f} / {lite_alignment.get(layer, float('nan')):.1f}",
-            "LITE far above IT at every intermediate layer" if layer == checkpoints[0] else "",
-        )
-    finals = pair_quality(judgments, f"{baseline}.{final}", reference)
-    if not finals.empty:
-        add(
-            f"final-layer score: {baseline} / {tuning}",
-            f"{finals['score_x'].mean():.2f} / {finals['score_y'].mean():.2f}",
-            "about equal (LITE does not hurt)",
-        )
-    shares = exit_shares(generations, f"{tuning}.{dynamic}", by=("model",))
-    if not shares.empty:
-        add(
-            f"{dynamic}: tokens per exit layer (%)",
-            ", ".join(f"L{row.layer} {row.share_pct:.0f}" for row in shares.itertuples()),
-            "spread over every checkpoint",
-        )
-    for decoder in [dynamic, aggressive, *[d for d in ("random-half", "random-k", "sequential")]]:
-        system = f"{tuning}.{decoder}"
-        q = pair_quality(judgments, system, reference)
-        c = compare_cost(generations, reference, system)
-        if q.empty or c.empty:
-            continue
-        paper = {
-            dynamic: "saves 33-47 % at the final layer's score",
-            aggressive: "saves ~50 %, a little below",
-        }.get(decoder, "0.8-1.9 points below dynamic exit")
-        add(
-            f"{decoder}: score vs final / FLOPs saved (%, no cache / KV cache)",
-            f"{q['score_x'].mean():.2f} vs {q['score_y'].mean():.2f} / "
-            f"{c['saved_pct_nocache'].mean():.1f} / {c['saved_pct_kvcache'].mean():.1f}",
-            paper,
-        )
-    if not rows:
+    found = headline_findings(
+        inputs,
+        models[0],
+        tuning=tuning,
+        final=final,
+        dynamic=dynamic,
+        aggressive=aggressive,
+        baseline=baseline,
+    )
+    if not found:
         raise InputError("nothing to report among the inputs")
-    return pd.DataFrame(rows, columns=["metric", "value", "paper (7B)"])
+    rows = [[f"{f.claim.words} ({f.shown_in})", f.this_run, f.claim.numbers, f.verdict] for f in found]
+    return pd.DataFrame(rows, columns=HEADLINE_COLUMNS)
 
 
 def quality_table(inputs: Inputs):
@@ -336,7 +292,7 @@ def quality_table(inputs: Inputs):
     return frame
 
 
-# ----------------------------------------------------------------------------- Markdown
+# ----------------------------------------------------------------------------- Markdown, HTML
 
 
 def _formatter(column: pd.Series):
@@ -350,9 +306,15 @@ def _formatter(column: pd.Series):
             return "–"
         if isinstance(value, (float, np.floating)):
             return f"{value:.3e}" if big else f"{value:.2f}"
-        return str(value).replace("|", "\\|")
+        return str(value)
 
     return cell
+
+
+def _cells(frame: pd.DataFrame) -> list[tuple[str, ...]]:
+    """The table's rows as text, every column in its one format."""
+    columns = [frame[c].map(_formatter(frame[c])).tolist() for c in frame.columns]
+    return list(zip(*columns, strict=True))
 
 
 def to_markdown(frame: pd.DataFrame, caption: str | None = None) -> str:
@@ -360,7 +322,28 @@ def to_markdown(frame: pd.DataFrame, caption: str | None = None) -> str:
     lines = [caption.strip(), ""] if caption else []
     lines.append("| " + " | ".join(map(str, frame.columns)) + " |")
     lines.append("| " + " | ".join("---" for _ in frame.columns) + " |")
-    cells = [frame[c].map(_formatter(frame[c])).tolist() for c in frame.columns]
-    for row in zip(*cells, strict=True):
-        lines.append("| " + " | ".join(row) + " |")
+    for row in _cells(frame):
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+# Inline styles only: the fragment is shown on its own and inside the report's landing page,
+# whose own styles it must neither need nor change.
+_TABLE = "border-collapse: collapse; font-size: 0.8rem; margin: 0.5rem 0;"
+_CELL = "border: 1px solid #ccc; padding: 0.2rem 0.45rem; text-align: left; vertical-align: top;"
+
+
+def to_html(frame: pd.DataFrame, name: str, caption: str) -> str:
+    """The table as an HTML fragment headed by its caption, cells formatted as in ``to_markdown``."""
+    head = "".join(
+        f'<th style="{_CELL} background: #f3f3f3;">{html.escape(str(c))}</th>' for c in frame.columns
+    )
+    rows = "".join(
+        "<tr>" + "".join(f'<td style="{_CELL}">{html.escape(cell)}</td>' for cell in row) + "</tr>"
+        for row in _cells(frame)
+    )
+    return (
+        f'<meta charset="utf-8">\n<p><strong>{html.escape(name)}.</strong> {html.escape(caption)}</p>\n'
+        f'<table id="{html.escape(name)}" style="{_TABLE}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{rows}</tbody></table>\n"
+    )

@@ -1,0 +1,392 @@
+"""The paper's findings and whether this run shows them: the verdicts of the headline table and
+the "this run" sentences of the captions.
+
+One averaging rule everywhere: a number is computed per eval set first, then averaged over the
+eval sets, each set weighing the same (as the tables' ``mean`` rows do). A verdict says "holds"
+or "does not hold here" by a stated test on those numbers; the tests' margins are below, each
+with the reason for its size. The paper's own numbers live in ``PAPER`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from lite.report.metrics import compare_cost, exit_shares, pair_quality, system_summary
+from lite.report.style import system_label, tuning_name
+
+# Two judge scores (1-10) this close count as the same quality; a system further below another
+# has lost quality. Below the smallest loss the paper reports for a baseline.
+SAME_QUALITY_POINTS = 0.5
+# The paper calls the aggressive thresholds' loss small: at most twice the same-quality margin.
+SMALL_LOSS_POINTS = 2 * SAME_QUALITY_POINTS
+# Less than a tenth of the FLOPs is not the "considerable" saving the paper claims.
+MIN_SAVING_PCT = 10.0
+# Alignments (% of positions) further apart than this differ ("far above"); closer ones are close.
+ALIGNMENT_GAP_POINTS = 10.0
+# Confidence predicts alignment at a layer when its confident tokens (at least HIGH_CONFIDENCE,
+# where the paper's thresholds lie) agree with the final layer as often as the paper's threshold
+# rule asks (alignment above 95 %).
+HIGH_CONFIDENCE = 0.9
+TRUSTED_ALIGNMENT_PCT = 95.0
+# A checkpoint "takes exits" when at least this share of the tokens leaves there.
+MIN_EXIT_SHARE_PCT = 5.0
+# Responses this close in mean length (% of the final layer's) are "about the same length".
+SAME_LENGTH_PCT = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """What the paper found: in words, and its own numbers where it gives them."""
+
+    words: str
+    numbers: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.words} ({self.numbers})" if self.numbers else self.words
+
+
+PAPER = {
+    "fig1": Claim(
+        "dynamic early exit keeps the final layer's quality while saving FLOPs",
+        "33-47 % of the FLOPs saved on 7B, 44-51 % on 13B, at the final layer's score",
+    ),
+    "fig3": Claim(
+        "after standard instruction tuning the intermediate layers produce poor text, far below the "
+        "final layer",
+        "far below the final layer at every intermediate layer",
+    ),
+    "fig4": Claim("LITE does not hurt the final layer", "IT's and LITE's final layers score about the same"),
+    "fig5": Claim(
+        "LITE's intermediate layers agree with the final layer far more often than IT's",
+        "LITE far above IT at every intermediate layer",
+    ),
+    "fig6": Claim(
+        "after LITE, alignment rises with confidence: confidence is a usable exit signal",
+        "thresholds set where alignment exceeds 95 %",
+    ),
+    "fig7": Claim(
+        "dynamic exit gives responses of about the same length, so its savings are not from shorter answers"
+    ),
+    "fig8": Claim(
+        "tokens exit at every checkpoint, many early, a sizeable share only at the final layer",
+        "spread over every checkpoint",
+    ),
+    "fig9": Claim("quality holds in every category; the savings differ between categories"),
+    "fig11": Claim(
+        "after standard tuning, confidence is a poor exit signal: confident intermediate predictions are "
+        "often not the final layer's"
+    ),
+    "fig12": Claim(
+        "lower thresholds save more at a small loss of quality", "about 50 % of the FLOPs saved on 7B"
+    ),
+    "fig13": Claim("weighted LITE aligns the intermediate layers much better than IT"),
+    "fig14": Claim(
+        "LITE and weighted LITE align about equally; weighted LITE, with more weight on deep layers, "
+        "aligns the early ones a little less"
+    ),
+    "fig15": Claim("as with LITE, alignment rises with confidence: confidence is a usable exit signal"),
+    "table6": Claim(
+        "random and sequential exits lose quality that dynamic exit keeps",
+        "0.8-1.9 points below dynamic exit on every eval set",
+    ),
+}
+PAPER["fig10"] = PAPER["fig9"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One paper finding measured in this run."""
+
+    claim: Claim
+    shown_in: str  # the paper's figures and tables that show it
+    this_run: str  # the same measure here, in words and numbers
+    holds: bool | None  # None: the inputs cannot tell (e.g. no confident tokens at all)
+    test: str  # the rule the verdict applies, with its margin
+
+    @property
+    def verdict(self) -> str:
+        if self.holds is None:
+            return f"not measured ({self.test})"
+        return f"{'holds' if self.holds else 'does not hold here'} ({self.test})"
+
+    def sentence(self) -> str:
+        """The caption's sentences: the paper's finding, this run's numbers, the verdict."""
+        return f"The paper: {self.claim.text}. This run: {self.this_run}; {self.verdict}."
+
+
+# ----------------------------------------------------------------------------- averaging
+
+
+def _of_model(frame: pd.DataFrame, model: str) -> pd.DataFrame:
+    return frame[frame["model"] == model]
+
+
+def scores(judgments: Iterable[dict], x: str, y: str, model: str) -> tuple[float, float] | None:
+    """Mean judge scores of ``x`` and ``y`` judged against each other, mean over the eval sets."""
+    frame = _of_model(pair_quality(judgments, x, y), model)
+    if frame.empty:
+        return None
+    return float(frame["score_x"].mean()), float(frame["score_y"].mean())
+
+
+def savings(generations: Iterable[dict], final: str, other: str, model: str) -> dict[str, float] | None:
+    """% FLOPs ``other`` saves over ``final`` per accounting, mean over the eval sets."""
+    frame = _of_model(compare_cost(generations, final, other), model)
+    if frame.empty:
+        return None
+    return {a: float(frame[f"saved_pct_{a}"].mean()) for a in ("nocache", "kvcache")}
+
+
+def layer_alignment(alignment: pd.DataFrame, model: str, tuning: str) -> dict[int, float]:
+    """Alignment with the final layer (%) per layer of one tuning, mean over the eval sets."""
+    part = alignment[(alignment["model"] == model) & (alignment["tuning"] == tuning)]
+    means = part.groupby("layer")["alignment_pct"].mean()
+    return {int(layer): float(value) for layer, value in means.items()}
+
+
+def confident_alignment(calibration: pd.DataFrame, model: str, tuning: str) -> dict[int, float]:
+    """Per layer: the % of its tokens of confidence >= HIGH_CONFIDENCE that equal the final layer's,
+    pooled over the confidence bins of one eval set, then the mean over the eval sets (NaN where no
+    eval set has such tokens)."""
+    part = calibration[
+        (calibration["model"] == model)
+        & (calibration["tuning"] == tuning)
+        # a bin edge read back from a CSV may differ from the constant in its last digit
+        & (calibration["bin_low"] >= HIGH_CONFIDENCE - 1e-9)
+    ]
+    per_set = part.groupby(["evalset", "layer"])[["aligned", "count"]].sum()
+    pct = (100.0 * per_set["aligned"] / per_set["count"].replace(0, np.nan)).rename("pct").reset_index()
+    means = pct.groupby("layer")["pct"].mean()
+    layers = sorted(calibration.loc[calibration["tuning"] == tuning, "layer"].unique())
+    return {int(layer): float(means.get(layer, np.nan)) for layer in layers}
+
+
+def mean_exit_shares(generations: Iterable[dict], system: str, model: str) -> dict[int, float]:
+    """% of generated tokens leaving at each exit layer under ``system``, mean over the eval sets."""
+    frame = _of_model(exit_shares(generations, system), model)
+    means = frame.groupby("layer")["share_pct"].mean()
+    return {int(layer): float(value) for layer, value in means.items()}
+
+
+def mean_lengths(generations: Iterable[dict], systems: Sequence[str], model: str) -> dict[str, float]:
+    """Mean response length (tokens) of each system, mean over the eval sets."""
+    frame = _of_model(system_summary(generations), model)
+    frame = frame[frame["system"].isin(list(systems))]
+    means = frame.groupby("system")["mean_length"].mean()
+    return {str(system): float(value) for system, value in means.items()}
+
+
+# ----------------------------------------------------------------------------- findings
+
+
+def points(value: float) -> str:
+    """A score difference in words: "1 point", "0.5 points"."""
+    return f"{value:g} point" + ("" if value == 1 else "s")
+
+
+def _decoder(system: str) -> str:
+    return system.partition(".")[2]
+
+
+def _at_layers(layers: Sequence[int]) -> str:
+    return f"layer{'s' if len(layers) > 1 else ''} {_listed(layers, '{:d}')}"
+
+
+def _listed(values: Iterable[float], fmt: str = "{:.1f}") -> str:
+    return " / ".join("–" if np.isnan(v) else fmt.format(v) for v in values)
+
+
+def alignment_finding(
+    alignment: pd.DataFrame, model: str, reference: str, compared: str, layers: Sequence[int], figure: str
+) -> Finding | None:
+    """``compared`` far above ``reference`` at every layer (fig5, fig13) or, for fig14, close to it."""
+    ref, cmp = layer_alignment(alignment, model, reference), layer_alignment(alignment, model, compared)
+    layers = [k for k in layers if k in ref and k in cmp]
+    if not layers:
+        return None
+    a, b = tuning_name(reference), tuning_name(compared)
+    gaps = [cmp[k] - ref[k] for k in layers]
+    if figure == "fig14":
+        holds = all(abs(g) < ALIGNMENT_GAP_POINTS for g in gaps)
+        test = f"within {points(ALIGNMENT_GAP_POINTS)} of each other at every layer shown"
+    else:
+        holds = all(g >= ALIGNMENT_GAP_POINTS for g in gaps)
+        test = f"{b} at least {points(ALIGNMENT_GAP_POINTS)} above {a} at every layer shown"
+    this_run = (
+        f"at {_at_layers(layers)}, {b} {_listed(cmp[k] for k in layers)} %, "
+        f"{a} {_listed(ref[k] for k in layers)} % of the tokens equal the final layer's"
+    )
+    return Finding(PAPER[figure], figure, this_run, holds, test)
+
+
+def final_quality_finding(judgments: Iterable[dict], model: str, a: str, b: str) -> Finding | None:
+    """The final layers of two tunings score about the same (fig4)."""
+    pair = scores(judgments, a, b, model)
+    if pair is None:
+        return None
+    this_run = f"{system_label(a)} scores {pair[0]:.2f}, {system_label(b)} {pair[1]:.2f}"
+    holds = abs(pair[0] - pair[1]) <= SAME_QUALITY_POINTS
+    return Finding(PAPER["fig4"], "fig4", this_run, holds, f"within {points(SAME_QUALITY_POINTS)}")
+
+
+def fixed_exit_finding(
+    judgments: Iterable[dict], model: str, tuning: str, final: str, layers: Sequence[int]
+) -> Finding | None:
+    """Every fixed intermediate exit of ``tuning`` scores far below its final layer (fig3)."""
+    reference = f"{tuning}.{final}"
+    pairs = {k: scores(judgments, f"{tuning}.fixed-L{k}", reference, model) for k in layers}
+    pairs = {k: p for k, p in pairs.items() if p is not None}
+    if not pairs:
+        return None
+    this_run = "; ".join(
+        f"layer {k} scores {x:.2f} against the final layer's {y:.2f}" for k, (x, y) in pairs.items()
+    )
+    holds = all(y - x > SAME_QUALITY_POINTS for x, y in pairs.values())
+    test = f"every fixed exit more than {points(SAME_QUALITY_POINTS)} below the final layer"
+    return Finding(PAPER["fig3"], "fig3", this_run, holds, test)
+
+
+def confidence_finding(
+    calibration: pd.DataFrame, model: str, tuning: str, layers: Sequence[int], figure: str
+) -> Finding | None:
+    """Confidence predicts alignment at every layer (fig6, fig15: the paper's finding) or fails to at
+    some layer (fig11: the paper's finding for IT)."""
+    confident = confident_alignment(calibration, model, tuning)
+    layers = [k for k in layers if k in confident]
+    if not layers:
+        return None
+    values = [confident[k] for k in layers]
+    # a layer with no confident tokens never exits: its confidence does not serve as a signal
+    trusted = [not np.isnan(v) and v >= TRUSTED_ALIGNMENT_PCT for v in values]
+    this_run = (
+        f"of {tuning_name(tuning)}'s tokens of confidence at least {HIGH_CONFIDENCE:g}, "
+        f"{_listed(values)} % equal the final layer's at {_at_layers(layers)}"
+    )
+    if any(np.isnan(v) for v in values):
+        this_run += " (–: no token that confident)"
+    if figure == "fig11":
+        holds = not all(trusted)
+        if all(trusted):
+            this_run += f": here {tuning_name(tuning)}'s confidence predicts alignment too"
+        test = f"below {TRUSTED_ALIGNMENT_PCT:g} % at some layer"
+    else:
+        holds = all(trusted)
+        test = f"at least {TRUSTED_ALIGNMENT_PCT:g} % at every layer"
+    return Finding(PAPER[figure], figure, this_run, holds, test)
+
+
+def exit_finding(generations: Iterable[dict], model: str, system: str) -> Finding | None:
+    """Tokens leave at every checkpoint (fig8)."""
+    shares = mean_exit_shares(generations, system, model)
+    if not shares:
+        return None
+    this_run = ", ".join(f"layer {k} {v:.0f} %" for k, v in shares.items())
+    holds = all(v >= MIN_EXIT_SHARE_PCT for v in shares.values())
+    rare = [k for k, v in shares.items() if v < MIN_EXIT_SHARE_PCT]
+    if rare:
+        this_run += f" ({_at_layers(rare)} below {MIN_EXIT_SHARE_PCT:g} %)"
+    return Finding(PAPER["fig8"], "fig8", this_run, holds, f"at least {MIN_EXIT_SHARE_PCT:g} % at every exit")
+
+
+def final_minus(pair: tuple[float, float]) -> float:
+    """How far a system's score (first) is below the final layer's (second)."""
+    return pair[1] - pair[0]
+
+
+def _saving_text(pair: tuple[float, float], saved: dict[str, float]) -> str:
+    return (
+        f"{saved['nocache']:.1f} % of the FLOPs saved ({saved['kvcache']:.1f} % with a KV cache) at a "
+        f"score of {pair[0]:.2f} against the final layer's {pair[1]:.2f}"
+    )
+
+
+def saving_finding(
+    judgments: Iterable[dict], generations: Iterable[dict], model: str, final: str, dynamic: str
+) -> Finding | None:
+    """Dynamic exit saves FLOPs at the final layer's quality (fig1, table1)."""
+    pair, saved = scores(judgments, dynamic, final, model), savings(generations, final, dynamic, model)
+    if pair is None or saved is None:
+        return None
+    holds = final_minus(pair) <= SAME_QUALITY_POINTS and saved["nocache"] >= MIN_SAVING_PCT
+    test = f"at least {MIN_SAVING_PCT:g} % saved, at most {points(SAME_QUALITY_POINTS)} below the final layer"
+    return Finding(PAPER["fig1"], "fig1, table1", _saving_text(pair, saved), holds, test)
+
+
+def aggressive_finding(
+    judgments: Iterable[dict], generations: Iterable[dict], model: str, final: str, aggressive: str
+) -> Finding | None:
+    """Lower thresholds save FLOPs at a small loss (fig12)."""
+    pair, saved = scores(judgments, aggressive, final, model), savings(generations, final, aggressive, model)
+    if pair is None or saved is None:
+        return None
+    holds = final_minus(pair) <= SMALL_LOSS_POINTS and saved["nocache"] >= MIN_SAVING_PCT
+    test = f"at least {MIN_SAVING_PCT:g} % saved, at most {points(SMALL_LOSS_POINTS)} below the final layer"
+    return Finding(PAPER["fig12"], "fig12", _saving_text(pair, saved), holds, test)
+
+
+def baseline_finding(
+    judgments: Iterable[dict],
+    generations: Iterable[dict],
+    model: str,
+    final: str,
+    dynamic: str,
+    baselines: Sequence[str],
+) -> Finding | None:
+    """Every random or sequential baseline scores below dynamic exit (table6)."""
+    dyn = scores(judgments, dynamic, final, model)
+    rows = {}
+    for baseline in baselines:
+        pair = scores(judgments, baseline, final, model)
+        saved = savings(generations, final, baseline, model)
+        if pair is not None:
+            rows[baseline] = (pair[0], saved["nocache"] if saved else np.nan)
+    if dyn is None or not rows:
+        return None
+    parts = [
+        f"{_decoder(b)} {score:.2f} ({dyn[0] - score:.2f} below, {saved:.1f} % saved)"
+        for b, (score, saved) in rows.items()
+    ]
+    this_run = f"{', '.join(parts)} against {_decoder(dynamic)}'s {dyn[0]:.2f}"
+    holds = all(dyn[0] - score > SAME_QUALITY_POINTS for score, _ in rows.values())
+    test = f"every baseline more than {points(SAME_QUALITY_POINTS)} below dynamic exit"
+    return Finding(PAPER["table6"], "table6", this_run, holds, test)
+
+
+def length_finding(generations: Iterable[dict], model: str, final: str, dynamic: str) -> Finding | None:
+    """Dynamic exit's responses are about as long as the final layer's (fig7)."""
+    lengths = mean_lengths(generations, [final, dynamic], model)
+    if final not in lengths or dynamic not in lengths:
+        return None
+    change = 100.0 * (lengths[dynamic] / lengths[final] - 1.0)
+    this_run = (
+        f"{lengths[dynamic]:.1f} tokens with dynamic exit, {lengths[final]:.1f} with the final layer "
+        f"({change:+.0f} %)"
+    )
+    holds = abs(change) <= SAME_LENGTH_PCT
+    return Finding(PAPER["fig7"], "fig7", this_run, holds, f"within {SAME_LENGTH_PCT:g} %")
+
+
+def category_finding(quality: pd.DataFrame, cost: pd.DataFrame, figure: str) -> Finding | None:
+    """Quality holds in every category (fig9, fig10): per category of one eval set, the dynamic
+    decoder's score (``score_y``) against the final layer's (``score_x``) and its % FLOPs saved."""
+    if quality.empty:
+        return None
+    drops = (quality["score_x"] - quality["score_y"]).set_axis(quality["category"])
+    worst = drops.idxmax()
+    if drops[worst] > 0:
+        this_run = f"the largest drop below the final layer's score is {drops[worst]:.2f} points, in {worst}"
+    else:
+        this_run = "dynamic exit scores at least the final layer's in every category"
+    if not cost.empty:
+        this_run += (
+            f", {cost['saved_pct_nocache'].min():.0f}-{cost['saved_pct_nocache'].max():.0f} % of the "
+            "FLOPs saved across categories"
+        )
+    holds = bool((drops <= SAME_QUALITY_POINTS).all())
+    test = f"at most {points(SAME_QUALITY_POINTS)} below the final layer in every category"
+    return Finding(PAPER[figure], figure, this_run, holds, test)
