@@ -5,7 +5,8 @@ job cancelled with `scancel` that resumes from its checkpoint when the workflow 
     .venv/bin/pytest tests/test_slurm_workflow.py -q    # ~3-5 min on 2 cores
 
 Marker `slurm`: skips without a cluster, fails instead when env CI is `true` (tests/slurm_cluster.py).
-One module fixture does both runs in one temp copy of the workflow, as a user would:
+One module fixture does both runs in one temp copy of the workflow with configs/slurm-smoke.yaml,
+as a user would:
   1. `snakemake ... results/tiny4/tuned/lite`; once the tune job has written a checkpoint it is
      cancelled with a plain `scancel <jobid>`, and Snakemake is then stopped like a user would (^C);
   2. `snakemake ... all`: the tune job resumes from the checkpoint its SIGTERM handler saved, and
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,48 +28,26 @@ from pathlib import Path
 
 import pytest
 import yaml
-from slurm_cluster import TEST_PROFILE, SnakemakeRun, require_gpu_slurm, run_snakemake, sacct_jobs
-from test_workflow import CI_CONFIG, copy_workflow
+from slurm_cluster import REPO, TEST_PROFILE, SnakemakeRun, require_gpu_slurm, run_snakemake, sacct_jobs
+from test_workflow import copy_workflow, planned_jobs, snakemake
 
+# The cluster's smoke run, as docs/cluster.md gives it: one model, one tuning, one eval set of
+# 4 prompts; tune, generate and trace ask for one (fake) GPU each, so they are submitted like GPU
+# jobs (--gpus=1) while their commands run on the CPU. Its tuning runs long enough (400 steps of
+# ~20 ms, a checkpoint every 10) to be cancelled mid-way.
+SMOKE_CONFIG = REPO / "configs" / "slurm-smoke.yaml"
 MODEL, TUNING = "tiny4", "lite"
 TUNED = f"results/{MODEL}/tuned/{TUNING}"
 CHECKPOINTS = f"results/{MODEL}/checkpoints/{TUNING}"
 TUNE_LOG = f"logs/{MODEL}/tune/{TUNING}.log"
-MAX_STEPS, SAVE_STEPS = 400, 10
+SMOKE = yaml.safe_load(SMOKE_CONFIG.read_text())
+MAX_STEPS = SMOKE["train"]["max_steps"]
 # `lite` must be on PATH in the jobs (sbatch --export=ALL passes this environment on)
 ENV = {
     "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
-
-
-def slurm_config() -> dict:
-    """tests/workflow/config.ci.yaml cut to one model, one tuning, one eval set of 4 prompts.
-
-    The GPU rule groups ask for one (fake) GPU each, so tune, generate and trace are submitted like
-    GPU jobs (--gpus=1); the commands still run on the CPU. Tuning runs long enough (400 steps of
-    ~20 ms, a checkpoint every 10) to be cancelled mid-way.
-    """
-    config = yaml.safe_load(CI_CONFIG.read_text())
-    config["data"]["train"]["n"] = 400
-    config["data"]["eval"] = {"vicuna": {"source": "synthetic", "n": 4, "seed": 101, "path": None}}
-    config["data"]["calibration"]["n"] = 4
-    config["models"] = {MODEL: config["models"][MODEL]}
-    config["models"][MODEL]["tunings"] = [TUNING]
-    config["train"].update(max_steps=MAX_STEPS, save_steps=SAVE_STEPS, batch_size=8, max_length=96)
-    config["generation"].update(max_new_tokens=4, batch_size=4, decoders=["final", "dynamic-paper"])
-    config["report"]["dynamic_decoder"] = "dynamic-paper"
-    # no pretraining or threshold sweep: the fewest jobs that still cover every stage on SLURM
-    # (tests/test_workflow.py runs both in its whole-DAG run)
-    config.pop("frontier")
-    config.pop("pretrain")
-    config["resources"] = {
-        "tune": {"gpus": 1, "cpus": 1, "mem_mb": 1500, "runtime": 10},
-        "generate": {"gpus": 1, "cpus": 1, "mem_mb": 1000, "runtime": 10},
-        "cpu": {"cpus": 1, "mem_mb": 800, "runtime": 10},
-    }
-    return config
 
 
 @dataclass
@@ -215,7 +195,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def runs(cluster, tmp_path_factory):
     """(the cancelled first run, the full second run) in one temp copy of the workflow."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("slurm-dag"), slurm_config())
+    workdir = copy_workflow(tmp_path_factory.mktemp("slurm-dag"), SMOKE)
     first = _cancel_tune_midway(workdir)
     print(
         f"tune job {first.job_id} cancelled at step {first.checkpoint_step}; Snakemake noticed: "
@@ -308,11 +288,62 @@ def test_whole_dag_ran_through_sbatch_and_sacct_recorded_every_job(runs):
         assert " --gpus=1" in call and " --mem 1000 " in call and " -t 10 " in call, call
 
 
+def _planned_resources(result: subprocess.CompletedProcess) -> list[tuple[str, dict[str, str]]]:
+    """(rule, resources) of every job a dry run lists, in its order."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = re.findall(
+        r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", result.stdout + result.stderr, re.M
+    )
+    return [(rule, dict(item.split("=", 1) for item in listed.split(", "))) for rule, listed in jobs]
+
+
+def test_smoke_config_plans_with_the_cluster_profile_and_retries_get_more_time(tmp_path):
+    """docs/cluster.md's first run, `snakemake -n --profile slurm all --configfile
+    configs/slurm-smoke.yaml`, plans from a copy of the workflow (no cluster needed): the GPU rules
+    ask for one GPU, and every job's time limit is the config's. Snakemake passes a retried job's
+    attempt to its resources (`--attempt` is how the SLURM plugin tells a job which one it is): on
+    the second attempt each rule's limit is doubled, so a job stopped at its limit is not resubmitted
+    to run out of time again."""
+    workdir = copy_workflow(tmp_path)
+    shutil.copytree(REPO / "slurm", workdir / "slurm")
+    (workdir / "configs").mkdir()
+    shutil.copy(SMOKE_CONFIG, workdir / "configs")
+    command = ["-n", "--profile", "slurm", "all", "--configfile", "configs/slurm-smoke.yaml"]
+    first = snakemake(workdir, *command, timeout=120)
+    assert planned_jobs(first) == {
+        "prepare_train": 1,
+        "prepare_eval": 1,
+        "init_model": 1,
+        "tune": 1,
+        "generate": 3,
+        "trace": 1,
+        "align": 1,
+        "similarity": 1,
+        "judge": 2,
+        "figure": 6,
+        "table": 3,
+        "all": 1,
+    }
+    retried = _planned_resources(snakemake(workdir, *command, "--attempt", "2", timeout=120))
+    # rule -> its group of the config's resources (workflow/rules/*.smk); the others are "cpu"
+    groups = {"tune": "tune", "init_model": "generate", "generate": "generate", "trace": "generate"}
+    gpu_rules = {"tune", "generate", "trace"}
+    limits = SMOKE["resources"]
+    for (rule, resources), (same_rule, retry) in zip(_planned_resources(first), retried, strict=True):
+        assert same_rule == rule
+        if rule == "all":  # no command: the profile's default, for a job that never reaches SLURM
+            continue
+        group = groups.get(rule, "cpu")
+        assert int(resources["runtime"]) == limits[group]["runtime"], (rule, resources)
+        assert int(retry["runtime"]) == 2 * limits[group]["runtime"], (rule, retry)
+        assert resources.get("gpu") == retry.get("gpu") == ("1" if rule in gpu_rules else None), rule
+
+
 def test_slurm_config_keeps_the_dag_small():
-    """The config above plans the jobs the SLURM tests expect (checked without a cluster)."""
+    """The smoke config plans the jobs the SLURM tests expect (checked without a cluster)."""
     import lite.plan
 
-    plan = lite.plan.Plan(slurm_config())
+    plan = lite.plan.Plan(SMOKE)
     assert plan.decoders(MODEL, TUNING) == ["final", "fixed-L2", "dynamic-paper"]
     assert len(plan.all_targets()) <= 12
     assert os.path.basename(TUNED) == TUNING

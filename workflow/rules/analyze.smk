@@ -16,7 +16,7 @@ rule align:
     threads: 1
     resources:
         mem_mb=resource("cpu", "mem_mb"),
-        runtime=resource("cpu", "runtime"),
+        runtime=runtime_per_attempt("cpu"),
     shell:
         "lite align --traces {input} --out-alignment {output.alignment}"
         " --out-calibration {output.calibration} > {log} 2>&1"
@@ -37,7 +37,7 @@ rule similarity:
     threads: 1
     resources:
         mem_mb=resource("cpu", "mem_mb"),
-        runtime=resource("cpu", "runtime"),
+        runtime=runtime_per_attempt("cpu"),
     params:
         spacy_model=config["similarity"]["spacy_model"],
     shell:

@@ -31,7 +31,7 @@ rule prepare_train:
     threads: 1
     resources:
         mem_mb=resource("cpu", "mem_mb"),
-        runtime=resource("cpu", "runtime"),
+        runtime=runtime_per_attempt("cpu"),
     params:
         source=source_args(config["data"]["train"]),
         path=path_arg,
@@ -51,7 +51,7 @@ rule prepare_corpus:
     threads: 1
     resources:
         mem_mb=resource("cpu", "mem_mb"),
-        runtime=resource("cpu", "runtime"),
+        runtime=runtime_per_attempt("cpu"),
     params:
         args=corpus_args,
     shell:
@@ -72,7 +72,7 @@ rule prepare_eval:
     threads: 1
     resources:
         mem_mb=resource("cpu", "mem_mb"),
-        runtime=resource("cpu", "runtime"),
+        runtime=runtime_per_attempt("cpu"),
     params:
         source=eval_source_args,
         path=path_arg,

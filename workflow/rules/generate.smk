@@ -29,7 +29,7 @@ rule generate:
     threads: resource("generate", "cpus", 1)
     resources:
         mem_mb=resource("generate", "mem_mb"),
-        runtime=resource("generate", "runtime"),
+        runtime=runtime_per_attempt("generate"),
         gpu=resource("generate", "gpus", 0),
     params:
         evalsets=evalset_args("generation"),
@@ -75,7 +75,7 @@ rule trace:
     threads: resource("generate", "cpus", 1)
     resources:
         mem_mb=resource("generate", "mem_mb"),
-        runtime=resource("generate", "runtime"),
+        runtime=runtime_per_attempt("generate"),
         gpu=resource("generate", "gpus", 0),
     params:
         evalsets=evalset_args("trace"),
@@ -159,7 +159,7 @@ rule calibrated_thresholds:
     threads: 1
     resources:
         mem_mb=resource("cpu", "mem_mb"),
-        runtime=resource("cpu", "runtime"),
+        runtime=runtime_per_attempt("cpu"),
     params:
         layers=early_checkpoints_arg,
         target=calibration_target,

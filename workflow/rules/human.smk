@@ -30,7 +30,7 @@ rule judge_second:
     threads: 1
     resources:
         mem_mb=resource("cpu", "mem_mb"),
-        runtime=resource("cpu", "runtime"),
+        runtime=runtime_per_attempt("cpu"),
     params:
         args=second_judge_args,
     shell:
@@ -52,7 +52,7 @@ rule table5:
     threads: 1
     resources:
         mem_mb=resource("cpu", "mem_mb"),
-        runtime=resource("cpu", "runtime"),
+        runtime=runtime_per_attempt("cpu"),
     params:
         args=table5_args,
     shell:

@@ -20,7 +20,7 @@ rule judge:
     threads: 1
     resources:
         mem_mb=resource("cpu", "mem_mb"),
-        runtime=resource("cpu", "runtime"),
+        runtime=runtime_per_attempt("cpu"),
     params:
         args=lite.judge.judge_cli_args(config),
     shell:

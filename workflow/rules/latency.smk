@@ -37,7 +37,7 @@ rule bench:
     threads: resource("generate", "cpus", 1)
     resources:
         mem_mb=resource("generate", "mem_mb"),
-        runtime=resource("generate", "runtime"),
+        runtime=runtime_per_attempt("generate"),
         gpu=resource("generate", "gpus", 0),
     params:
         checkpoints=latency_checkpoints_arg,

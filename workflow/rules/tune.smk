@@ -16,7 +16,7 @@ rule init_model:
     threads: 1
     resources:
         mem_mb=resource("generate", "mem_mb"),
-        runtime=resource("generate", "runtime"),
+        runtime=runtime_per_attempt("generate"),
     params:
         args=init_model_args,
         corpus=corpus_arg,
@@ -41,7 +41,7 @@ rule pretrain:
     threads: resource("tune", "cpus", 1)
     resources:
         mem_mb=resource("tune", "mem_mb"),
-        runtime=resource("tune", "runtime"),
+        runtime=runtime_per_attempt("tune"),
         gpu=resource("tune", "gpus", 0),
     params:
         args=flag_args(config.get("pretrain", {})),
@@ -66,10 +66,11 @@ rule tune:
     threads: resource("tune", "cpus", 1)
     resources:
         mem_mb=resource("tune", "mem_mb"),
-        runtime=resource("tune", "runtime"),
+        runtime=runtime_per_attempt("tune"),
         gpu=resource("tune", "gpus", 0),
     params:
         scheme=tuning_scheme,
+        loss=tuning_loss_args,
         max_steps=tuning_max_steps,
         checkpoints=checkpoints_arg,
         # max_steps comes per tuning (above); the rest of train as flags
@@ -91,6 +92,6 @@ rule tune:
     shell:
         "exec {params.launcher} tune --base {input.base} --train {input.train} --out {output}"
         " --checkpoint-dir results/{wildcards.model}/checkpoints/{wildcards.tuning}"
-        " --scheme {params.scheme} --layers {params.checkpoints} --max-steps {params.max_steps}"
+        " --scheme {params.scheme} {params.loss} --layers {params.checkpoints} --max-steps {params.max_steps}"
         " {params.args}"
         " --threads {threads} > {log} 2>&1"
