@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,37 @@ def test_tune_rule_launches_torchrun_with_deepspeed_for_two_gpus(tmp_path):
     workdir = copy_workflow(tmp_path / "one", config)
     text = snakemake(workdir, "-n", "-p", "results/tiny4/tuned/lite", timeout=120).stdout
     assert "exec lite tune --base results/tiny4/pretrained " in text and "torchrun" not in text
+
+
+SHUT_DOWN = """
+import os, torch, deepspeed
+from deepspeed.utils import groups
+from lite.tune import _shut_down_distributed
+deepspeed.init_distributed(dist_backend="gloo")
+world_clone = groups._clone_world_group()  # the group ZeRO reduces over, a gloo backend of its own
+del world_clone
+_shut_down_distributed(deepspeed=True)
+assert not torch.distributed.is_initialized()
+assert groups._WORLD_GROUP is None, "DeepSpeed still holds its clone of the world group"
+print("closed")
+"""
+
+
+def test_shut_down_releases_deepspeeds_own_groups_before_exit(tmp_path):
+    # A group DeepSpeed keeps a reference to outlives torch.distributed.destroy_process_group and is
+    # torn down at interpreter exit, where a rank can abort after its tuning is saved.
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-c", SHUT_DOWN], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and done.stdout.strip().endswith("closed"), done.stdout + done.stderr[-3000:]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-from lite.loss import final_only, layer_outputs, linear, lite_loss, resolve_layer_weights, uniform
+from lite.loss import (
+    final_only,
+    layer_outputs,
+    linear,
+    lite_loss,
+    ramp_intermediate,
+    resolve_layer_weights,
+    uniform,
+)
 
 
 def _batch(vocab: int, seed: int = 0):
@@ -293,3 +301,44 @@ def test_intermediate_ce_is_token_mean_over_response_positions_only():
     _, per_layer = lite_loss(states, labels, torch.nn.Identity(), head, {1: 1.0})
     logp = F.log_softmax(torch.tensor([0, 0, 0, 10.0, 0]), dim=-1)
     torch.testing.assert_close(per_layer[1], -(logp[3] + logp[1]) / 2)
+
+
+def test_ramp_scales_every_exit_but_the_deepest():
+    weights = {2: 1.0, 4: 2.0, 8: 3.0}
+    assert ramp_intermediate(weights, 0.0) == {2: 0.0, 4: 0.0, 8: 3.0}
+    assert ramp_intermediate(weights, 0.25) == {2: 0.25, 4: 0.5, 8: 3.0}
+    assert ramp_intermediate(weights, 7.0) == weights  # clipped at the full weights
+
+
+@pytest.mark.parametrize("chunk_size", [None, 5])
+def test_final_target_trains_exits_towards_the_final_layers_distribution(chunk_size):
+    torch.manual_seed(0)
+    hidden, vocab, n = 6, 11, 3
+    states = [torch.randn(2, 12, hidden, requires_grad=True) for _ in range(n + 1)]  # embeddings + 3 layers
+    norm = LlamaRMSNorm(hidden)
+    head = torch.nn.Linear(hidden, vocab, bias=False)
+    _, labels, _ = _batch(vocab)
+    loss, per_layer = lite_loss(
+        states, labels, norm, head, {1: 1.0, 3: 1.0}, chunk_size=chunk_size, exit_target="final"
+    )
+    keep = labels[:, 1:] != -100
+    with torch.no_grad():
+        final_probs = torch.softmax(head(states[3])[:, :-1][keep], dim=-1)  # (tokens, vocab)
+        exit_logp = torch.log_softmax(head(norm(states[1]))[:, :-1][keep], dim=-1)
+        soft_ce = -(final_probs * exit_logp).sum(-1).mean()
+    torch.testing.assert_close(per_layer[1], soft_ce)
+    torch.testing.assert_close(per_layer[3], _manual_ce(head(states[3]).detach(), labels))  # gold
+    loss.backward()
+    # the exit's term is a constant to the final layer: its gradient is the gold CE's alone
+    gold_only = torch.autograd.grad(_manual_ce(head(states[3]), labels) / 2, states[3])[0]
+    torch.testing.assert_close(states[3].grad, gold_only)
+
+
+def test_final_target_is_refused_by_the_fused_head_and_names_its_choices():
+    states = [torch.randn(1, 4, 6) for _ in range(3)]
+    labels = torch.tensor([[-100, 1, 2, 3]])
+    norm, head = LlamaRMSNorm(6), torch.nn.Linear(6, 9, bias=False)
+    with pytest.raises(ValueError, match="fused head"):
+        lite_loss(states, labels, norm, head, {1: 1.0, 2: 1.0}, fused=True, exit_target="final")
+    with pytest.raises(ValueError, match="exit_target must be one of gold, final"):
+        lite_loss(states, labels, norm, head, {1: 1.0, 2: 1.0}, exit_target="teacher")

@@ -199,6 +199,28 @@ def test_a_failed_log_write_never_stops_training(tmp_path, caplog):
     assert callback.records == [{"step": 7, "loss": 1.0}]
 
 
+def test_intermediate_ramp_trains_the_final_layer_alone_first(workspace):
+    root, base, train = workspace
+    out = root / "ramp"
+    _run(
+        base,
+        train,
+        out,
+        *("--layer-weights", "2:1,4:1", "--intermediate-ramp", "0.5", "--max-steps", "4"),
+        *("--logging-steps", "1", "--lr", "1e-3"),
+    )
+    steps = [r for r in read_jsonl(out / "train_log.jsonl") if "loss" in r]
+    # weights of layer 2 at steps 0..3 of 4 with the ramp over the first 2: 0, 0.5, 1, 1
+    assert "ce_layer_2" not in steps[0] and steps[0]["loss"] == pytest.approx(
+        steps[0]["ce_layer_4"], rel=1e-4
+    )
+    expected = (0.5 * steps[1]["ce_layer_2"] + steps[1]["ce_layer_4"]) / 1.5
+    assert steps[1]["loss"] == pytest.approx(expected, rel=1e-4)
+    for record in steps[2:]:
+        assert record["loss"] == pytest.approx((record["ce_layer_2"] + record["ce_layer_4"]) / 2, rel=1e-4)
+    assert json.loads((out / "resolved_config.json").read_text())["tune"]["intermediate_ramp"] == 0.5
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -212,6 +234,9 @@ def test_a_failed_log_write_never_stops_training(tmp_path, caplog):
         ({"scheme": "uniform", "batch_size": 0}, "TuneConfig.batch_size"),
         ({"scheme": "uniform", "lr": 0.0}, "TuneConfig.lr"),
         ({"scheme": "uniform", "warmup_ratio": 1.0}, "TuneConfig.warmup_ratio"),
+        ({"scheme": "uniform", "intermediate_ramp": 1.5}, "TuneConfig.intermediate_ramp"),
+        ({"scheme": "uniform", "final_weight": 0.0}, "TuneConfig.final_weight must be > 0"),
+        ({"layer_weights": {8: 1}, "final_weight": 2.0}, "TuneConfig.final_weight goes with a scheme"),
         ({"scheme": "uniform", "scheduler": "step"}, "TuneConfig.scheduler"),
         ({"scheme": "uniform", "chunk_size": 0}, "TuneConfig.chunk_size"),
         ({"scheme": "uniform", "deepspeed": "/nonexistent/ds.json"}, "TuneConfig.deepspeed"),
@@ -227,6 +252,10 @@ def test_weights_resolve_against_the_model_depth():
         2: 1.0,
         4: 2.0,
         6: 3.0,
+    }
+    assert TuneConfig(scheme="uniform", layers=(2,), final_weight=6, max_steps=1).resolved_weights(4) == {
+        2: 1.0,
+        4: 6.0,
     }
     with pytest.raises(ValueError, match="layer 9 is out of range: layers are 1..8"):
         TuneConfig(layer_weights={9: 1.0}, max_steps=1).resolved_weights(8)

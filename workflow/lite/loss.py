@@ -41,6 +41,20 @@ def final_only(layers: Sequence[int]) -> dict[int, float]:
     return {max(layers): 1.0}
 
 
+def ramp_intermediate(weights: Mapping[int, float], fraction: float) -> dict[int, float]:
+    """``weights`` with every exit below the deepest scaled by ``fraction`` (clipped to [0, 1]).
+
+    A curriculum over training (LayerSkip's "gradual" early-exit loss): at 0 only the final layer
+    is trained, as in IT, and the intermediate exits join as the fraction grows to 1. Exits whose
+    weight becomes 0 are skipped by ``lite_loss``.
+    """
+    scale = min(max(fraction, 0.0), 1.0)
+    deepest = max(weights)
+    return {layer: w if layer == deepest else w * scale for layer, w in weights.items()}
+
+
+EXIT_TARGETS = ("gold", "final")  # what an intermediate exit is trained to predict (lite_loss)
+
 SCHEMES: dict[str, Callable[[Sequence[int]], dict[int, float]]] = {
     "uniform": uniform,
     "linear": linear,
@@ -130,6 +144,7 @@ def lite_loss(
     layer_weights: Mapping[int, float],
     chunk_size: int | None = None,
     fused: bool = False,
+    exit_target: str = "gold",
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """Weighted mean of per-layer response-token CE; returns ``(loss, {layer: CE_i detached})``.
 
@@ -147,7 +162,15 @@ def lite_loss(
     backward pass only scales them. Chunks of ``chunk_size`` positions (default: one exit's worth).
     It reads ``lm_head.weight`` outside the module's call, so it cannot run under ZeRO-3, which
     gathers that weight only inside the call.
+
+    ``exit_target="final"`` (beyond the paper) trains every intermediate exit towards the final
+    layer's own distribution instead of the gold token: CE_i is the cross-entropy of exit i against
+    softmax(final logits), detached, so no gradient reaches the final layer through it. An exit is
+    then asked for what early exiting needs (the final layer's prediction), not for the answer where
+    the final layer itself is unsure. The final layer keeps its gold CE.
     """
+    if exit_target not in EXIT_TARGETS:
+        raise ValueError(f"exit_target must be one of {', '.join(EXIT_TARGETS)}, got {exit_target!r}")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
     n_layers = len(hidden_states) - 1
@@ -163,20 +186,29 @@ def lite_loss(
     n_tokens = max(int(targets.numel()), 1)  # an all-masked batch gives loss 0, not NaN
 
     if fused:
+        if exit_target != "gold":
+            raise ValueError("the fused head + CE trains on gold tokens only; use exit_target='gold'")
         return _fused_loss(outputs, keep, targets, n_tokens, weights, norm, lm_head, chunk_size)
+    final_probs = None
+    if exit_target == "final" and any(layer < n_layers for layer in weights):
+        with torch.no_grad():
+            final_rows = outputs[n_layers][0][:, :-1][keep]  # (tokens, hidden), already normed
+            final_probs = torch.softmax(lm_head(final_rows).float(), dim=-1)  # (tokens, vocab)
     total = None
     per_layer: dict[int, torch.Tensor] = {}
     for layer, weight in sorted(weights.items()):
         hidden, normed = outputs[layer]
         rows = hidden[:, :-1][keep]  # (tokens, hidden)
-        ce = _ce_sum(rows, targets, None if normed else norm, lm_head, chunk_size) / n_tokens
+        target = targets if layer == n_layers or final_probs is None else final_probs
+        ce = _ce_sum(rows, target, None if normed else norm, lm_head, chunk_size) / n_tokens
         per_layer[layer] = ce.detach()
         total = weight * ce if total is None else total + weight * ce
     return total / sum(weights.values()), per_layer
 
 
 def _ce_sum(rows, targets, norm, lm_head, chunk_size):
-    """Summed CE of lm_head(norm(rows)) against targets, optionally chunked + checkpointed."""
+    """Summed CE of lm_head(norm(rows)) against targets (token ids, or (tokens, vocab)
+    probabilities), optionally chunked + checkpointed."""
     if chunk_size is None or rows.shape[0] == 0:
         return _head_ce_sum(rows, targets, norm, lm_head)
     parts = [

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -47,7 +48,7 @@ from lite.architectures import exit_modules
 from lite.data import CorpusDataset, PaddingCollator, TrainDataset
 from lite.flags import setting
 from lite.io import InputError, atomic_write, read_jsonl, save_resolved_config, write_jsonl
-from lite.loss import SCHEMES, lite_loss, resolve_layer_weights
+from lite.loss import EXIT_TARGETS, SCHEMES, lite_loss, ramp_intermediate, resolve_layer_weights
 from lite.modeling import decoder_layer_count, load_model, load_tokenizer, save_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,22 @@ class TuneConfig:
     )
     layers: tuple[int, ...] = setting(
         (), help="exit layers of a scheme, e.g. 2,4,6,8 (the final layer N is always added)"
+    )
+    final_weight: float | None = setting(
+        None,
+        help="the final layer's weight in place of the scheme's, e.g. 6 with uniform: 1:...:1:6 (more "
+        "weight on the final layer keeps more of its quality; a small pretrained model needs it)",
+    )
+    exit_target: str = setting(
+        "gold",
+        help="what the intermediate exits learn: gold (the answer's tokens, the paper) or final (the "
+        "final layer's distribution, detached: self-distillation)",
+        choices=EXIT_TARGETS,
+    )
+    intermediate_ramp: float = setting(
+        0.0,
+        help="share of the steps over which the intermediate exits' weights rise linearly from 0 "
+        "(only the final layer at first, as in IT); 0: full weights from the start (the paper)",
     )
     max_steps: int | None = setting(None, help="optimizer steps (or give epochs)")
     epochs: float | None = setting(
@@ -163,6 +180,18 @@ class TuneConfig:
                 raise InputError(f"TuneConfig.{name} must be >= 1 or None, got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise InputError(f"TuneConfig.lr must be > 0, got {self.lr}")
+        if self.final_weight is not None and not (math.isfinite(self.final_weight) and self.final_weight > 0):
+            raise InputError(f"TuneConfig.final_weight must be > 0, got {self.final_weight}")
+        if self.final_weight is not None and self.layer_weights is not None:
+            raise InputError("TuneConfig.final_weight goes with a scheme; layer_weights names every weight")
+        if self.exit_target not in EXIT_TARGETS:
+            raise InputError(
+                f"TuneConfig.exit_target must be one of {', '.join(EXIT_TARGETS)}, got {self.exit_target!r}"
+            )
+        if self.exit_target != "gold" and self.fused_head:
+            raise InputError("TuneConfig.exit_target: the fused head trains on gold tokens only")
+        if not 0 <= self.intermediate_ramp <= 1:
+            raise InputError(f"TuneConfig.intermediate_ramp must be in [0, 1], got {self.intermediate_ramp}")
         if not 0 <= self.warmup_ratio < 1:
             raise InputError(f"TuneConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0:
@@ -182,9 +211,12 @@ class TuneConfig:
 
     def resolved_weights(self, n_layers: int) -> dict[int, float]:
         """The validated ``{layer: weight}`` for a model with ``n_layers`` decoder layers."""
-        if self.scheme is not None:
-            return resolve_layer_weights(self.scheme, n_layers, self.layers)
-        return resolve_layer_weights(self.layer_weights, n_layers)
+        if self.scheme is None:
+            return resolve_layer_weights(self.layer_weights, n_layers)
+        weights = resolve_layer_weights(self.scheme, n_layers, self.layers)
+        if self.final_weight is not None:
+            weights[n_layers] = self.final_weight
+        return weights
 
 
 class LiteTrainer(Trainer):
@@ -196,16 +228,22 @@ class LiteTrainer(Trainer):
         layer_weights: Mapping[int, float],
         chunk_size: int | None = None,
         fused_head: bool = False,
+        intermediate_ramp: float = 0.0,
+        exit_target: str = "gold",
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.layer_weights = dict(layer_weights)
+        self.intermediate_ramp = intermediate_ramp
+        self.exit_target = exit_target
         self.chunk_size = chunk_size
         self.fused_head = fused_head
         # lite_loss is a per-micro-batch mean: let the Trainer divide by the accumulation steps.
         self.loss_is_scaled_for_ga = False
+        # per layer: summed CE and the micro-batches it was computed on (a ramp starts without
+        # the intermediate exits, so layers can differ in their count)
         self._ce_sums: dict[int, torch.Tensor] = {}
-        self._ce_batches = 0
+        self._ce_batches: dict[int, int] = {}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # Through the (possibly DDP/DeepSpeed-wrapped) model's own forward so the wrappers see every
@@ -224,27 +262,35 @@ class LiteTrainer(Trainer):
             inputs["labels"],
             norm,
             head,
-            self.layer_weights,
+            self.step_weights(),
             self.chunk_size,
             fused=self.fused_head,
+            exit_target=self.exit_target,
         )
         if model.training:
             for layer, ce in per_layer.items():
                 self._ce_sums[layer] = self._ce_sums.get(layer, 0.0) + ce
-            self._ce_batches += 1
+                self._ce_batches[layer] = self._ce_batches.get(layer, 0) + 1
         return (loss, outputs) if return_outputs else loss
+
+    def step_weights(self) -> dict[int, float]:
+        """The layer weights of the current optimizer step (``intermediate_ramp``'s curriculum)."""
+        if self.intermediate_ramp == 0:
+            return self.layer_weights
+        fraction = self.state.global_step / (self.intermediate_ramp * max(self.state.max_steps, 1))
+        return ramp_intermediate(self.layer_weights, fraction)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._ce_batches:
             # mean CE per weighted layer since the last log, averaged over processes
             layers = sorted(self._ce_sums)
-            means = (
-                torch.stack([torch.as_tensor(self._ce_sums[k]) for k in layers]).float() / self._ce_batches
+            means = torch.stack([torch.as_tensor(self._ce_sums[k]) for k in layers]).float() / torch.tensor(
+                [self._ce_batches[k] for k in layers]
             )
             means = self.accelerator.reduce(means.to(self.args.device), reduction="mean")
             for layer, value in zip(layers, means.tolist(), strict=True):
                 logs[f"ce_layer_{layer}"] = round(value, 6)
-            self._ce_sums, self._ce_batches = {}, 0
+            self._ce_sums, self._ce_batches = {}, {}
         super().log(logs, start_time)
 
 
@@ -481,6 +527,8 @@ def tune(
         layer_weights=weights,
         chunk_size=config.chunk_size,
         fused_head=config.fused_head,
+        intermediate_ramp=config.intermediate_ramp,
+        exit_target=config.exit_target,
         callbacks=[JsonlLogCallback(ckpt_dir / TRAIN_LOG, resume_step), preemption],
     )
     if resume is not None:
@@ -506,12 +554,31 @@ def tune(
         "tune": dataclasses.asdict(config),
     }
     _write_final(trainer, tokenizer, out, resolved, ckpt_dir / TRAIN_LOG)
-    if torch.distributed.is_initialized():
-        # all ranks wait for rank 0's writes, then close the group: a rank exiting with it open can
-        # abort in a destructor ("terminate called without an active exception", seen with ZeRO-3)
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    del trainer, model  # the engine holds DeepSpeed's process groups: let them go before the teardown
+    _shut_down_distributed(deepspeed=config.deepspeed is not None)
     return resolved
+
+
+def _shut_down_distributed(deepspeed: bool) -> None:
+    """Wait for rank 0's writes, then close every process group while the interpreter still runs.
+
+    A communication backend left for the interpreter's exit is destroyed in no fixed order with the
+    rest of the C++ state, and a rank can then abort in a destructor ("terminate called without an
+    active exception", SIGABRT) after its job is done: on a cluster the finished tuning is marked
+    FAILED and its output deleted. DeepSpeed keeps references to the groups it made (ZeRO's data-
+    parallel groups) in ``deepspeed.utils.groups``; only its own ``destroy_process_group`` drops
+    them, and the collection after it runs their destructors here, on the main thread.
+    """
+    if not torch.distributed.is_initialized():
+        return
+    torch.distributed.barrier()
+    if deepspeed:
+        import deepspeed.comm
+
+        deepspeed.comm.destroy_process_group()
+    else:
+        torch.distributed.destroy_process_group()
+    gc.collect()
 
 
 def _write_final(trainer: Trainer, tokenizer, out: Path, resolved: dict, train_log: Path) -> None:
