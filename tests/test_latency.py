@@ -79,6 +79,9 @@ def test_measure_and_summarize(sharp):
         assert row.loc["dynamic-cached", "mean_exit_layer"] == row.loc["dynamic-nocache", "mean_exit_layer"]
         ratio = row["tokens_per_s"] / row.loc["hf-generate", "tokens_per_s"]
         assert row["speedup_vs_hf"].tolist() == pytest.approx(ratio.tolist())
+        ours = row["tokens_per_s"] / row.loc["final", "tokens_per_s"]
+        assert row.loc["final", "speedup_vs_final"] == 1.0
+        assert row["speedup_vs_final"].tolist() == pytest.approx(ours.tolist())
     cached = table[table["decoder"] == "dynamic-cached"].set_index("batch")
     # the needed FLOPs are the exits' (the same at any batch); a batch executes more (padding)
     assert cached.loc[1, "flops_needed"] == cached.loc[2, "flops_needed"]

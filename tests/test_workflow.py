@@ -3,14 +3,17 @@ real end-to-end run of the whole DAG on the CI config (tests/workflow/config.ci.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from test_annotate_browser import browser_paths, open_browser  # noqa: F401 (fixtures)
 
 from lite.plan import Plan
 
@@ -108,7 +111,7 @@ def test_whole_dag_writes_every_artefact(finished_run):
             path = finished_run / "results" / "figures" / f"fig{name}.{suffix}"
             assert path.stat().st_size > 1000, path
     for name in [1, 2, 3, 4, 6]:
-        for suffix in ("csv", "md"):
+        for suffix in ("csv", "md", "html", "caption.rst"):
             assert (finished_run / "results" / "tables" / f"table{name}.{suffix}").stat().st_size > 0
     # every rule wrote its log, and results carry the config that made them
     assert list((finished_run / "logs").rglob("*.log"))
@@ -149,3 +152,62 @@ def test_editing_the_judge_reruns_only_judging_and_what_follows(finished_run):
     assert jobs["judge"] == sum(len(plan.judgments(model)) for model in plan.models)
     # settings of a judge that is not in use change nothing
     assert _edited(finished_run, lambda c: c["judge"]["claude"].update(max_tokens=300)) == {}
+
+
+SHIPPED_CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda path: path.stem)
+def test_every_shipped_config_plans_on_a_clean_clone_reading_nothing_outside_it(path, tmp_path):
+    config = yaml.safe_load(path.read_text())
+    sources = [config["data"]["train"], config["data"]["calibration"], *config["data"]["eval"].values()]
+    for source in sources:
+        local = source.get("path")
+        # null: the pinned download; a local copy is the user's to set, never a path of this machine's
+        assert local is None or not (Path(local).is_absolute() or ".." in Path(local).parts), (path, local)
+    result = snakemake(copy_workflow(tmp_path, config), "-n", "all", timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_a_tunings_loss_settings_reach_its_tune_command_only(tmp_path):
+    config = yaml.safe_load(CI_CONFIG.read_text())
+    config["tunings"]["lite"].update(final_weight=6, intermediate_ramp=0.5, exit_target="final")
+    result = snakemake(copy_workflow(tmp_path, config), "-n", "-p", "results/tiny4/tuned/lite", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (command,) = [
+        line for line in result.stdout.splitlines() if " tune --base results/tiny4/pretrained" in line
+    ]
+    loss = "--final-weight 6 --intermediate-ramp 0.5 --exit-target final"
+    assert f"--scheme uniform {loss} --layers " in command
+    config["tunings"]["lite"]["final_weight"] = 0
+    result = snakemake(copy_workflow(tmp_path / "bad", config), "-n", timeout=120)
+    assert result.returncode != 0 and "final_weight" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_report_opens_on_the_headline_table(finished_run, open_browser):  # noqa: F811
+    """A fresh report in headless Chromium: its first page shows the run's headline table with a
+    verdict per finding; every figure opens as an image and every table as HTML."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    result = snakemake(finished_run, "--report", "report.html", "all", timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
+    browser = open_browser()
+    browser.set_window_size(1280, 2400)  # the whole first page in one screenshot
+    browser.get((finished_run / "report.html").as_uri())
+    table = WebDriverWait(browser, 60).until(lambda b: b.find_element(By.ID, "headline"))
+    if os.environ.get("LITE_SCREENSHOTS"):
+        browser.save_screenshot(str(Path(os.environ["LITE_SCREENSHOTS"]) / "report-landing.png"))
+    assert table.is_displayed()
+    headline = pd.read_csv(finished_run / "results/tables/headline.csv")
+    rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+    verdicts = [row.find_elements(By.TAG_NAME, "td")[-1].get_attribute("textContent") for row in rows]
+    assert verdicts == headline["verdict"].tolist()
+    assert all(re.match(r"(holds|does not hold here) \(", verdict) for verdict in headline["verdict"])
+    files = browser.execute_script("return Object.values(results).map(r => [r.filename, r.mime_type])")
+    mimes = {name: mime for name, mime in files}
+    figures = [name for name in mimes if name.startswith("fig")]
+    assert figures and all(mimes[name] == "image/png" for name in figures)
+    tables = {name.rsplit(".", 1)[0] for name in mimes if name.startswith("table")}
+    assert tables and all(mimes[f"{name}.html"] == "text/html" and f"{name}.csv" in mimes for name in tables)

@@ -323,7 +323,8 @@ def tuning_scheme(wildcards):
 
 
 def tuning_loss_args(wildcards):
-    """The tuning's loss settings beside its scheme (final_weight, intermediate_ramp) as flags."""
+    """The tuning's loss settings beside its scheme (final_weight, intermediate_ramp, exit_target)
+    as flags."""
     entry = config["tunings"][wildcards.tuning]
     return flag_args(
         {k: v for k, v in entry.items() if k not in ("scheme", "max_steps")}

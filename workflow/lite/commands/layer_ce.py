@@ -1,4 +1,5 @@
-"""Held-out cross-entropy of every checkpoint's exit (shared norm + LM head) on reference answers.
+"""Held-out cross-entropy of every checkpoint's exit (shared norm + LM head) on reference answers,
+and how often the exit's argmax equals the final layer's there.
 
     lite layer-ce --model results/smollm2-135m/tuned/lite --evalset results/data/eval/alpaca.jsonl \\
         --layers 10,20,30 --out results/smollm2-135m/layer_ce/lite/alpaca.csv
@@ -6,7 +7,10 @@
 The training log reports each layer's CE only for the layers a tuning trains (IT: the final one);
 this scores every checkpoint of any model the same way, teacher-forced on the eval records'
 ``reference`` answers (prompt template and response tokens as in tuning), token-weighted over
-the set. One CSV row per layer: ``layer, ce, tokens, records``.
+the set. ``agreement`` is the share of those answer positions where the exit's argmax token is
+the final layer's: a teacher-forced stand-in for fig5's alignment that needs no generation, so
+short tuning probes can read both sides of LITE's trade-off (final-layer CE against intermediate
+alignment) from one pass. One CSV row per layer: ``layer, ce, agreement, tokens, records``.
 """
 
 from __future__ import annotations
@@ -31,15 +35,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def layer_ce(model, tokenizer, records: Sequence[dict], layers: Sequence[int], max_length: int) -> dict:
-    """``{layer: (summed CE over answer tokens, answer tokens)}``, one record at a time (no padding)."""
+    """``{layer: (summed CE over answer tokens, answer tokens whose argmax is the final layer's,
+    answer tokens)}``, one record at a time (no padding)."""
     import torch
 
     from lite.architectures import exit_modules
     from lite.data import encode_example
-    from lite.loss import IGNORE_INDEX, lite_loss
+    from lite.loss import IGNORE_INDEX, layer_outputs, lite_loss
+    from lite.modeling import decoder_layer_count
 
     norm, head = exit_modules(model)
+    n_layers = decoder_layer_count(model)
     sums = dict.fromkeys(layers, 0.0)
+    agreed = dict.fromkeys(layers, 0)
     tokens = 0
     with torch.no_grad():
         for record in records:
@@ -48,11 +56,19 @@ def layer_ce(model, tokenizer, records: Sequence[dict], layers: Sequence[int], m
             labels = torch.tensor([example["labels"]])  # (1, seq)
             hidden = model(input_ids=ids, output_hidden_states=True, use_cache=False, logits_to_keep=1)
             _, per_layer = lite_loss(hidden.hidden_states, labels, norm, head, dict.fromkeys(layers, 1.0))
-            n = int((labels[:, 1:] != IGNORE_INDEX).sum())  # lite_loss's per-layer CE is a mean over these
+            keep = labels[0, 1:] != IGNORE_INDEX  # (seq-1,): the answer positions lite_loss averages over
+            outputs = layer_outputs(hidden.hidden_states, n_layers)
+            argmax = {}
+            for layer in {*layers, n_layers}:
+                rows, normed = outputs[layer]
+                rows = rows[0, :-1][keep]  # (answer tokens, hidden)
+                argmax[layer] = head(rows if normed else norm(rows)).argmax(dim=-1)  # (answer tokens,)
+            n = int(keep.sum())
             for layer in layers:
                 sums[layer] += float(per_layer[layer]) * n
+                agreed[layer] += int((argmax[layer] == argmax[n_layers]).sum())
             tokens += n
-    return {layer: (sums[layer], tokens) for layer in layers}
+    return {layer: (sums[layer], agreed[layer], tokens) for layer in layers}
 
 
 def run(args: argparse.Namespace) -> None:
@@ -71,8 +87,12 @@ def run(args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(args.model)
     result = layer_ce(model, tokenizer, records, args.layers, args.max_length)
     with atomic_write(args.out) as handle:
-        handle.write("layer,ce,tokens,records\n")
-        for layer, (total, tokens) in result.items():
-            handle.write(f"{layer},{total / tokens:.4f},{tokens},{len(records)}\n")
-            print(f"layer {layer}: CE {total / tokens:.4f} over {tokens} answer tokens", file=sys.stderr)
+        handle.write("layer,ce,agreement,tokens,records\n")
+        for layer, (total, agreed, tokens) in result.items():
+            handle.write(f"{layer},{total / tokens:.4f},{agreed / tokens:.4f},{tokens},{len(records)}\n")
+            print(
+                f"layer {layer}: CE {total / tokens:.4f}, argmax = final layer's on {agreed / tokens:.1%} "
+                f"of {tokens} answer tokens",
+                file=sys.stderr,
+            )
     save_resolved_config(args.out, {"command": "layer-ce", **vars(args)})
