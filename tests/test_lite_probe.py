@@ -72,6 +72,7 @@ def test_probe_scores_each_variant_at_each_step_and_resumes(tiny_model_dirs, tmp
         {r["layer"]: r["ce"] for r in rows if r["variant"] == "it" and r["step"] == s} for s in "12"
     )
     assert step1 != step2  # the step-1 checkpoint is scored, not the final model twice
+    assert (out / "it" / "model" / "config.json").is_file() and not (out / "it" / "checkpoints").exists()
     table = (out / "probe.md").read_text()
     assert "| uniform-ramp-distil | 2 |" in table and "agree L2" in table
 

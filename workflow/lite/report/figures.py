@@ -505,8 +505,10 @@ def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
             sweep = part[part["kind"] == "sweep"].sort_values("scale")
             if not sweep.empty:
                 ax.plot(sweep[saved], sweep["score"], color=color, marker=".", label="threshold sweep")
-                for row in sweep.itertuples():
-                    ax.annotate(f"x{row.scale:g}", (getattr(row, saved), row.score), xytext=(3, -10),
+                for i, row in enumerate(sweep.itertuples()):
+                    # neighbouring scales sit close together: their labels alternate below and above
+                    offset = (3, -10) if i % 2 == 0 else (3, 5)
+                    ax.annotate(f"x{row.scale:g}", (getattr(row, saved), row.score), xytext=offset,
                                 textcoords="offset points", fontsize=style.MIN_FONT_SIZE,
                                 color=color)  # fmt: skip
             for row in part[part["kind"] != "sweep"].itertuples():
