@@ -18,43 +18,29 @@ def referenced(evalset) -> list[dict]:
     return [r for r in read_jsonl(evalset) if r["reference"]]
 
 
-def test_final_layer_ce_is_the_models_own_loss(tiny_model_dirs):
+def test_ce_is_the_models_own_loss_and_agreement_the_share_of_argmax_matches(tiny_model_dirs):
     dirs, evalset = tiny_model_dirs
     model, tokenizer = load_model(dirs["lite"]), load_tokenizer(dirs["lite"])
     records = referenced(evalset)
     n_layers = model.config.num_hidden_layers
     result = layer_ce(model, tokenizer, records, [1, n_layers], max_length=256)
-    total, tokens = 0.0, 0
-    with torch.no_grad():
-        for record in records:
-            example = encode_example(tokenizer, {**record, "output": record["reference"]}, 256)
-            labels = torch.tensor([example["labels"]])
-            n = int((labels[:, 1:] != -100).sum())
-            total += float(model(input_ids=torch.tensor([example["input_ids"]]), labels=labels).loss) * n
-            tokens += n
-    assert result[n_layers][2] == tokens
-    assert result[n_layers][0] / tokens == pytest.approx(total / tokens, rel=1e-5)
-    assert result[1][0] / tokens != pytest.approx(total / tokens, rel=1e-3)  # layer 1 is another exit
-
-
-def test_agreement_counts_answer_positions_whose_argmax_is_the_final_layers(tiny_model_dirs):
-    dirs, evalset = tiny_model_dirs
-    model, tokenizer = load_model(dirs["lite"]), load_tokenizer(dirs["lite"])
-    records = referenced(evalset)
-    n_layers = model.config.num_hidden_layers
-    result = layer_ce(model, tokenizer, records, [1, n_layers], max_length=256)
-    agreed = 0
+    total, tokens, agreed = 0.0, 0, 0
     with torch.no_grad():
         for record in records:
             example = encode_example(tokenizer, {**record, "output": record["reference"]}, 256)
             ids, labels = torch.tensor([example["input_ids"]]), torch.tensor([example["labels"]])
-            out = model(input_ids=ids, output_hidden_states=True)
-            keep = labels[0, 1:] != -100
+            out = model(input_ids=ids, labels=labels, output_hidden_states=True)
+            keep = labels[0, 1:] != -100  # the answer positions
+            total += float(out.loss) * int(keep.sum())
+            tokens += int(keep.sum())
             final = out.logits[0, :-1][keep].argmax(-1)
             first = model.lm_head(model.model.norm(out.hidden_states[1][0, :-1][keep])).argmax(-1)
             agreed += int((first == final).sum())
-    assert result[n_layers][1] == result[n_layers][2]  # the final layer agrees with itself everywhere
-    assert result[1][1] == agreed < result[1][2]
+    assert result[n_layers][2] == tokens
+    assert result[n_layers][0] / tokens == pytest.approx(total / tokens, rel=1e-5)
+    assert result[1][0] / tokens != pytest.approx(total / tokens, rel=1e-3)  # layer 1 is another exit
+    assert result[n_layers][1] == tokens  # the final layer agrees with itself everywhere
+    assert result[1][1] == agreed < tokens
 
 
 def test_command_writes_a_row_per_layer_and_names_missing_references(tiny_model_dirs, tmp_path):

@@ -80,20 +80,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         args = parser.parse_args(rest)
         module.run(args)
-    except SetupError as err:
+    except (SetupError, KeyboardInterrupt) as err:
         if not from_command_line:
             raise
         if args is not None and args.debug:
             traceback.print_exc()
-        print(f"lite {name}: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as interrupt:
-        if not from_command_line:
-            raise
-        if args is not None and args.debug:
-            traceback.print_exc()
+        if isinstance(err, SetupError):
+            print(f"lite {name}: error: {err}", file=sys.stderr)
+            return 1
         # A command may say what the interrupted run kept (lite judge: the judgments it saved).
-        print(f"lite {name}: interrupted; {str(interrupt) or 'rerun to continue'}", file=sys.stderr)
+        print(f"lite {name}: interrupted; {str(err) or 'rerun to continue'}", file=sys.stderr)
         return 130
     return 0
 

@@ -309,24 +309,30 @@ def saving_finding(
     judgments: Iterable[dict], generations: Iterable[dict], model: str, final: str, dynamic: str
 ) -> Finding | None:
     """Dynamic exit saves FLOPs at the final layer's quality (fig1, table1)."""
-    pair, saved = scores(judgments, dynamic, final, model), savings(generations, final, dynamic, model)
-    if pair is None or saved is None:
-        return None
-    holds = final_minus(pair) <= SAME_QUALITY_POINTS and saved["nocache"] >= MIN_SAVING_PCT
-    test = f"at least {MIN_SAVING_PCT:g} % saved, at most {points(SAME_QUALITY_POINTS)} below the final layer"
-    return Finding(PAPER["fig1"], "fig1, table1", _saving_text(pair, saved), holds, test)
+    return _saving_at_most(
+        judgments, generations, model, final, dynamic, SAME_QUALITY_POINTS, "fig1", "fig1, table1"
+    )
 
 
 def aggressive_finding(
     judgments: Iterable[dict], generations: Iterable[dict], model: str, final: str, aggressive: str
 ) -> Finding | None:
     """Lower thresholds save FLOPs at a small loss (fig12)."""
-    pair, saved = scores(judgments, aggressive, final, model), savings(generations, final, aggressive, model)
+    return _saving_at_most(
+        judgments, generations, model, final, aggressive, SMALL_LOSS_POINTS, "fig12", "fig12"
+    )
+
+
+def _saving_at_most(
+    judgments, generations, model, final, decoder, loss_points, paper_key, where
+) -> Finding | None:
+    """``decoder`` saves at least MIN_SAVING_PCT of the FLOPs, at most ``loss_points`` below final."""
+    pair, saved = scores(judgments, decoder, final, model), savings(generations, final, decoder, model)
     if pair is None or saved is None:
         return None
-    holds = final_minus(pair) <= SMALL_LOSS_POINTS and saved["nocache"] >= MIN_SAVING_PCT
-    test = f"at least {MIN_SAVING_PCT:g} % saved, at most {points(SMALL_LOSS_POINTS)} below the final layer"
-    return Finding(PAPER["fig12"], "fig12", _saving_text(pair, saved), holds, test)
+    holds = final_minus(pair) <= loss_points and saved["nocache"] >= MIN_SAVING_PCT
+    test = f"at least {MIN_SAVING_PCT:g} % saved, at most {points(loss_points)} below the final layer"
+    return Finding(PAPER[paper_key], where, _saving_text(pair, saved), holds, test)
 
 
 def baseline_finding(
