@@ -109,6 +109,12 @@ def heading(browser) -> str:
     return browser.find_element(By.TAG_NAME, "h1").text
 
 
+def error_naming(browser, text: str) -> str | None:
+    """The page's error message if it contains ``text`` (None while another page is shown; an
+    element the new page replaced while it was read is retried by ``wait``)."""
+    return next((e.text for e in browser.find_elements(By.ID, "error") if text in e.text), None)
+
+
 def wait_heading(browser, text: str) -> None:
     wait(browser).until(lambda b: text in heading(b))
 
@@ -248,9 +254,10 @@ def test_bad_scores_and_forged_requests_are_refused(site, open_browser, shots):
         field.send_keys(bad)
         alice.find_element(By.ID, "score_2").clear()
         alice.find_element(By.ID, "score_2").send_keys("5", Keys.ENTER)
-        wait(alice).until(lambda b: b.find_elements(By.ID, "error"))
-        error = alice.find_element(By.ID, "error").text
-        assert "whole number from 1 to 10" in error and repr(bad) in error
+        # Wait for the answer to this value: the previous page's error stays in the DOM until the
+        # new page replaces it, and an element read in between goes stale.
+        error = wait(alice).until(lambda b, bad=bad: error_naming(b, repr(bad)))
+        assert "whole number from 1 to 10" in error
         # What was typed comes back in the field's markup, to correct (a number field shows only numbers).
         assert f'value="{bad}"' in alice.page_source
         assert_hidden(alice)
