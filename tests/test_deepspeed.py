@@ -67,7 +67,7 @@ from lite.tune import _shut_down_distributed
 deepspeed.init_distributed(dist_backend="gloo")
 world_clone = groups._clone_world_group()  # the group ZeRO reduces over, a gloo backend of its own
 del world_clone
-_shut_down_distributed(deepspeed=True)
+_shut_down_distributed(with_deepspeed=True)
 assert not torch.distributed.is_initialized()
 assert groups._WORLD_GROUP is None, "DeepSpeed still holds its clone of the world group"
 print("closed")

@@ -555,11 +555,11 @@ def tune(
     }
     _write_final(trainer, tokenizer, out, resolved, ckpt_dir / TRAIN_LOG)
     del trainer, model  # the engine holds DeepSpeed's process groups: let them go before the teardown
-    _shut_down_distributed(deepspeed=config.deepspeed is not None)
+    _shut_down_distributed(with_deepspeed=config.deepspeed is not None)
     return resolved
 
 
-def _shut_down_distributed(deepspeed: bool) -> None:
+def _shut_down_distributed(with_deepspeed: bool) -> None:
     """Wait for rank 0's writes, then close every process group while the interpreter still runs.
 
     A communication backend left for the interpreter's exit is destroyed in no fixed order with the
@@ -572,7 +572,7 @@ def _shut_down_distributed(deepspeed: bool) -> None:
     if not torch.distributed.is_initialized():
         return
     torch.distributed.barrier()
-    if deepspeed:
+    if with_deepspeed:
         import deepspeed.comm
 
         deepspeed.comm.destroy_process_group()

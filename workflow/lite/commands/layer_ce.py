@@ -38,10 +38,11 @@ def layer_ce(model, tokenizer, records: Sequence[dict], layers: Sequence[int], m
     """``{layer: (summed CE over answer tokens, answer tokens whose argmax is the final layer's,
     answer tokens)}``, one record at a time (no padding)."""
     import torch
+    import torch.nn.functional as F
 
     from lite.architectures import exit_modules
     from lite.data import encode_example
-    from lite.loss import IGNORE_INDEX, layer_outputs, lite_loss
+    from lite.loss import IGNORE_INDEX, layer_outputs
     from lite.modeling import decoder_layer_count
 
     norm, head = exit_modules(model)
@@ -55,19 +56,20 @@ def layer_ce(model, tokenizer, records: Sequence[dict], layers: Sequence[int], m
             ids = torch.tensor([example["input_ids"]])  # (1, seq)
             labels = torch.tensor([example["labels"]])  # (1, seq)
             hidden = model(input_ids=ids, output_hidden_states=True, use_cache=False, logits_to_keep=1)
-            _, per_layer = lite_loss(hidden.hidden_states, labels, norm, head, dict.fromkeys(layers, 1.0))
-            keep = labels[0, 1:] != IGNORE_INDEX  # (seq-1,): the answer positions lite_loss averages over
+            keep = labels[0, 1:] != IGNORE_INDEX  # (seq-1,): the answer positions
+            targets = labels[0, 1:][keep]  # (answer tokens,): position t predicts token t+1
             outputs = layer_outputs(hidden.hidden_states, n_layers)
-            argmax = {}
-            for layer in {*layers, n_layers}:
+            ce, argmax = {}, {}
+            for layer in {*layers, n_layers}:  # each exit's logits once, for its CE and its argmax
                 rows, normed = outputs[layer]
                 rows = rows[0, :-1][keep]  # (answer tokens, hidden)
-                argmax[layer] = head(rows if normed else norm(rows)).argmax(dim=-1)  # (answer tokens,)
-            n = int(keep.sum())
+                logits = head(rows if normed else norm(rows)).float()  # (answer tokens, vocab)
+                ce[layer] = float(F.cross_entropy(logits, targets, reduction="sum"))
+                argmax[layer] = logits.argmax(dim=-1)  # (answer tokens,)
             for layer in layers:
-                sums[layer] += float(per_layer[layer]) * n
+                sums[layer] += ce[layer]
                 agreed[layer] += int((argmax[layer] == argmax[n_layers]).sum())
-            tokens += n
+            tokens += int(keep.sum())
     return {layer: (sums[layer], agreed[layer], tokens) for layer in layers}
 
 
