@@ -26,8 +26,13 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/latency.smk"
 include: "workflow/rules/human.smk"
+
+
+# The latency benchmark exists where the config has a `bench` section.
+if "bench" in config:
+
+    include: "workflow/rules/latency.smk"
 
 
 rule all:

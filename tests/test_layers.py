@@ -37,6 +37,7 @@ def _with_submodules(package: str) -> list[str]:
 
 MODULES = [
     "lite.plan",
+    "lite.decoders.specs",  # the Snakefile's decoder names
     "lite.analysis",
     "lite.io",
     *_with_submodules("lite.judge"),

@@ -38,6 +38,8 @@ def test_default_config_passes(config):
         ),
         (lambda c: c["data"]["eval"]["koala"].update(source="koala"), "data.eval.koala: koala has no gold"),
         (lambda c: c["data"].pop("corpus"), "data.corpus: required by the pretrain section"),
+        (lambda c: c["seeds"].update(replicas=[0, 1]), "seeds.replicas: 0 is train.seed"),
+        (lambda c: c["models"].update({"tiny12-seed1": c["models"]["tiny15"]}), "seeds.replicas: 1 makes"),
     ],
 )
 def test_bad_config_names_the_key(config, edit, message):
@@ -157,3 +159,39 @@ def test_report_sections_and_labels_follow_the_paper():
     assert Plan.report_labels("fig1") == {"#": "01", "artefact": "fig1"}
     labels = [Plan.report_labels(name)["#"] for name in ARTEFACTS]
     assert labels == sorted(labels) and len(set(labels)) == len(ARTEFACTS)
+
+
+def test_seed_replicas_retune_the_main_model_from_its_shared_base(config):
+    plan = Plan(config)
+    assert plan.replica_seeds == {"tiny12-seed1": 1, "tiny12-seed2": 2}
+    replica = "tiny12-seed1"
+    # the same base weights, its own seeds, IT and LITE only
+    assert plan.tuning_base(replica) == plan.tuning_base("tiny12") == "results/tiny12/pretrained"
+    assert (plan.train_seed(replica), plan.generation_seed(replica)) == (1, 1)
+    assert (plan.train_seed("tiny12"), plan.generation_seed("tiny12")) == (0, 0)
+    assert plan.tunings(replica) == ["it", "lite"]
+    assert plan.checkpoints(replica) == plan.checkpoints("tiny12")
+    # what the headline reads, no threshold sweep
+    assert set(plan.decoders(replica, "lite")) == {
+        "final",
+        "dynamic-calibrated",
+        "dynamic-aggressive",
+        "random-half",
+        "random-k",
+        "sequential",
+    }
+    assert plan.decoders(replica, "it") == plan.decoders("tiny12", "it")
+    # replicas stay out of `all` and the figures
+    assert not any(replica in path for path in plan.all_targets())
+    inputs = plan.seeds_inputs()
+    assert {p.split("/")[1] for p in inputs} == {"tiny12", "tiny12-seed1", "tiny12-seed2"}
+    assert plan.headline_inputs("tiny12") == plan.artefact_inputs("headline")
+    assert plan.seed_models_arg() == "tiny12=0,tiny12-seed1=1,tiny12-seed2=2"
+
+
+def test_seeds_need_a_replica(config):
+    config.pop("seeds")
+    plan = Plan(config)
+    assert plan.all_models() == ["tiny12", "tiny15"]
+    with pytest.raises(ConfigError, match="seeds.replicas"):
+        plan.seeds_inputs()

@@ -123,6 +123,30 @@ def test_nothing_left_to_do_after_the_run(finished_run):
     assert planned_jobs(snakemake(finished_run, "-n", "all", timeout=120)) == {}
 
 
+@pytest.mark.slow
+def test_seeds_retune_the_main_model_and_test_every_finding_on_every_seed(finished_run):
+    planned = snakemake(finished_run, "-n", "-p", "seeds", timeout=120)
+    jobs = planned_jobs(planned)
+    # the replica's IT and LITE from the shared pretrained weights, with its own seed; nothing of
+    # the main run is redone
+    assert jobs["tune"] == 2 and not {"pretrain", "init_model", "prepare_train"} & set(jobs)
+    tunes = [line for line in planned.stdout.splitlines() if " tune --base results/tiny4/pretrained" in line]
+    assert len(tunes) == 2 and all(
+        "results/tiny4-seed1/tuned/" in line and "--seed 1" in line for line in tunes
+    )
+    result = snakemake(finished_run, "--cores", "2", "seeds", timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
+    table = pd.read_csv(finished_run / "results/tables/seeds.csv")
+    assert {"seed 0", "seed 1", "mean", "sd", "min", "max", "target", "every seed"} <= set(table.columns)
+    assert set(table["finding"]) >= {"fig5", "fig4", "table6"}
+    # the same numbers as each run's own headline: seed 0's fig4 scores are the main run's
+    headline = pd.read_csv(finished_run / "results/tables/headline.csv")
+    fig4 = headline[headline["finding (where shown)"].str.endswith("(fig4)")]["this run"].iloc[0]
+    scores = table[(table["finding"] == "fig4") & table["measure"].str.endswith(" score")]["seed 0"]
+    assert [f"{v:.2f}" in fig4 for v in scores] == [True, True]
+    assert planned_jobs(snakemake(finished_run, "-n", "all", timeout=120)) == {}
+
+
 def _edited(workdir: Path, edit, env: dict[str, str] | None = None) -> dict[str, int]:
     original = (workdir / "config.yaml").read_text()
     config = yaml.safe_load(original)
@@ -167,6 +191,14 @@ def test_every_shipped_config_plans_on_a_clean_clone_reading_nothing_outside_it(
         assert local is None or not (Path(local).is_absolute() or ".." in Path(local).parts), (path, local)
     result = snakemake(copy_workflow(tmp_path, config), "-n", "all", timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_a_config_without_a_bench_section_plans_everything_else(tmp_path):
+    config = yaml.safe_load(CI_CONFIG.read_text())
+    del config["bench"]
+    result = snakemake(copy_workflow(tmp_path, config), "-n", "all", timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "bench" not in planned_jobs(result)
 
 
 def test_a_tunings_loss_settings_reach_its_tune_command_only(tmp_path):

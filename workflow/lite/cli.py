@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figure": ("figure", "draw one of the paper's figures"),
     "table": ("table", "write one of the paper's tables"),
     "latency": ("latency", "latency benchmark of the decoders on the same prompts"),
+    "seeds": ("seeds", "the headline findings on every seed of `snakemake seeds`"),
     "plan-cost": ("plan_cost", "GPU hours per stage of a config, to set resources.*.runtime"),
     "annotate": ("annotate", "serve the human rating page; ratings go to a SQLite file (Table 5)"),
     "table5": ("table5", "Table 5: human ratings per rater and aggregate, agreement with the judges"),

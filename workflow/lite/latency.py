@@ -64,13 +64,8 @@ _DECODER_NAMES = {
     "dynamic-nocache": ("dynamic", False),
     "dynamic-cached": ("dynamic", True),
 }
-
-
-def reference_of(decoder: str) -> str | None:
-    """The decoder whose tokens ``decoder`` must reproduce exactly (None: no such promise)."""
-    if decoder == "final" or decoder.startswith("speculative-"):  # adaptive drafting included
-        return "hf-generate"
-    return "dynamic-nocache" if decoder == "dynamic-cached" else None
+# the benchmark's run of each reference a decoder reproduces (``DecoderName.reference``)
+_REFERENCE_RUNS = {"hf-generate": "hf-generate", "nocache": "dynamic-nocache"}
 
 
 @dataclass(frozen=True)
@@ -235,7 +230,7 @@ def _run(
     (else None). Timed runs go without: counting costs time."""
     from lite.decoders.agreement import hf_greedy_batch
     from lite.decoders.blocks import n_layers
-    from lite.decoders.dispatch import decode, meters
+    from lite.decoders.dispatch import decode
     from lite.decoders.generation import Generation
     from lite.decoders.slots import Meter
     from lite.flops import ModelShape
@@ -251,7 +246,7 @@ def _run(
             continue
         spec, kv_cache = decoder
         meter = None
-        if metered and meters(spec, kv_cache):
+        if metered and spec.named.meters(kv_cache):
             meter = Meter(ModelShape.from_config(model.config), len(chunk))
         runs.extend(
             (gen, meter) for gen in decode(model, chunk, spec, kv_cache=kv_cache, meter=meter, **common)
@@ -259,8 +254,18 @@ def _run(
     return runs
 
 
-def _flops(model, name: str, prompts: Sequence[list[int]], runs: list) -> tuple[int, int]:
-    """What a decoder did on ``prompts``: (executed, needed) FLOPs.
+def _reference_run(decoder) -> str | None:
+    """The benchmark run whose tokens ``decoder`` (an entry of ``_decoders``) must reproduce exactly
+    (None: no such promise)."""
+    if decoder is None:  # HF generate: the reference itself
+        return None
+    spec, kv_cache = decoder
+    reference = spec.named.reference(kv_cache)
+    return None if reference is None else _REFERENCE_RUNS[reference]
+
+
+def _flops(model, decoder, prompts: Sequence[list[int]], runs: list) -> tuple[int, int]:
+    """What a decoder (an entry of ``_decoders``) did on ``prompts``: (executed, needed) FLOPs.
 
     Executed: its meters' kernel count (padding, masked keys, states ridden along included), else
     ``lite.flops``' accounting. Needed: the accounting of its exits (``kvcache_flops``; the
@@ -271,7 +276,9 @@ def _flops(model, name: str, prompts: Sequence[list[int]], runs: list) -> tuple[
     from lite.flops import ModelShape, kvcache_flops, nocache_flops
 
     shape = ModelShape.from_config(model.config)
-    accounting = nocache_flops if name == "dynamic-nocache" else kvcache_flops
+    # HF generate (None) and every decoder of lite's but the paper's no-cache loop keep a KV cache
+    cached = decoder is None or decoder[0].named.cached(decoder[1])
+    accounting = kvcache_flops if cached else nocache_flops
     meters = list({id(meter): meter for _, meter in runs if meter is not None}.values())
     needed = sum(
         accounting(shape, len(p), g.exit_layers, g.heads) for p, (g, _) in zip(prompts, runs, strict=True)
@@ -279,16 +286,18 @@ def _flops(model, name: str, prompts: Sequence[list[int]], runs: list) -> tuple[
     if not meters:
         return needed, needed
     executed = sum(meter.kernel for meter in meters)
-    if name.startswith("speculative-"):
+    if decoder[0].kind == "speculative":  # meters were filled: a decoder of lite's ran, not HF's
         needed = sum(int(meter.causal.sum()) for meter in meters)
     return executed, needed
 
 
-def _summary(name: str, gens: list) -> dict:
-    """The table's decoder-specific columns: exits of the dynamic ones, drafting of speculative ones."""
-    if name.startswith("dynamic-"):
+def _summary(decoder, gens: list) -> dict:
+    """The table's decoder-specific columns (``decoder``: an entry of ``_decoders``): exits of the
+    dynamic ones, drafting of speculative ones."""
+    kind = None if decoder is None else decoder[0].kind
+    if kind == "dynamic":
         return {"mean_exit_layer": statistics.mean([layer for g in gens for layer in g.exit_layers])}
-    if name.startswith("speculative-"):
+    if kind == "speculative":
         proposed = sum(g.acceptance.proposed for g in gens)
         accepted = sum(g.acceptance.accepted for g in gens)
         return {
@@ -333,7 +342,9 @@ def _measure(model, prompts, checkpoints, thresholds, config, pad_id, label, pro
             progress(f"{label} batch {batch} counting: {name}")
         counted[batch, name] = _run(model, decoders[name], prompts, batch, pad_id, new, metered=True)
     outputs = {key: [gen.token_ids for gen, _ in value] for key, value in counted.items()}
-    flops = {(batch, name): _flops(model, name, prompts, counted[batch, name]) for batch, name in runs}
+    flops = {
+        (batch, name): _flops(model, decoders[name], prompts, counted[batch, name]) for batch, name in runs
+    }
     rows = []
     for repeat in range(config.repeats):
         order = runs[repeat % len(runs) :] + runs[: repeat % len(runs)]
@@ -357,13 +368,13 @@ def _measure(model, prompts, checkpoints, thresholds, config, pad_id, label, pro
                     "flops": executed,
                     "flops_needed": needed,
                     "same_tokens": tokens == outputs[batch, name],  # deterministic, metered or not
-                    **_summary(name, gens),
+                    **_summary(decoders[name], gens),
                 }
             )
     frame = pd.DataFrame(rows)
     smallest = min(config.batch_sizes)
     for batch, name in runs:  # equal to the decoder it must reproduce, and to itself at any batch size
-        reference = reference_of(name)
+        reference = _reference_run(decoders[name])
         same = outputs[batch, name] == outputs[smallest, name]
         if reference is not None:
             same = same and outputs[batch, name] == outputs[batch, reference]

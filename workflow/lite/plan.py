@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lite.decoders.specs import BASELINE_NAMES, decoder_name
+
 CALIBRATION_SET = "calibration"
 FIGURES = ["fig1", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10"]
 FIGURES += ["fig11", "fig12", "fig13", "fig14", "fig15"]
@@ -23,7 +25,6 @@ TABLES += ["frontier"]
 TABLES += ["headline"]
 # Every figure and table name (``frontier`` is both), in the report's order.
 ARTEFACTS = list(dict.fromkeys(FIGURES + TABLES))
-BASELINES = ["random-half", "random-k", "sequential"]
 NO_REFERENCE_SOURCES = ("vicuna", "koala", "wizardlm", "selfinstruct")
 
 
@@ -34,6 +35,11 @@ def scaled_thresholds(thresholds: dict, scale: float) -> dict[int, float]:
     larger ones more aggressive: one knob from "never exit" to "always exit" with the shape kept.
     """
     return {int(layer): round(max(0.0, 1.0 - scale * (1.0 - float(t))), 6) for layer, t in thresholds.items()}
+
+
+def replica_name(model: str, seed: int) -> str:
+    """The model name under which ``model`` is tuned again with ``seed`` (``snakemake seeds``)."""
+    return f"{model}-seed{seed}"
 
 
 def sweep_decoder(scale: float) -> str:
@@ -86,24 +92,30 @@ def check_config(config: dict) -> None:
                         f"(early checkpoints: {checkpoints[:-1]})"
                     )
     main = next(iter(config["models"].values()))
-    for decoder in config["generation"]["decoders"]:
-        if decoder.startswith("fixed-L") and int(decoder[7:]) not in main["checkpoints"]:
+    for decoder in map(decoder_name, config["generation"]["decoders"]):
+        if decoder.family == "fixed" and decoder.layer not in main["checkpoints"]:
             raise ConfigError(
-                f"generation.decoders: {decoder} is not a checkpoint of the main model "
+                f"generation.decoders: {decoder.name} is not a checkpoint of the main model "
                 f"(checkpoints: {main['checkpoints']})"
             )
     plan = Plan(config)
+    for replica, seed in plan.replica_seeds.items():
+        if replica in config["models"]:
+            raise ConfigError(
+                f"seeds.replicas: {seed} makes the replica {replica!r}, which is a configured model"
+            )
+        if seed == plan.train_seed(plan.main):
+            raise ConfigError(f"seeds.replicas: {seed} is train.seed, the main run itself")
     for name, model in config["models"].items():
         for tuning in model["tunings"]:
             for decoder in plan.decoders(name, tuning):
-                # sweep points scale the paper's thresholds, which the schema requires
-                kind = "paper" if decoder in plan.sweep() else decoder.removeprefix("dynamic-")
+                needed = decoder_name(decoder).threshold_set
                 if (
-                    decoder.startswith("dynamic-")
-                    and kind not in plan.calibrated_kinds()
-                    and kind not in model["thresholds"]
+                    needed is not None
+                    and needed not in plan.calibrated_kinds()
+                    and needed not in model["thresholds"]
                 ):
-                    raise ConfigError(f"models.{name}.thresholds.{kind}: required by the decoder {decoder}")
+                    raise ConfigError(f"models.{name}.thresholds.{needed}: required by the decoder {decoder}")
     if config["judge"]["name"] == "reference":
         for name, source in config["data"]["eval"].items():
             if source["source"] in NO_REFERENCE_SOURCES:
@@ -138,13 +150,40 @@ class Plan:
         self.evalsets = list(config["data"]["eval"])
         self.dynamic = config["report"]["dynamic_decoder"]
         self.judge = config["judge"]["name"]
+        # `snakemake seeds`: the main model tuned, decoded and judged again with other seeds. Each
+        # replica is a model of its own name (its results under results/{replica}/) that shares
+        # the main model's base weights and settings.
+        self.replica_seeds = {
+            replica_name(self.main, seed): seed for seed in (config.get("seeds") or {}).get("replicas", [])
+        }
 
     # ---- per-model facts
+    def model_config(self, model: str) -> dict[str, Any]:
+        """A model's config entry; a seed replica's is the main model's with IT and LITE only
+        (what the headline findings read)."""
+        if model in self.replica_seeds:
+            main = self.config["models"][self.main]
+            return {**main, "tunings": [t for t in main["tunings"] if t in ("it", "lite")]}
+        return self.config["models"][model]
+
+    def all_models(self) -> list[str]:
+        """The configured models and the seed replicas: what the model wildcard may be."""
+        return [*self.models, *self.replica_seeds]
+
+    def is_main(self, model: str) -> bool:
+        return model == self.main or model in self.replica_seeds
+
+    def train_seed(self, model: str) -> int:
+        return self.replica_seeds.get(model, self.config["train"].get("seed", 0))
+
+    def generation_seed(self, model: str) -> int:
+        return self.replica_seeds.get(model, self.config["generation"].get("seed", 0))
+
     def checkpoints(self, model: str) -> list[int]:
-        return list(self.config["models"][model]["checkpoints"])
+        return list(self.model_config(model)["checkpoints"])
 
     def tunings(self, model: str) -> list[str]:
-        return list(self.config["models"][model]["tunings"])
+        return list(self.model_config(model)["tunings"])
 
     def early_checkpoints(self, model: str) -> list[int]:
         """The checkpoints below the final layer: where a token can exit early."""
@@ -154,13 +193,19 @@ class Plan:
         return [f"fixed-L{k}" for k in self.early_checkpoints(model)]
 
     def decoders(self, model: str, tuning: str) -> list[str]:
-        """Decoders generated for (model, tuning): the main model gets the full set."""
-        if model != self.main:
+        """Decoders generated for (model, tuning): the main model gets the full set, a seed
+        replica what the headline findings read."""
+        if not self.is_main(model):
             return ["final", self.dynamic] if tuning == "lite" else []
         if tuning == "it":
             return ["final", *self.fixed_decoders(model)]
         if tuning == "lite":
-            configured = [d for d in self.config["generation"]["decoders"] if not d.startswith("fixed-")]
+            configured = [
+                d for d in self.config["generation"]["decoders"] if decoder_name(d).family != "fixed"
+            ]
+            if model in self.replica_seeds:
+                wanted = {self.dynamic, "dynamic-aggressive", *BASELINE_NAMES}
+                return _unique(["final", self.dynamic, *[d for d in configured if d in wanted]])
             return _unique(["final", *self.fixed_decoders(model), self.dynamic, *configured, *self.sweep()])
         return []
 
@@ -177,10 +222,13 @@ class Plan:
 
     def pretrains(self, model: str) -> bool:
         """Tiny base models are pretrained on the corpus when the config has a ``pretrain`` section."""
-        return "pretrain" in self.config and self.config["models"][model]["base"]["kind"] == "tiny"
+        return "pretrain" in self.config and self.model_config(model)["base"]["kind"] == "tiny"
 
     def tuning_base(self, model: str) -> str:
-        """The weights every tuning of ``model`` starts from (the same for IT and LITE)."""
+        """The weights every tuning of ``model`` starts from (the same for IT and LITE; a seed
+        replica's are the main model's)."""
+        if model in self.replica_seeds:
+            model = self.main
         return f"results/{model}/{'pretrained' if self.pretrains(model) else 'base'}"
 
     @staticmethod
@@ -227,7 +275,7 @@ class Plan:
         for tuning in ("it", "lite"):
             if tuning in self.tunings(model):
                 pairs += [Pair(f"{tuning}.final", f"{tuning}.{d}") for d in self.decoders(model, tuning)[1:]]
-        if model == self.main and {"it", "lite"} <= set(self.tunings(model)):
+        if self.is_main(model) and {"it", "lite"} <= set(self.tunings(model)):
             pairs.append(Pair("it.final", "lite.final"))
         return pairs
 
@@ -238,9 +286,10 @@ class Plan:
     def generations(self, model: str, tuning: str, decoders: list[str]) -> list[str]:
         return [self.generation(model, tuning, e, d) for e in self.evalsets for d in decoders]
 
-    def alignments(self, tunings: list[str], table: str = "alignment") -> list[str]:
-        present = [t for t in tunings if t in self.tunings(self.main)]
-        return [self.alignment(self.main, t, e, table) for t in present for e in self.evalsets]
+    def alignments(self, tunings: list[str], table: str = "alignment", model: str | None = None) -> list[str]:
+        model = model or self.main
+        present = [t for t in tunings if t in self.tunings(model)]
+        return [self.alignment(model, t, e, table) for t in present for e in self.evalsets]
 
     # ---- artefacts
     def artefact_inputs(self, name: str) -> list[str]:
@@ -289,27 +338,48 @@ class Plan:
             # final-layer generations only for their prompt truncations (any system of the model cuts alike)
             return [self.eval_data(e) for e in self.evalsets] + self.generations(m, "lite", ["final"])
         if name == "headline":
-            systems = [dyn, "dynamic-aggressive", *BASELINES]
-            systems = [s for s in _unique(systems) if s in self.decoders(m, "lite")]
-            pairs = [Pair("lite.final", f"lite.{s}") for s in systems] + [Pair("it.final", "lite.final")]
-            pairs += [Pair("it.final", f"it.{d}") for d in self.fixed_decoders(m)]
-            return (
-                self.alignments(["it", "lite"])
-                + self.alignments(["it", "lite"], "calibration")
-                + self.judgments(m, pairs)
-                + self.generations(m, "lite", ["final", *systems])
-            )
+            return self.headline_inputs(m)
         if name == "frontier":
-            systems = [d for d in self.decoders(m, "lite") if d != "final" and not d.startswith("fixed-")]
+            systems = [
+                d for d in self.decoders(m, "lite") if decoder_name(d).family not in ("final", "fixed")
+            ]
             return self.judgments(m, [Pair("lite.final", f"lite.{s}") for s in systems]) + self.generations(
                 m, "lite", ["final", *systems]
             )
         if name == "table6":
-            systems = [dyn, *BASELINES]
+            systems = [dyn, *BASELINE_NAMES]
             return self.judgments(m, [Pair("lite.final", f"lite.{s}") for s in systems]) + self.generations(
                 m, "lite", ["final", *systems]
             )
         raise ConfigError(f"unknown artefact {name!r}; known: {', '.join(FIGURES + TABLES)}")
+
+    def headline_inputs(self, model: str) -> list[str]:
+        """What the headline findings of one model (the main one or a seed replica) read."""
+        dyn = self.dynamic
+        systems = [dyn, "dynamic-aggressive", *BASELINE_NAMES]
+        systems = [s for s in _unique(systems) if s in self.decoders(model, "lite")]
+        pairs = [Pair("lite.final", f"lite.{s}") for s in systems] + [Pair("it.final", "lite.final")]
+        pairs += [Pair("it.final", f"it.{d}") for d in self.fixed_decoders(model)]
+        return (
+            self.alignments(["it", "lite"], model=model)
+            + self.alignments(["it", "lite"], "calibration", model=model)
+            + self.judgments(model, pairs)
+            + self.generations(model, "lite", ["final", *systems])
+        )
+
+    SEEDS_TABLE = "results/tables/seeds.csv"
+
+    def seeds_inputs(self) -> list[str]:
+        """``snakemake seeds``: the headline inputs of the main model (its configured seeds) and of
+        every seed replica."""
+        if not self.replica_seeds:
+            raise ConfigError("seeds.replicas: `snakemake seeds` needs at least one replica seed")
+        return [path for model in (self.main, *self.replica_seeds) for path in self.headline_inputs(model)]
+
+    def seed_models_arg(self) -> str:
+        """``lite seeds --models``: the main model and every replica, each with its seed."""
+        models = {self.main: self.train_seed(self.main), **self.replica_seeds}
+        return ",".join(f"{model}={seed}" for model, seed in models.items())
 
     def artefact_args(self, name: str) -> str:
         """``lite figure``/``lite table`` options of one artefact: the reported dynamic decoder, the
@@ -343,7 +413,7 @@ class Plan:
             "fig15": "lite_weighted" in main_tunings,
             "fig12": "dynamic-aggressive" in decoders,
             "table3": self.second is not None,
-            "table6": set(BASELINES) <= decoders,
+            "table6": set(BASELINE_NAMES) <= decoders,
             "frontier": bool(self.sweep()),
             "headline": {"it", "lite"} <= main_tunings,
         }

@@ -40,7 +40,7 @@ def _alternatives(names):
 
 
 wildcard_constraints:
-    model=_alternatives(PLAN.models),
+    model=_alternatives(PLAN.all_models()),
     tuning=_alternatives(config["tunings"]),
     evalset=_alternatives([*PLAN.evalsets, lite.plan.CALIBRATION_SET]),
     decoder=lite.decoders.specs.WORKFLOW_DECODERS,
@@ -128,7 +128,7 @@ def init_model_inputs(wildcards):
 
 
 def init_model_args(wildcards):
-    base = config["models"][wildcards.model]["base"]
+    base = PLAN.model_config(wildcards.model)["base"]
     return flag_args({key: value for key, value in base.items() if key != "n_layers"})
 
 
@@ -201,9 +201,9 @@ def decoder_inputs(wildcards):
         "model": PLAN.tuned(wildcards.model, wildcards.tuning),
         "evalsets": [PLAN.eval_data(name) for name in decoded_sets("generation")],
     }
-    kind = wildcards.decoder.removeprefix("dynamic-")
-    if kind in PLAN.calibrated_kinds():
-        inputs["thresholds"] = PLAN.thresholds(wildcards.model, kind)
+    threshold_set = lite.decoders.specs.decoder_name(wildcards.decoder).threshold_set
+    if threshold_set in PLAN.calibrated_kinds():
+        inputs["thresholds"] = PLAN.thresholds(wildcards.model, threshold_set)
     return inputs
 
 
@@ -212,18 +212,15 @@ def thresholds_arg(wildcards):
     params that read ``input`` out of its rerun check), so editing the configured values reruns
     that decoder and what follows, never tuning; calibrated ones rerun through their input file.
     """
-    kind = wildcards.decoder.removeprefix("dynamic-")
-    if kind in PLAN.calibrated_kinds():
-        return f"--thresholds {PLAN.thresholds(wildcards.model, kind)}"
-    if wildcards.decoder.startswith("dynamic-x"):
-        scale = float(wildcards.decoder.removeprefix("dynamic-x"))
-        paper = config["models"][wildcards.model]["thresholds"]["paper"]
-        values = lite.plan.scaled_thresholds(paper, scale)
-        return f"--thresholds '{json.dumps(values, sort_keys=True)}'"
-    if wildcards.decoder.startswith("dynamic-"):
-        values = config["models"][wildcards.model]["thresholds"][kind]
-        return f"--thresholds '{json.dumps(values, sort_keys=True)}'"
-    return ""
+    decoder = lite.decoders.specs.decoder_name(wildcards.decoder)
+    if decoder.threshold_set is None:
+        return ""
+    if decoder.threshold_set in PLAN.calibrated_kinds():
+        return f"--thresholds {PLAN.thresholds(wildcards.model, decoder.threshold_set)}"
+    values = PLAN.model_config(wildcards.model)["thresholds"][decoder.threshold_set]
+    if decoder.scale is not None:  # a sweep point
+        values = lite.plan.scaled_thresholds(values, decoder.scale)
+    return f"--thresholds '{json.dumps(values, sort_keys=True)}'"
 
 
 def device_args():
@@ -329,6 +326,23 @@ def tuning_loss_args(wildcards):
     return flag_args(
         {k: v for k, v in entry.items() if k not in ("scheme", "max_steps")}
     )
+
+
+def tuning_train_args(wildcards):
+    """train's settings as flags but max_steps (it comes per tuning), with the model's seed (a
+    seed replica's own)."""
+    settings = {k: v for k, v in config["train"].items() if k != "max_steps"}
+    if wildcards.model in PLAN.replica_seeds:
+        settings["seed"] = PLAN.train_seed(wildcards.model)
+    return flag_args(settings)
+
+
+def generation_seed(wildcards):
+    return PLAN.generation_seed(wildcards.model)
+
+
+def seeds_inputs(wildcards):
+    return PLAN.seeds_inputs()
 
 
 def tuning_max_steps(wildcards):

@@ -37,7 +37,7 @@ rule generate:
         thresholds=thresholds_arg,
         max_new_tokens=config["generation"]["max_new_tokens"],
         batch_size=config["generation"].get("batch_size", 8),
-        seed=config["generation"].get("seed", 0),
+        seed=generation_seed,
         kv_cache="--kv-cache" if config["generation"].get("kv_cache") else "",
         shard=shard_args,
         device=device_args(),

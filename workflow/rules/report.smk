@@ -63,3 +63,30 @@ rule table:
         args=artefact_args,
     shell:
         "lite table {wildcards.artefact} --out {output.csv} {params.args} {input} > {log} 2>&1"
+
+
+# `snakemake --cores 2 seeds` (not part of `all`): the main model tuned, decoded and judged again
+# with each of seeds.replicas (results/{main}-seed{K}/, base weights shared), and the headline
+# findings of every seed side by side, each tested against its target.
+rule seeds:
+    input:
+        seeds_inputs,
+    output:
+        csv=lite.plan.Plan.SEEDS_TABLE,
+        md=lite.plan.Plan.SEEDS_TABLE.removesuffix(".csv") + ".md",
+        html=lite.plan.Plan.SEEDS_TABLE.removesuffix(".csv") + ".html",
+    log:
+        "logs/report/seeds.log",
+    benchmark:
+        "results/benchmarks/report/seeds.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=resource("cpu", "mem_mb"),
+        runtime=runtime_per_attempt("cpu"),
+    params:
+        models=lambda wildcards: PLAN.seed_models_arg(),
+        dynamic=PLAN.dynamic,
+    shell:
+        "lite seeds --out {output.csv} --models {params.models} --dynamic {params.dynamic} {input} > {log} 2>&1"

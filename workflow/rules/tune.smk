@@ -73,14 +73,7 @@ rule tune:
         loss=tuning_loss_args,
         max_steps=tuning_max_steps,
         checkpoints=checkpoints_arg,
-        # max_steps comes per tuning (above); the rest of train as flags
-        args=flag_args(
-            {
-                key: value
-                for key, value in config["train"].items()
-                if key != "max_steps"
-            }
-        ),
+        args=tuning_train_args,
         launcher=(
             f"torchrun --standalone --nproc-per-node {resource('tune', 'gpus')} -m lite.cli"
             if resource("tune", "gpus", 0) > 1

@@ -178,6 +178,7 @@ def traced_sets(plan) -> list[tuple[str, str, str]]:
 
 def estimate(config: dict, gpu: Gpu, prompt_tokens: int, train_tokens: int | None) -> list[Stage]:
     """Tune, generate and trace stages of ``config`` (see the module docstring)."""
+    from lite.decoders.specs import decoder_name
     from lite.flops import head_flops, layer_flops
     from lite.plan import CALIBRATION_SET, Plan
 
@@ -186,6 +187,7 @@ def estimate(config: dict, gpu: Gpu, prompt_tokens: int, train_tokens: int | Non
     shards = generation.get("shards", 1)
     batch = generation.get("batch_size", 8)
     new = generation["max_new_tokens"]
+    kv_cache = bool(generation.get("kv_cache"))
     check = generation.get("agreement_prompts", 0)
     sizes = {name: set_size(name, source) for name, source in config["data"]["eval"].items()}
     sizes[CALIBRATION_SET] = set_size(CALIBRATION_SET, config["data"]["calibration"])
@@ -210,18 +212,19 @@ def estimate(config: dict, gpu: Gpu, prompt_tokens: int, train_tokens: int | Non
     for name in plan.models:
         shape = shapes[name]
         for tuning in plan.tunings(name):
-            for decoder in plan.decoders(name, tuning):
+            for decoder in map(decoder_name, plan.decoders(name, tuning)):
+                reference = decoder.reference(kv_cache)  # what agreement_prompts decode again
                 seconds = 0.0
                 for evalset in plan.evalsets:
                     prompts = math.ceil(sizes[evalset] / shards)
-                    if decoder.startswith(("fixed-", "final")) or generation.get("kv_cache"):
+                    if decoder.cached(kv_cache):
                         seconds += decode_seconds(shape, gpu, prompts, batch, prompt_tokens, new)
                     else:
                         seconds += nocache_seconds(shape, gpu, prompts, prompt_tokens, new)
                     checked = min(check, prompts)
-                    if checked and decoder == "final":  # HF generate, one prompt at a time
+                    if checked and reference == "hf-generate":  # one prompt at a time
                         seconds += decode_seconds(shape, gpu, checked, 1, prompt_tokens, new)
-                    elif checked and not decoder.startswith("fixed-") and generation.get("kv_cache"):
+                    elif checked and reference == "nocache":
                         seconds += nocache_seconds(shape, gpu, checked, prompt_tokens, new)
                 generate += [seconds + gpu.load] * shards
     traced: dict[tuple[str, str, bool], float] = {}

@@ -95,12 +95,12 @@ def agreement_check(
 ) -> dict:
     """Decode ``eval_records`` again with the reference of ``spec`` and compare with ``produced``
     (their generation records, same order): HF ``generate`` for ``final`` and speculative decoding,
-    the no-cache loop for a KV-cached early exit. ``reference`` is None (and nothing is decoded)
-    where there is none."""
+    the no-cache loop for a KV-cached early exit (``DecoderName.reference``). ``reference`` is None
+    (and nothing is decoded) where there is none."""
     spec = spec.resolve(n_layers(model))
     eos, pad = stop_ids(model, tokenizer), pad_id(tokenizer)
-    if spec.kind in ("final", "speculative"):
-        name = "hf-generate"
+    name = spec.named.reference(kv_cache)
+    if name == "hf-generate":
         reference = [
             hf_greedy(
                 model,
@@ -111,8 +111,7 @@ def agreement_check(
             )
             for r in eval_records
         ]
-    elif spec.kind != "fixed" and kv_cache:
-        name = "nocache"
+    elif name == "nocache":
 
         def run(prompts: list[list[int]], keys: list[str]) -> list[Generation]:
             return decode(

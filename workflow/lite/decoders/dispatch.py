@@ -20,13 +20,6 @@ from lite.decoders.specs import DecoderSpec
 from lite.decoders.speculative import speculative
 
 
-def meters(spec: DecoderSpec, kv_cache: bool) -> bool:
-    """Whether ``decode`` can count this decoder's work with a ``Meter``: the decoders that run in
-    fixed columns (the KV-cached early exits, speculative decoding). The others' work is
-    ``lite.flops``' accounting of their exits."""
-    return spec.kind == "speculative" or (kv_cache and spec.kind not in ("final", "fixed"))
-
-
 def decode(
     model,
     prompts: Sequence[list[int]],
@@ -44,10 +37,10 @@ def decode(
     ``kv_cache`` runs the early-exit decoders with a KV cache and exact catch-up
     (lite.decoders.cached): the same tokens and exits as the paper's no-cache loop, much faster.
     ``meter`` (``Meter(ModelShape.from_config(model.config), len(prompts))``) is filled with the
-    work done, for decoders that ``meters``.
+    work done, for decoders that meter it (``DecoderName.meters``).
     """
     spec = spec.resolve(n_layers(model))
-    if meter is not None and not meters(spec, kv_cache):
+    if meter is not None and not spec.named.meters(kv_cache):
         raise ValueError(f"decoder {spec.name!r} (kv_cache={kv_cache}) counts no work in a Meter")
     keys = [str(i) for i in range(len(prompts))] if keys is None else list(keys)
     common = {"max_new_tokens": max_new_tokens, "eos_ids": eos_ids, "pad_id": pad_id}

@@ -1,4 +1,6 @@
-"""Decoders by name: the ``{decoder}`` wildcard of the workflow, parsed into a ``DecoderSpec``.
+"""Decoders by name: the ``{decoder}`` wildcard of the workflow. ``decoder_name`` reads what a name
+says (``DecoderName``: its family, layer, sweep scale, threshold set, reference); ``decoder_from_name``
+builds the ``DecoderSpec`` that ``lite.decoders.dispatch.decode`` runs. Nothing else parses a name.
 
 - ``final``: ordinary greedy generation from the last layer N (KV cache); equals
   ``model.generate(do_sample=False)`` token for token.
@@ -8,6 +10,8 @@
   checkpoints are visited in ascending order and the first whose confidence >= its threshold
   answers, else the final layer does. Without a KV cache this is the paper's procedure,
   recomputing the prefix; with one, the same tokens and exits (``lite.decoders.cached``).
+- ``dynamic-x{k}``: a point of the threshold sweep (the quality/cost frontier): dynamic exit with
+  the paper's thresholds scaled by k (the workflow passes them, ``lite.plan.scaled_thresholds``).
 - ``random-half``, ``random-k``: exit at each intermediate checkpoint with probability 1/2, resp.
   1/K where K counts all exit points (the checkpoints including the final layer); paper App. E.
 - ``sequential``: token t exits at exit point t mod K (cycling through the checkpoints, final included).
@@ -33,21 +37,29 @@ from lite.io import InputError, read_json, where
 if TYPE_CHECKING:  # the policies need torch; names and specs stay light for the Snakefile
     from lite.decoders.policies import ExitPolicy
 
-DYNAMIC_NAMES = ("dynamic", "dynamic-paper", "dynamic-aggressive", "dynamic-calibrated")
+# dynamic exit by name -> the threshold set the workflow passes it (configured or calibrated,
+# lite.plan.Plan.calibrated_kinds); bare "dynamic" takes its thresholds from the command line only
+_THRESHOLD_SETS = {
+    "dynamic": None,
+    "dynamic-paper": "paper",
+    "dynamic-aggressive": "aggressive",
+    "dynamic-calibrated": "calibrated",
+}
+DYNAMIC_NAMES = tuple(_THRESHOLD_SETS)
 BASELINE_NAMES = ("random-half", "random-k", "sequential")
 VALID_NAMES = (
     "final",
     "fixed-L{k}",
     *DYNAMIC_NAMES,
+    "dynamic-x{k}",
     *BASELINE_NAMES,
     "speculative-L{E}",
     "speculative-adaptive",
 )
 _FIXED = re.compile(r"fixed-L(\d+)")
 _SPECULATIVE = re.compile(r"speculative-L(\d+)")
-# dynamic-x{k}: a point of the threshold sweep (the quality/cost frontier); the workflow passes
-# the paper's thresholds scaled by k (lite.plan.scaled_thresholds)
-_SWEEP = re.compile(r"dynamic-x\d+(\.\d+)?")
+_SWEEP = re.compile(r"dynamic-x(\d+(?:\.\d+)?)")
+SWEEP_THRESHOLD_SET = "paper"  # the threshold set the sweep's points scale
 # The names the workflow generates: its {decoder} wildcard (bare "dynamic" and speculative decoding
 # are for the command line and the latency benchmark).
 WORKFLOW_DECODERS = "|".join(
@@ -60,6 +72,83 @@ WORKFLOW_DECODERS = "|".join(
     ]
 )
 DRAFT_TOKENS = 4  # drafts per verification round unless told (LayerSkip used 4-12)
+FAMILIES = ("final", "fixed", "dynamic", "sweep", "baseline", "speculative")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderName:
+    """What a decoder's name alone says about it, without a model: what the workflow, the report
+    and the benchmark ask of a decoder they do not run. ``decoder_name`` parses one."""
+
+    name: str
+    family: str  # one of FAMILIES
+    layer: int | None = None  # fixed-L{k}: k; speculative-L{E}: E (as named: decoder_from_name checks it)
+    scale: float | None = None  # a sweep point dynamic-x{k}: k
+    # the threshold set the workflow passes it: paper, aggressive or calibrated (a sweep point: the
+    # paper's, scaled by ``scale``); None where it needs none or takes them from the command line
+    threshold_set: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"DecoderName.family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+
+    @property
+    def thresholded(self) -> bool:
+        """Exits where its confidence reaches a threshold: dynamic exit and the sweep's points."""
+        return self.family in ("dynamic", "sweep")
+
+    @property
+    def early_exit(self) -> bool:
+        """A policy picks each token's exit among the checkpoints: the thresholds, or a baseline's."""
+        return self.thresholded or self.family == "baseline"
+
+    @property
+    def label(self) -> str:
+        """What the quality/cost frontier calls it: a dynamic exit its threshold set (paper,
+        aggressive, calibrated), any other decoder its family (sweep, baseline, ...)."""
+        if self.family == "dynamic" and self.threshold_set is not None:
+            return self.threshold_set
+        return self.family
+
+    def cached(self, kv_cache: bool) -> bool:
+        """Whether it decodes with a KV cache: final, fixed exits and speculative decoding always,
+        the early exits when ``kv_cache`` asks for it (else the paper's loop recomputes the prefix)."""
+        return kv_cache or not self.early_exit
+
+    def meters(self, kv_cache: bool) -> bool:
+        """Whether ``lite.decoders.dispatch.decode`` can count its work with a ``Meter``: the decoders
+        that run in fixed columns (the KV-cached early exits, speculative decoding). The others'
+        work is ``lite.flops``' accounting of their exits."""
+        return self.family == "speculative" or (kv_cache and self.early_exit)
+
+    def reference(self, kv_cache: bool) -> str | None:
+        """The decoder whose tokens it must reproduce exactly: ``hf-generate`` (HF ``generate``) for
+        ``final`` and speculative decoding, ``nocache`` (the paper's loop) for a KV-cached early
+        exit; None where there is no such promise."""
+        if self.family in ("final", "speculative"):
+            return "hf-generate"
+        return "nocache" if kv_cache and self.early_exit else None
+
+
+def decoder_name(name: str) -> DecoderName:
+    """Parse a decoder name (see the module docstring); unknown names raise ``InputError`` listing
+    the valid ones. A layer in the name is read, not checked: ``decoder_from_name`` checks it."""
+    fixed, draft, sweep = _FIXED.fullmatch(name), _SPECULATIVE.fullmatch(name), _SWEEP.fullmatch(name)
+    if name == "final":
+        return DecoderName(name, "final")
+    if fixed is not None:
+        return DecoderName(name, "fixed", layer=int(fixed.group(1)))
+    if name in _THRESHOLD_SETS:
+        return DecoderName(name, "dynamic", threshold_set=_THRESHOLD_SETS[name])
+    if sweep is not None:
+        return DecoderName(name, "sweep", scale=float(sweep.group(1)), threshold_set=SWEEP_THRESHOLD_SET)
+    if name in BASELINE_NAMES:
+        return DecoderName(name, "baseline")
+    if draft is not None:
+        return DecoderName(name, "speculative", layer=int(draft.group(1)))
+    if name == "speculative-adaptive":  # its draft layers are chosen among given ones, not named
+        return DecoderName(name, "speculative")
+    raise InputError(f"unknown decoder {name!r}; valid: {', '.join(VALID_NAMES)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +198,9 @@ class AdaptiveDraft:
 
 @dataclasses.dataclass(frozen=True)
 class DecoderSpec:
-    """A decoder, fully specified. Build it with ``decoder_from_name``; ``resolve`` binds it to a model."""
+    """A decoder, fully specified. Build it with ``decoder_from_name``; ``resolve`` binds it to a model.
+    ``kind`` is how ``decode`` runs it (a sweep point as ``dynamic``, a baseline by its own policy);
+    ``named`` holds what its name says."""
 
     kinds: ClassVar[tuple[str, ...]] = ("final", "fixed", "dynamic", *BASELINE_NAMES)
 
@@ -158,6 +249,11 @@ class DecoderSpec:
             if missing:
                 raise InputError(f"decoder {self.name!r}: no threshold for checkpoint layer {missing[0]}")
         return dataclasses.replace(self, checkpoints=checkpoints)
+
+    @property
+    def named(self) -> DecoderName:
+        """What its name says: family, reference, whether ``decode`` meters it (``decoder_name``)."""
+        return decoder_name(self.name)
 
     def policy(self, keys: Sequence[str]) -> ExitPolicy:
         """The exit policy of an early-exit decoder for a batch of prompts named by ``keys``."""
@@ -228,15 +324,15 @@ def decoder_from_name(
     ``speculative-L{E}`` (``SpeculativeSpec``); ``speculative-adaptive`` chooses among
     ``draft_layers``, stopping drafts below ``thresholds``.
     """
+    named = decoder_name(name)
     checkpoints = tuple(sorted(set(checkpoints)))
-    fixed, speculative = _FIXED.fullmatch(name), _SPECULATIVE.fullmatch(name)
-    if name == "final":
+    if named.family == "final":
         spec = DecoderSpec(name, "final", checkpoints, seed=seed)
-    elif fixed is not None:
-        layer = _named_layer(name, fixed, n_layers)
+    elif named.family == "fixed":
+        layer = _named_layer(name, named.layer, n_layers)
         spec = DecoderSpec(name, "fixed", checkpoints, layer=layer, seed=seed)
-    elif speculative is not None:
-        layer = _named_layer(name, speculative, None if n_layers is None else n_layers - 1)
+    elif named.family == "speculative" and named.layer is not None:
+        layer = _named_layer(name, named.layer, None if n_layers is None else n_layers - 1)
         spec = SpeculativeSpec(
             name,
             "speculative",
@@ -246,7 +342,7 @@ def decoder_from_name(
             draft_tokens=draft_tokens,
             draft_threshold=draft_threshold,
         )
-    elif name == "speculative-adaptive":
+    elif named.family == "speculative":  # speculative-adaptive
         if not draft_layers:
             raise InputError(f"decoder {name!r} needs draft layers to choose from")
         layers = tuple(sorted(set(draft_layers)))
@@ -260,22 +356,19 @@ def decoder_from_name(
             draft_tokens=draft_tokens,
             draft_layers=layers,
         )
-    elif name in DYNAMIC_NAMES or _SWEEP.fullmatch(name):
+    elif named.thresholded:
         if thresholds is None:
             raise InputError(f"decoder {name!r} needs thresholds (--thresholds FILE_OR_JSON)")
         spec = DecoderSpec(
             name, "dynamic", checkpoints, thresholds={int(k): float(v) for k, v in thresholds.items()}
         )
-    elif name in BASELINE_NAMES:
+    else:  # a baseline: its policy is its name
         spec = DecoderSpec(name, name, checkpoints, seed=seed)
-    else:
-        raise InputError(f"unknown decoder {name!r}; valid: {', '.join(VALID_NAMES)}")
     return spec if n_layers is None else spec.resolve(n_layers)
 
 
-def _named_layer(name: str, match: re.Match, highest: int | None) -> int:
+def _named_layer(name: str, layer: int, highest: int | None) -> int:
     """The layer in a decoder's name (``fixed-L{k}``, ``speculative-L{E}``), within 1..``highest``."""
-    layer = int(match.group(1))
     if layer < 1 or (highest is not None and layer > highest):
         bound = f"1..{highest}" if highest is not None else ">= 1"
         raise InputError(f"decoder {name!r}: layer {layer} is outside {bound}")

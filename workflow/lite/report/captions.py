@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from lite.plan import BASELINES
+from lite.decoders.specs import BASELINE_NAMES, decoder_name
 from lite.report import findings, tables
 from lite.report.findings import Finding
 from lite.report.inputs import (
@@ -100,8 +100,9 @@ def _category(figure: str):
 def _table6(inputs: Inputs, model: str, *, tuning: str, final: str, decoders: Sequence[str] | None):
     decoders = list(decoders) if decoders is not None else tables.judged_decoders(inputs, tuning, final)
     # the dynamic decoder the baselines are measured against: the first of the judged ones
-    dynamic = [d for d in decoders if tables.decoder_kind(d) not in ("baseline", "sweep")]
-    baselines = [f"{tuning}.{d}" for d in decoders if tables.decoder_kind(d) == "baseline"]
+    named = [decoder_name(d) for d in decoders]
+    dynamic = [d.name for d in named if d.family == "dynamic"]
+    baselines = [f"{tuning}.{d.name}" for d in named if d.family == "baseline"]
     if not dynamic:
         return None
     return findings.baseline_finding(
@@ -222,7 +223,7 @@ def headline_findings(
         FINDINGS["fig8"](inputs, model, tuning=tuning, dynamic=dynamic),
         FINDINGS["fig1"](inputs, model, tuning=tuning, final=final, dynamic=dynamic),
         FINDINGS["fig12"](inputs, model, tuning=tuning, final=final, dynamic=aggressive),
-        FINDINGS["table6"](inputs, model, tuning=tuning, final=final, decoders=[dynamic, *BASELINES]),
+        FINDINGS["table6"](inputs, model, tuning=tuning, final=final, decoders=[dynamic, *BASELINE_NAMES]),
     ]
     return [f for f in found if f is not None]
 

@@ -136,8 +136,8 @@ def fig3(inputs: Inputs, *, tuning: str = "it", final: str = "final"):
     Inputs: judgments of {tuning}.fixed-L{k} vs {tuning}.{final} for each exit layer k.
     """
     reference = f"{tuning}.{final}"
-    parts = []
-    for layer, system in fixed_exits(inputs, tuning):
+    parts, exits = [], fixed_exits(inputs, tuning)
+    for layer, system in exits:
         part = pair_quality(inputs.judgments, system, reference)
         parts.append(part.assign(layer=layer))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -146,7 +146,7 @@ def fig3(inputs: Inputs, *, tuning: str = "it", final: str = "final"):
     sets = sorted_like(frame["evalset"], order)
     fig, axes = style.grid(len(models), len(sets))
     fixed_style = {
-        **style.system_style(f"{tuning}.fixed"),
+        **style.system_style(exits[0][1]),  # every fixed exit looks alike
         "label": f"{style.tuning_name(tuning)} fixed exit",
     }
     styles = {"fixed": fixed_style, "final": style.system_style(reference)}

@@ -107,6 +107,8 @@ class Finding:
     this_run: str  # the same measure here, in words and numbers
     holds: bool | None  # None: the inputs cannot tell (e.g. no confident tokens at all)
     test: str  # the rule the verdict applies, with its margin
+    # the numbers behind ``this_run``, by what they measure (`snakemake seeds` compares them across seeds)
+    measures: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -221,7 +223,8 @@ def alignment_finding(
         f"at {_at_layers(layers)}, {b} {_listed(cmp[k] for k in layers)} %, "
         f"{a} {_listed(ref[k] for k in layers)} % of the tokens equal the final layer's"
     )
-    return Finding(PAPER[figure], figure, this_run, holds, test)
+    measures = {f"{b} - {a} alignment at layer {k} (points)": g for k, g in zip(layers, gaps, strict=True)}
+    return Finding(PAPER[figure], figure, this_run, holds, test, measures)
 
 
 def final_quality_finding(judgments: Iterable[dict], model: str, a: str, b: str) -> Finding | None:
@@ -231,7 +234,12 @@ def final_quality_finding(judgments: Iterable[dict], model: str, a: str, b: str)
         return None
     this_run = f"{system_label(a)} scores {pair[0]:.2f}, {system_label(b)} {pair[1]:.2f}"
     holds = abs(pair[0] - pair[1]) <= SAME_QUALITY_POINTS
-    return Finding(PAPER["fig4"], "fig4", this_run, holds, f"within {points(SAME_QUALITY_POINTS)}")
+    measures = {
+        f"{system_label(a)} score": pair[0],
+        f"{system_label(b)} score": pair[1],
+        f"{system_label(b)} score, % of {system_label(a)}'s": 100.0 * pair[1] / pair[0],
+    }
+    return Finding(PAPER["fig4"], "fig4", this_run, holds, f"within {points(SAME_QUALITY_POINTS)}", measures)
 
 
 def fixed_exit_finding(
@@ -248,7 +256,8 @@ def fixed_exit_finding(
     )
     holds = all(y - x > SAME_QUALITY_POINTS for x, y in pairs.values())
     test = f"every fixed exit more than {points(SAME_QUALITY_POINTS)} below the final layer"
-    return Finding(PAPER["fig3"], "fig3", this_run, holds, test)
+    measures = {f"final layer - layer {k} score (points)": y - x for k, (x, y) in pairs.items()}
+    return Finding(PAPER["fig3"], "fig3", this_run, holds, test, measures)
 
 
 def confidence_finding(
@@ -277,7 +286,10 @@ def confidence_finding(
     else:
         holds = all(trusted)
         test = f"at least {TRUSTED_ALIGNMENT_PCT:g} % at every layer"
-    return Finding(PAPER[figure], figure, this_run, holds, test)
+    measures = {
+        f"alignment of confident tokens at layer {k} (%)": v for k, v in zip(layers, values, strict=True)
+    }
+    return Finding(PAPER[figure], figure, this_run, holds, test, measures)
 
 
 def exit_finding(generations: Iterable[dict], model: str, system: str) -> Finding | None:
@@ -290,12 +302,19 @@ def exit_finding(generations: Iterable[dict], model: str, system: str) -> Findin
     rare = [k for k, v in shares.items() if v < MIN_EXIT_SHARE_PCT]
     if rare:
         this_run += f" ({_at_layers(rare)} below {MIN_EXIT_SHARE_PCT:g} %)"
-    return Finding(PAPER["fig8"], "fig8", this_run, holds, f"at least {MIN_EXIT_SHARE_PCT:g} % at every exit")
+    measures = {f"tokens exiting at layer {k} (%)": v for k, v in shares.items()}
+    test = f"at least {MIN_EXIT_SHARE_PCT:g} % at every exit"
+    return Finding(PAPER["fig8"], "fig8", this_run, holds, test, measures)
 
 
 def final_minus(pair: tuple[float, float]) -> float:
     """How far a system's score (first) is below the final layer's (second)."""
     return pair[1] - pair[0]
+
+
+# the measures of a saving finding (fig1, fig12)
+SAVED, SAVED_KVCACHE = "FLOPs saved (%)", "FLOPs saved with a KV cache (%)"
+SCORE, KEPT_SCORE = "score", "score, % of the final layer's"
 
 
 def _saving_text(pair: tuple[float, float], saved: dict[str, float]) -> str:
@@ -332,7 +351,13 @@ def _saving_at_most(
         return None
     holds = final_minus(pair) <= loss_points and saved["nocache"] >= MIN_SAVING_PCT
     test = f"at least {MIN_SAVING_PCT:g} % saved, at most {points(loss_points)} below the final layer"
-    return Finding(PAPER[paper_key], where, _saving_text(pair, saved), holds, test)
+    measures = {
+        SAVED: saved["nocache"],
+        SAVED_KVCACHE: saved["kvcache"],
+        SCORE: pair[0],
+        KEPT_SCORE: 100.0 * pair[0] / pair[1],
+    }
+    return Finding(PAPER[paper_key], where, _saving_text(pair, saved), holds, test, measures)
 
 
 def baseline_finding(
@@ -360,7 +385,10 @@ def baseline_finding(
     this_run = f"{', '.join(parts)} against {_decoder(dynamic)}'s {dyn[0]:.2f}"
     holds = all(dyn[0] - score > SAME_QUALITY_POINTS for score, _ in rows.values())
     test = f"every baseline more than {points(SAME_QUALITY_POINTS)} below dynamic exit"
-    return Finding(PAPER["table6"], "table6", this_run, holds, test)
+    measures = {
+        f"{_decoder(dynamic)} - {_decoder(b)} score (points)": dyn[0] - s for b, (s, _) in rows.items()
+    }
+    return Finding(PAPER["table6"], "table6", this_run, holds, test, measures)
 
 
 def length_finding(generations: Iterable[dict], model: str, final: str, dynamic: str) -> Finding | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from lite import analysis
+from lite.decoders.specs import decoder_name
 from lite.io import InputError, read_jsonl, where
 
 SOURCE = "_where"  # key added to every record: "file:line", for error messages downstream
@@ -153,9 +153,13 @@ def calibration_table(inputs: Inputs) -> pd.DataFrame:
 
 def fixed_exits(inputs: Inputs, tuning: str) -> list[tuple[int, str]]:
     """(layer, system) of every fixed exit of ``tuning`` judged among the inputs, shallowest first."""
-    pattern = re.compile(rf"^{re.escape(tuning)}\.fixed-L(\d+)$")
-    systems = {s for j in inputs.judgments for s in (j.get("system_a"), j.get("system_b"))}
-    return sorted((int(m.group(1)), s) for s in systems if s and (m := pattern.match(s)))
+    systems = {s for j in inputs.judgments for s in (j.get("system_a"), j.get("system_b")) if s}
+    exits = []
+    for system in systems:
+        system_tuning, _, decoder = system.partition(".")
+        if system_tuning == tuning and (named := decoder_name(decoder)).family == "fixed":
+            exits.append((named.layer, system))
+    return sorted(exits)
 
 
 def early_checkpoints(inputs: Inputs, tuning: str) -> list[int]:

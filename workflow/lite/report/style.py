@@ -20,6 +20,7 @@ import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lite.decoders.specs import decoder_name  # noqa: E402
 from lite.io import atomic_write  # noqa: E402
 
 REFERENCE_COLOR = "#DD8452"  # orange: final-layer generation, IT, the first of two compared tunings
@@ -55,11 +56,12 @@ def system_style(system: str, color: str | None = None) -> dict:
     dynamic exit. Fixed exits and baselines are lighter shades with a hatch of the colour."""
     tuning, _, decoder = system.partition(".")
     base = color or tuning_color(tuning)
-    if decoder == "final":
+    named = decoder_name(decoder)
+    if named.family == "final":
         face, hatch, edge = base, None, base
-    elif decoder.startswith("dynamic"):
+    elif named.thresholded:
         face, hatch, edge = base, "//", "white"
-    elif decoder.startswith("fixed"):
+    elif named.family == "fixed":
         face, hatch, edge = _lighter(base, 0.6), "..", base
     else:
         face, hatch, edge = _lighter(base, 0.75), "xx", base

@@ -8,12 +8,12 @@ paper's tables do.
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from lite.decoders.specs import decoder_name
 from lite.io import InputError
 from lite.report.inputs import Inputs
 from lite.report.metrics import (
@@ -144,9 +144,10 @@ def judged_decoders(inputs: Inputs, tuning: str, final: str) -> list[str]:
         pair = {j.get("system_a"), j.get("system_b")}
         if reference in pair:
             systems |= {s for s in pair if s and s != reference and s.startswith(prefix)}
-    decoders = [s[len(prefix) :] for s in systems if not re.match(r"fixed-L\d+$", s[len(prefix) :])]
-    # dynamic exit first, then the baselines, each alphabetically
-    return sorted(decoders, key=lambda d: (not d.startswith("dynamic"), d))
+    decoders = [decoder_name(s[len(prefix) :]) for s in systems]
+    # dynamic exit first (the sweep's points too), then the baselines, each alphabetically
+    ordered = sorted((not d.thresholded, d.name) for d in decoders if d.family != "fixed")
+    return [name for _, name in ordered]
 
 
 def table6(
@@ -204,18 +205,6 @@ def table6(
     )
 
 
-SWEEP_PREFIX = "dynamic-x"  # the threshold sweep's decoders: dynamic-x{scale}
-
-
-def decoder_kind(decoder: str) -> str:
-    """Where a decoder's exits come from: sweep, paper, aggressive, calibrated or baseline."""
-    if decoder.startswith(SWEEP_PREFIX):
-        return "sweep"
-    if decoder.startswith("dynamic-"):
-        return decoder.removeprefix("dynamic-")
-    return "baseline"
-
-
 def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
     """The quality/cost frontier of dynamic exit (beyond the paper, which picked two threshold sets by
     eye): one row per decoder judged against final-layer generation, averaged over the eval sets:
@@ -231,10 +220,10 @@ def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
         raise InputError(f"no judgments of a {tuning} decoder against {tuning}.{final} among the inputs")
     per_set = table6(inputs, tuning=tuning, final=final, decoders=decoders)
     frame = per_set[per_set["evalset"] == "mean"].drop(columns=["evalset"]).copy()
-    decoder = frame["system"].str.partition(".")[2]
-    frame.insert(2, "kind", decoder.map(decoder_kind))
-    scale = decoder.where(decoder.str.startswith(SWEEP_PREFIX)).str.removeprefix(SWEEP_PREFIX)
-    frame.insert(3, "scale", pd.to_numeric(scale))
+    decoder = frame["system"].str.partition(".")[2].map(decoder_name)
+    # where its exits come from: sweep, paper, aggressive, calibrated or baseline
+    frame.insert(2, "kind", decoder.map(lambda d: d.label))
+    frame.insert(3, "scale", pd.to_numeric(decoder.map(lambda d: d.scale)))
     return frame.sort_values(["model", "saved_pct_nocache"], kind="stable").reset_index(drop=True)
 
 
