@@ -37,4 +37,4 @@ if "bench" in config:
 
 rule all:
     input:
-        all_targets(),
+        PLAN.all_targets(),

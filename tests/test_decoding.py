@@ -264,7 +264,7 @@ def test_generation_record_fields_and_flops(tok_model):
     prompts = [encode_prompt(tokenizer, r) for r in EVAL]
     thresholds = median_thresholds(model, prompts, (2, 3))
     final = generate_records(
-        model, tokenizer, EVAL, decoder_from_name("final", [2, 3]), LABELS, max_new_tokens=8
+        model, tokenizer, EVAL, decoder_from_name("final", [2, 3]), LABELS, max_new_tokens=8, batch_size=8
     )
     dynamic = generate_records(
         model,
@@ -273,6 +273,7 @@ def test_generation_record_fields_and_flops(tok_model):
         decoder_from_name("dynamic-paper", [2, 3], thresholds),
         LABELS,
         max_new_tokens=8,
+        batch_size=8,
     )
     for eval_record, prompt, f, d in zip(EVAL, prompts, final, dynamic, strict=True):
         for record in (f, d):
@@ -315,7 +316,7 @@ def test_trace_records(tok_model):
     batched = trace_records(model, tokenizer, EVAL, LABELS, max_new_tokens=MAX_NEW, batch_size=4)
     _same_records(single, batched, ("layer_confidence",))
     final = generate_records(
-        model, tokenizer, EVAL, decoder_from_name("final", [2]), LABELS, max_new_tokens=MAX_NEW
+        model, tokenizer, EVAL, decoder_from_name("final", [2]), LABELS, max_new_tokens=MAX_NEW, batch_size=8
     )
     for t, f in zip(single, final, strict=True):
         assert set(t) == TRACE_FIELDS

@@ -1,20 +1,30 @@
 """Settings declared once: the flags a rule writes from the config are read back by the command
-into the same settings, for tuning and both API judges."""
+into the same settings, for tuning, both API judges, generation, calibration and the latency
+benchmark; and each of those config sections is its dataclass."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 
+from lite.analysis import ThresholdConfig
+from lite.commands import generate as generate_command
 from lite.commands import judge as judge_command
+from lite.commands import latency as latency_command
+from lite.commands import thresholds as thresholds_command
 from lite.commands import tune as tune_command
+from lite.commands.generate import GenerationSettings
 from lite.flags import flag_args, settings_from_args
+from lite.jobs import Jobs
 from lite.judge import ClaudeSettings, judge_cli_args
 from lite.judge.openai_compat import OpenAISettings, second_cli_args
+from lite.latency import LatencyConfig
+from lite.plan import Plan
 from lite.tune import TuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,3 +91,71 @@ def test_the_judge_rules_flags_give_the_configured_settings():
     flags = second_cli_args({"judge": {"second": second}})
     assert flags.startswith("--judge openai ")
     assert judge_settings(OpenAISettings, flags) == OpenAISettings(**second)
+
+
+# Each config section whose settings are a command's options, with the keys on one side only:
+# the section's own (which decoders, shards, which prompts and thresholds the rule passes) and the
+# command's own (what the rule sets otherwise, or never).
+SECTIONS = {
+    "generation": (GenerationSettings, {"shards", "decoders"}, set()),
+    "calibration": (ThresholdConfig, {"aggressive_target"}, {"layers"}),
+    "bench": (LatencyConfig, {"evalset", "category", "thresholds"}, {"draft_threshold", "threads", "seed"}),
+}
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_each_config_section_is_its_settings_dataclass(section):
+    """Every key of the section in the schema is a field of its dataclass, and every field a key,
+    but the ones named above: a default can then live in the dataclass alone."""
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    cls, workflow_only, command_only = SECTIONS[section]
+    keys = set(schema["properties"][section]["properties"])
+    fields = {field.name for field in dataclasses.fields(cls)}
+    assert keys - workflow_only == fields - command_only
+    assert workflow_only <= keys and not command_only & keys
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.stem)
+def test_the_generate_and_bench_rule_flags_give_the_configured_settings(path):
+    """The settings a rule passes, read back by the command, equal the config's, with the
+    dataclass's defaults where the config leaves a setting out."""
+    config = yaml.safe_load(path.read_text())
+    plan = Plan(config)
+    generation, jobs = plan.generation_settings, Jobs(plan)
+    flags = (
+        f"--max-new-tokens {generation['max_new_tokens']} --batch-size {generation['batch_size']}"
+        f" --seed {plan.generation_seed(plan.main)} {jobs.device_args()}"
+        f" --agreement-prompts {generation['agreement_prompts']}"
+        + (" --kv-cache" if generation["kv_cache"] else "")
+    )
+    common = "--model m --evalset e --out o --model-name n --tuning t --evalset-name v --decoder final"
+    args = parse(generate_command, shlex.split(f"{common} --checkpoints 2 {flags}"))
+    configured = {k: v for k, v in config["generation"].items() if k not in SECTIONS["generation"][1]}
+    assert settings_from_args(GenerationSettings, args) == GenerationSettings(**configured)
+    if "bench" in config:
+        bench = plan.bench_settings
+        flags = (
+            f"--prompts {bench['prompts']} --batch-sizes {jobs.latency_list('batch_sizes')}"
+            f" --max-new-tokens {bench['max_new_tokens']} --repeats {bench['repeats']}"
+            f" --draft-layers {jobs.latency_list('draft_layers')} --draft-tokens {bench['draft_tokens']}"
+            f" --widths {jobs.latency_list('widths')} --eos {bench['eos']}"
+        )
+        common = "--model m --evalset e --checkpoints 2 --thresholds {} --out o --figure f"
+        read = settings_from_args(LatencyConfig, parse(latency_command, shlex.split(f"{common} {flags}")))
+        configured = {k: v for k, v in config["bench"].items() if k not in SECTIONS["bench"][1]}
+        assert read == LatencyConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in configured.items()}
+        )
+
+
+def test_calibration_defaults_are_the_thresholds_commands():
+    plan = Plan({**yaml.safe_load(CONFIGS[0].read_text()), "calibration": {}})
+    args = parse(thresholds_command, ["--traces", "t", "--layers", "2,4", "--out", "o"])
+    default = settings_from_args(ThresholdConfig, args)
+    assert default == ThresholdConfig((2, 4))
+    assert {k: plan.calibration_settings[k] for k in ("target", "min_count", "bin_width")} == {
+        "target": default.target,
+        "min_count": default.min_count,
+        "bin_width": default.bin_width,
+    }
+    assert plan.calibrated_kinds() == {"calibrated": default.target}

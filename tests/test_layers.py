@@ -37,6 +37,7 @@ def _with_submodules(package: str) -> list[str]:
 
 MODULES = [
     "lite.plan",
+    "lite.jobs",  # the rules' input and params functions
     "lite.decoders.specs",  # the Snakefile's decoder names
     "lite.analysis",
     "lite.io",

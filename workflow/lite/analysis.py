@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from lite.flags import setting
 from lite.io import InputError, read_jsonl, where
 
 # Confidence bin edges of the paper's calibration plots; the last bin includes 1.0.
@@ -34,16 +36,22 @@ GROUP_KEYS = ("model", "tuning", "evalset")
 
 @dataclasses.dataclass(frozen=True)
 class ThresholdConfig:
-    """Settings of ``choose_thresholds`` (saved beside the thresholds file)."""
+    """Settings of ``choose_thresholds`` (saved beside the thresholds file): ``lite thresholds``'s
+    options and the ``calibration`` config section's defaults (its ``aggressive_target`` is the
+    workflow's own: the same rule at a second target)."""
 
-    # checkpoint layers (1-indexed) that get a threshold; the final layer always answers anyway
-    layers: tuple[int, ...]
-    # required share of aligned positions among those that would exit (0 < target <= 1)
-    target: float = 0.95
-    # fewest positions in a confidence bin for its alignment to count as evidence
-    min_count: int = 20
-    # width of the confidence bins the rule reads (1 must be a whole number of bins)
-    bin_width: float = 0.05
+    layers: tuple[int, ...] = setting(
+        help="checkpoint layers (1-indexed) that get a threshold, e.g. 2,4,6; the final layer always answers"
+    )
+    target: float = setting(
+        0.95, help="required share of aligned positions among those that would exit (0 < target <= 1)"
+    )
+    min_count: int = setting(
+        20, help="fewest positions in a confidence bin for its alignment to count as evidence"
+    )
+    bin_width: float = setting(
+        0.05, help="width of the confidence bins the rule reads (1 must be a whole number of bins)"
+    )
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -270,16 +278,11 @@ def _threshold_for(aligned: np.ndarray, confidence: np.ndarray, config: Threshol
     }
 
 
-def threshold_table(
-    traces: Iterable[dict],
-    layers: Sequence[int],
-    target: float = 0.95,
-    min_count: int = 20,
-    bin_width: float = 0.05,
-) -> pd.DataFrame:
+def threshold_table(traces: Iterable[dict], layers: Sequence[int], **settings: Any) -> pd.DataFrame:
     """``choose_thresholds`` with its evidence: per layer the threshold, the positions at or above
-    it (``count``), their alignment, and the alignment of the lowest bin it rests on."""
-    config = ThresholdConfig(tuple(int(x) for x in layers), float(target), int(min_count), float(bin_width))
+    it (``count``), their alignment, and the alignment of the lowest bin it rests on. ``settings``
+    are ``ThresholdConfig``'s others (target, min_count, bin_width); those left out keep its defaults."""
+    config = ThresholdConfig(tuple(int(x) for x in layers), **settings)
     aligned, confidence = _pooled(traces)
     n_layers = aligned.shape[1]
     rows = []
@@ -291,13 +294,7 @@ def threshold_table(
     return pd.DataFrame(rows, columns=["layer", "threshold", "count", "alignment", "bin_alignment"])
 
 
-def choose_thresholds(
-    traces: Iterable[dict],
-    layers: Sequence[int],
-    target: float = 0.95,
-    min_count: int = 20,
-    bin_width: float = 0.05,
-) -> dict[int, float]:
+def choose_thresholds(traces: Iterable[dict], layers: Sequence[int], **settings: Any) -> dict[int, float]:
     """Per checkpoint layer, the confidence from which exiting there agrees with the final layer.
 
     All positions of all given traces are pooled (pass one model's calibration traces). Layer
@@ -314,7 +311,7 @@ def choose_thresholds(
     Each layer is judged on all positions, not only those that earlier checkpoints would leave
     for it; like the paper's by-eye choice, this treats the checkpoints independently.
     """
-    table = threshold_table(traces, layers, target, min_count, bin_width)
+    table = threshold_table(traces, layers, **settings)
     return {int(row.layer): float(row.threshold) for row in table.itertuples()}
 
 

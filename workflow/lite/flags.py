@@ -4,8 +4,9 @@ A setting is a field made with :func:`setting`: its default and its help text si
 command derives its options from the dataclass (:func:`add_setting_arguments`: ``--max-steps``
 for ``max_steps``, the type from the annotation) and builds the dataclass back from the parsed
 flags (:func:`settings_from_args`); a flag left out keeps the field's default, so defaults live
-in the dataclass alone. The workflow goes the other way with :func:`flag_args`: a config section
-rendered as a rule's flags, so Snakemake reruns a rule exactly when one of its flags changes.
+in the dataclass alone. The workflow goes the other way: :func:`with_defaults` fills a config
+section's omitted settings from the same dataclass, and :func:`flag_args` renders a section as a
+rule's flags, so Snakemake reruns a rule exactly when one of its flags changes.
 
 Not ``transformers.HfArgumentParser``: it has no mutually exclusive groups, no tuple or mapping
 fields, and cannot put two dataclasses that share fields (the two API judges) on one parser.
@@ -43,11 +44,13 @@ def add_setting_arguments(
     *,
     skip: Iterable[str] = (),
     one_of: Iterable[tuple[str, ...]] = (),
+    required: Iterable[str] = (),
 ) -> None:
     """One option per field of the dataclass ``cls`` (but those in ``skip``). Each tuple of field
-    names in ``one_of`` becomes a required mutually exclusive group. Every option's argparse default
-    is None, meaning "not given": :func:`settings_from_args` leaves those fields at their defaults."""
-    skip = set(skip)
+    names in ``one_of`` becomes a required mutually exclusive group; the fields in ``required`` are
+    required options. Every option's argparse default is None, meaning "not given":
+    :func:`settings_from_args` leaves those fields at their defaults."""
+    skip, required = set(skip), set(required)
     groups = {}
     for names in one_of:
         groups.update(dict.fromkeys(names, parser.add_mutually_exclusive_group(required=True)))
@@ -64,7 +67,8 @@ def add_setting_arguments(
             target.add_argument(flag, dest=field.name, action="store_true", default=None, help=help_text)
             continue
         if field.default is not dataclasses.MISSING and field.default not in (None, ()):
-            help_text += f" (default: {field.default})"
+            shown = ",".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
+            help_text += f" (default: {shown})"
         target.add_argument(
             flag,
             dest=field.name,
@@ -72,6 +76,7 @@ def add_setting_arguments(
             choices=field.metadata["choices"],
             default=None,
             help=help_text,
+            required=field.name in required,
         )
 
 
@@ -83,6 +88,17 @@ def settings_from_args(cls: type, args: argparse.Namespace) -> Any:
         if value is not None:
             given[field.name] = value
     return cls(**given)
+
+
+def with_defaults(cls: type, section: Mapping[str, Any]) -> dict[str, Any]:
+    """A config section with every setting of the dataclass ``cls`` it leaves out at the field's
+    default; keys that are no field of ``cls`` (the workflow's own) are kept as they are."""
+    defaults = {
+        field.name: field.default
+        for field in dataclasses.fields(cls)
+        if field.default is not dataclasses.MISSING
+    }
+    return {**defaults, **section}
 
 
 def flag_args(settings: Mapping[str, Any]) -> str:

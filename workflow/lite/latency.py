@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lite.decoders.specs import DRAFT_TOKENS
+from lite.flags import setting
 
 DECODERS = ("hf-generate", "final", "dynamic-nocache", "dynamic-cached")  # + speculative-L{E}
 EOS_MODES = ("forbid", "ignore")
@@ -70,19 +71,29 @@ _REFERENCE_RUNS = {"hf-generate": "hf-generate", "nocache": "dynamic-nocache"}
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    """Settings of one benchmark run."""
+    """Settings of one benchmark run: ``lite latency``'s options and the ``bench`` config section's
+    defaults (the section's ``evalset``, ``category`` and ``thresholds`` are the workflow's own:
+    which prompts and thresholds the rule passes)."""
 
-    prompts: int = 4  # eval records used (the first ones), decoded in consecutive batches
-    batch_sizes: tuple[int, ...] = (1,)  # rows per batch, each dividing ``prompts``
-    max_new_tokens: int = 256  # tokens per response, the same for every decoder (see ``eos``)
-    repeats: int = 3  # timed runs per decoder; the table reports the median
-    draft_layers: tuple[int, ...] = (2,)  # speculative draft layers E
-    draft_tokens: int = DRAFT_TOKENS  # drafts per verification round
-    draft_threshold: float | None = None  # stop drafting below this draft confidence (None: always k)
-    widths: tuple[int, ...] = (1,)  # widen factors to measure (1 = the model as trained)
-    threads: int = 1  # torch intra-op threads (the machine is shared; 1 keeps timings steady)
-    seed: int = 0
-    eos: str = "forbid"  # forbid: EOS never chosen (HF's min_new_tokens) | ignore: decode on past it
+    prompts: int = setting(4, help="eval records used (the first ones), decoded in consecutive batches")
+    batch_sizes: tuple[int, ...] = setting((1,), help="rows per batch, each dividing --prompts, e.g. 1,4,16")
+    max_new_tokens: int = setting(256, help="tokens per response, the same for every decoder (see --eos)")
+    repeats: int = setting(3, help="timed runs per decoder; the table reports the median")
+    draft_layers: tuple[int, ...] = setting((2,), help="speculative draft layers E, e.g. 2,4")
+    draft_tokens: int = setting(DRAFT_TOKENS, help="drafts per verification round")
+    draft_threshold: float | None = setting(
+        None, help="stop drafting below this draft confidence (default off: always --draft-tokens)"
+    )
+    widths: tuple[int, ...] = setting(
+        (1,), help="widen factors to measure, e.g. 1,4 (1: the model as trained)"
+    )
+    threads: int = setting(1, help="torch intra-op threads (the machine is shared; 1 keeps timings steady)")
+    seed: int = setting(0, help="torch seed")
+    eos: str = setting(
+        "forbid",
+        choices=EOS_MODES,
+        help="forbid: EOS is never chosen, as HF's min_new_tokens; ignore: decode on past it",
+    )
 
     def __post_init__(self) -> None:
         for name in ("prompts", "max_new_tokens", "repeats", "draft_tokens", "threads"):

@@ -11,7 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lite.analysis import ThresholdConfig
+from lite.commands.generate import GenerationSettings
 from lite.decoders.specs import BASELINE_NAMES, decoder_name
+from lite.flags import with_defaults
+from lite.latency import LatencyConfig
 
 CALIBRATION_SET = "calibration"
 FIGURES = ["fig1", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10"]
@@ -150,6 +154,14 @@ class Plan:
         self.evalsets = list(config["data"]["eval"])
         self.dynamic = config["report"]["dynamic_decoder"]
         self.judge = config["judge"]["name"]
+        # The sections whose settings are commands' options, each setting left out at the default
+        # its command declares (GenerationSettings, ThresholdConfig, LatencyConfig).
+        self.generation_settings = with_defaults(GenerationSettings, config["generation"])
+        self.calibration_settings = with_defaults(ThresholdConfig, config["calibration"])
+        self.bench_settings = with_defaults(LatencyConfig, config["bench"]) if "bench" in config else None
+        # generation.shards > 1: each eval set's generations and traces run as that many jobs,
+        # each on every N-th prompt, merged on the submitting host (merge_generations, merge_traces).
+        self.shards = self.generation_settings.get("shards", 1)
         # `snakemake seeds`: the main model tuned, decoded and judged again with other seeds. Each
         # replica is a model of its own name (its results under results/{replica}/) that shares
         # the main model's base weights and settings.
@@ -177,7 +189,7 @@ class Plan:
         return self.replica_seeds.get(model, self.config["train"].get("seed", 0))
 
     def generation_seed(self, model: str) -> int:
-        return self.replica_seeds.get(model, self.config["generation"].get("seed", 0))
+        return self.replica_seeds.get(model, self.generation_settings["seed"])
 
     def checkpoints(self, model: str) -> list[int]:
         return list(self.model_config(model)["checkpoints"])
@@ -255,10 +267,9 @@ class Plan:
         """Threshold sets chosen on the calibration traces, name -> target alignment: always
         ``calibrated``; ``aggressive`` too when ``calibration.aggressive_target`` is set (then the
         aggressive decoder uses it instead of configured values)."""
-        calibration = self.config["calibration"]
-        kinds = {"calibrated": calibration.get("target", 0.95)}
-        if calibration.get("aggressive_target") is not None:
-            kinds["aggressive"] = calibration["aggressive_target"]
+        kinds = {"calibrated": self.calibration_settings["target"]}
+        if self.calibration_settings.get("aggressive_target") is not None:
+            kinds["aggressive"] = self.calibration_settings["aggressive_target"]
         return kinds
 
     def judgment(self, model: str, evalset: str, pair: Pair) -> str:

@@ -19,7 +19,7 @@ rule download:
 
 rule prepare_train:
     input:
-        source_file(config["data"]["train"]),
+        JOBS.source_file(config["data"]["train"]),
     output:
         "results/data/train.jsonl",
     log:
@@ -33,8 +33,8 @@ rule prepare_train:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=runtime_per_attempt("cpu"),
     params:
-        source=source_args(config["data"]["train"]),
-        path=path_arg,
+        source=JOBS.source_args(config["data"]["train"]),
+        path=JOBS.path_arg,
     shell:
         "lite prepare-train {params.source} {params.path} --out {output} > {log} 2>&1"
 
@@ -53,14 +53,14 @@ rule prepare_corpus:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=runtime_per_attempt("cpu"),
     params:
-        args=corpus_args,
+        args=JOBS.corpus_args,
     shell:
         "lite prepare-corpus {params.args} --out {output} > {log} 2>&1"
 
 
 rule prepare_eval:
     input:
-        eval_source_file,
+        JOBS.eval_source_file,
     output:
         "results/data/eval/{evalset}.jsonl",
     log:
@@ -74,8 +74,8 @@ rule prepare_eval:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=runtime_per_attempt("cpu"),
     params:
-        source=eval_source_args,
-        path=path_arg,
+        source=JOBS.eval_source_args,
+        path=JOBS.path_arg,
     shell:
         "lite prepare-eval {params.source} {params.path} --name {wildcards.evalset}"
         " --out {output} > {log} 2>&1"

@@ -9,21 +9,13 @@
 # per eval set, so everything after this reads, and reruns, per set and decoder.
 rule generate:
     input:
-        unpack(decoder_inputs),
+        unpack(JOBS.decoder_inputs),
     output:
-        decoded_files("generation"),
+        JOBS.decoded_files("generation"),
     log:
-        (
-            "logs/{model}/generate/{tuning}/{decoder}.log"
-            if SHARDS == 1
-            else "logs/{model}/generate/{tuning}/{decoder}/{shard}-of-{nshards}.log"
-        ),
+        JOBS.per_shard("logs/{model}/generate/{tuning}/{decoder}.log"),
     benchmark:
-        (
-            "results/benchmarks/{model}/generate/{tuning}/{decoder}.tsv"
-            if SHARDS == 1
-            else "results/benchmarks/{model}/generate/{tuning}/{decoder}/{shard}-of-{nshards}.tsv"
-        )
+        JOBS.per_shard("results/benchmarks/{model}/generate/{tuning}/{decoder}.tsv")
     conda:
         "../../envs/model.yaml"
     threads: resource("generate", "cpus", 1)
@@ -32,16 +24,16 @@ rule generate:
         runtime=runtime_per_attempt("generate"),
         gpu=resource("generate", "gpus", 0),
     params:
-        evalsets=evalset_args("generation"),
-        checkpoints=checkpoints_arg,
-        thresholds=thresholds_arg,
-        max_new_tokens=config["generation"]["max_new_tokens"],
-        batch_size=config["generation"].get("batch_size", 8),
-        seed=generation_seed,
-        kv_cache="--kv-cache" if config["generation"].get("kv_cache") else "",
-        shard=shard_args,
-        device=device_args(),
-        agreement=config["generation"].get("agreement_prompts", 0),
+        evalsets=JOBS.evalset_args("generation"),
+        checkpoints=JOBS.checkpoints_arg,
+        thresholds=JOBS.thresholds_arg,
+        max_new_tokens=PLAN.generation_settings["max_new_tokens"],
+        batch_size=PLAN.generation_settings["batch_size"],
+        seed=JOBS.generation_seed,
+        kv_cache="--kv-cache" if PLAN.generation_settings["kv_cache"] else "",
+        shard=JOBS.shard_args,
+        device=JOBS.device_args(),
+        agreement=PLAN.generation_settings["agreement_prompts"],
     shell:
         "lite generate --model {input.model} {params.evalsets} --decoder {wildcards.decoder}"
         " --model-name {wildcards.model} --tuning {wildcards.tuning}"
@@ -55,21 +47,13 @@ rule generate:
 # the calibrated thresholds wait for it alone.
 rule trace:
     input:
-        unpack(trace_inputs("trace")),
+        unpack(JOBS.trace_inputs("trace")),
     output:
-        decoded_files("trace"),
+        JOBS.decoded_files("trace"),
     log:
-        (
-            "logs/{model}/trace/{tuning}.log"
-            if SHARDS == 1
-            else "logs/{model}/trace/{tuning}/{shard}-of-{nshards}.log"
-        ),
+        JOBS.per_shard("logs/{model}/trace/{tuning}.log"),
     benchmark:
-        (
-            "results/benchmarks/{model}/trace/{tuning}.tsv"
-            if SHARDS == 1
-            else "results/benchmarks/{model}/trace/{tuning}/{shard}-of-{nshards}.tsv"
-        )
+        JOBS.per_shard("results/benchmarks/{model}/trace/{tuning}.tsv")
     conda:
         "../../envs/model.yaml"
     threads: resource("generate", "cpus", 1)
@@ -78,11 +62,11 @@ rule trace:
         runtime=runtime_per_attempt("generate"),
         gpu=resource("generate", "gpus", 0),
     params:
-        evalsets=evalset_args("trace"),
-        max_new_tokens=config["generation"]["max_new_tokens"],
-        batch_size=config["generation"].get("batch_size", 8),
-        shard=shard_args,
-        device=device_args(),
+        evalsets=JOBS.evalset_args("trace"),
+        max_new_tokens=PLAN.generation_settings["max_new_tokens"],
+        batch_size=PLAN.generation_settings["batch_size"],
+        shard=JOBS.shard_args,
+        device=JOBS.device_args(),
     shell:
         "lite trace --model {input.model} {params.evalsets}"
         " --model-name {wildcards.model} --tuning {wildcards.tuning}"
@@ -92,23 +76,15 @@ rule trace:
 
 use rule trace as trace_calibration with:
     input:
-        unpack(trace_inputs("calibration trace")),
+        unpack(JOBS.trace_inputs("calibration trace")),
     output:
-        decoded_files("calibration trace"),
+        JOBS.decoded_files("calibration trace"),
     log:
-        (
-            "logs/{model}/trace/{tuning}/calibration.log"
-            if SHARDS == 1
-            else "logs/{model}/trace/{tuning}/calibration/{shard}-of-{nshards}.log"
-        ),
+        JOBS.per_shard("logs/{model}/trace/{tuning}/calibration.log"),
     benchmark:
-        (
-            "results/benchmarks/{model}/trace/{tuning}/calibration.tsv"
-            if SHARDS == 1
-            else "results/benchmarks/{model}/trace/{tuning}/calibration/{shard}-of-{nshards}.tsv"
-        )
+        JOBS.per_shard("results/benchmarks/{model}/trace/{tuning}/calibration.tsv")
     params:
-        evalsets=evalset_args("calibration trace"),
+        evalsets=JOBS.evalset_args("calibration trace"),
 
 
 if SHARDS > 1:
@@ -120,7 +96,7 @@ if SHARDS > 1:
 
     rule merge_generations:
         input:
-            generation_shards,
+            JOBS.generation_shards,
         output:
             "results/{model}/generations/{tuning}/{evalset}/{decoder}.jsonl",
         log:
@@ -132,7 +108,7 @@ if SHARDS > 1:
 
     rule merge_traces:
         input:
-            trace_shards,
+            JOBS.trace_shards,
         output:
             "results/{model}/traces/{tuning}/{evalset}.jsonl",
         log:
@@ -161,10 +137,10 @@ rule calibrated_thresholds:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=runtime_per_attempt("cpu"),
     params:
-        layers=early_checkpoints_arg,
-        target=calibration_target,
-        min_count=config["calibration"].get("min_count", 20),
-        bin_width=config["calibration"].get("bin_width", 0.05),
+        layers=JOBS.early_checkpoints_arg,
+        target=JOBS.calibration_target,
+        min_count=PLAN.calibration_settings["min_count"],
+        bin_width=PLAN.calibration_settings["bin_width"],
     shell:
         "lite thresholds --traces {input} --layers {params.layers} --target {params.target}"
         " --min-count {params.min_count} --bin-width {params.bin_width} --out {output} > {log} 2>&1"

@@ -18,7 +18,7 @@ localrules:
 
 rule judge_second:
     input:
-        unpack(judge_inputs),
+        unpack(JOBS.judge_inputs),
     output:
         "results/{model}/judgments/openai/{evalset}/{pair}.jsonl",
     log:
@@ -32,14 +32,14 @@ rule judge_second:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=runtime_per_attempt("cpu"),
     params:
-        args=second_judge_args,
+        args=lambda wildcards: lite.judge.openai_compat.second_cli_args(config),
     shell:
         "lite judge {params.args} --a {input.a} --b {input.b} --out {output} > {log} 2>&1"
 
 
 rule table5:
     input:
-        unpack(table5_inputs),
+        unpack(lambda wildcards: lite.human.settings.table5_rule_inputs(PLAN)),
     output:
         csv="results/tables/table5.csv",
         md="results/tables/table5.md",
@@ -54,7 +54,7 @@ rule table5:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=runtime_per_attempt("cpu"),
     params:
-        args=table5_args,
+        args=lambda wildcards: lite.human.settings.table5_rule_args(PLAN),
     shell:
         "lite table5 --db {input.db} --judgments {input.judgments} {params.args} "
         "--out {output.csv} > {log} 2>&1"

@@ -8,7 +8,7 @@ localrules:
 
 rule judge:
     input:
-        unpack(judge_inputs),
+        unpack(JOBS.judge_inputs),
     output:
         "results/{model}/judgments/{judge}/{evalset}/{pair}.jsonl",
     log:

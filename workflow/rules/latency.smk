@@ -7,7 +7,7 @@
 
 rule bench:
     input:
-        unpack(latency_inputs),
+        unpack(JOBS.latency_inputs),
     output:
         csv=report(
             "results/tables/latency.csv",
@@ -40,19 +40,19 @@ rule bench:
         runtime=runtime_per_attempt("generate"),
         gpu=resource("generate", "gpus", 0),
     params:
-        checkpoints=latency_checkpoints_arg,
-        thresholds=latency_thresholds_arg,
-        compare=latency_compare_args,
-        prompts=config["bench"]["prompts"],
-        batch_sizes=",".join(map(str, config["bench"].get("batch_sizes", [1]))),
-        max_new_tokens=config["bench"]["max_new_tokens"],
-        repeats=config["bench"]["repeats"],
-        draft_layers=",".join(map(str, config["bench"]["draft_layers"])),
-        draft_tokens=config["bench"]["draft_tokens"],
-        widths=",".join(map(str, config["bench"]["widths"])),
-        category=latency_category_arg,
-        eos=config["bench"].get("eos", "forbid"),
-        device=device_args(),
+        checkpoints=JOBS.latency_checkpoints_arg,
+        thresholds=JOBS.latency_thresholds_arg,
+        compare=JOBS.latency_compare_args,
+        prompts=PLAN.bench_settings["prompts"],
+        batch_sizes=JOBS.latency_list("batch_sizes"),
+        max_new_tokens=PLAN.bench_settings["max_new_tokens"],
+        repeats=PLAN.bench_settings["repeats"],
+        draft_layers=JOBS.latency_list("draft_layers"),
+        draft_tokens=PLAN.bench_settings["draft_tokens"],
+        widths=JOBS.latency_list("widths"),
+        category=JOBS.latency_category_arg,
+        eos=PLAN.bench_settings["eos"],
+        device=JOBS.device_args(),
     shell:
         "lite latency --model {input.model} --evalset {input.evalset} --checkpoints {params.checkpoints}"
         " --thresholds {params.thresholds} --prompts {params.prompts} --batch-sizes {params.batch_sizes}"

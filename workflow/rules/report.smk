@@ -5,14 +5,14 @@
 
 rule figure:
     input:
-        artefact_inputs,
+        JOBS.artefact_inputs,
     output:
         pdf="results/figures/{artefact}.pdf",
         png=report(
             "results/figures/{artefact}.png",
             caption="../report/artefact.rst",
-            category=figure_category,
-            labels=artefact_labels,
+            category=JOBS.report_category("figure"),
+            labels=JOBS.artefact_labels,
         ),
         caption="results/figures/{artefact}.caption.rst",
     log:
@@ -26,27 +26,27 @@ rule figure:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=runtime_per_attempt("cpu"),
     params:
-        args=artefact_args,
+        args=JOBS.artefact_args,
     shell:
         "lite figure {wildcards.artefact} --out {output.pdf} {params.args} {input} > {log} 2>&1"
 
 
 rule table:
     input:
-        artefact_inputs,
+        JOBS.artefact_inputs,
     output:
         csv=report(
             "results/tables/{artefact}.csv",
             caption="../report/artefact.rst",
-            category=table_category,
-            labels=table_labels("CSV"),
+            category=JOBS.report_category("table"),
+            labels=JOBS.table_labels("CSV"),
         ),
         md="results/tables/{artefact}.md",
         html=report(
             "results/tables/{artefact}.html",
             caption="../report/artefact.rst",
-            category=table_category,
-            labels=table_labels("table"),
+            category=JOBS.report_category("table"),
+            labels=JOBS.table_labels("table"),
         ),
         caption="results/tables/{artefact}.caption.rst",
     log:
@@ -60,7 +60,7 @@ rule table:
         mem_mb=resource("cpu", "mem_mb"),
         runtime=runtime_per_attempt("cpu"),
     params:
-        args=artefact_args,
+        args=JOBS.artefact_args,
     shell:
         "lite table {wildcards.artefact} --out {output.csv} {params.args} {input} > {log} 2>&1"
 
@@ -70,7 +70,7 @@ rule table:
 # findings of every seed side by side, each tested against its target.
 rule seeds:
     input:
-        seeds_inputs,
+        lambda wildcards: PLAN.seeds_inputs(),
     output:
         csv=lite.plan.Plan.SEEDS_TABLE,
         md=lite.plan.Plan.SEEDS_TABLE.removesuffix(".csv") + ".md",

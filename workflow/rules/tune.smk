@@ -4,7 +4,7 @@
 
 rule init_model:
     input:
-        unpack(init_model_inputs),
+        unpack(JOBS.init_model_inputs),
     output:
         directory("results/{model}/base"),
     log:
@@ -18,8 +18,8 @@ rule init_model:
         mem_mb=resource("generate", "mem_mb"),
         runtime=runtime_per_attempt("generate"),
     params:
-        args=init_model_args,
-        corpus=corpus_arg,
+        args=JOBS.init_model_args,
+        corpus=JOBS.corpus_arg,
     shell:
         "lite init-model {params.args} --train {input.train} {params.corpus} --out {output} > {log} 2>&1"
 
@@ -53,7 +53,7 @@ rule pretrain:
 
 rule tune:
     input:
-        base=tuning_base,
+        base=JOBS.tuning_base,
         train="results/data/train.jsonl",
     output:
         directory("results/{model}/tuned/{tuning}"),
@@ -69,11 +69,11 @@ rule tune:
         runtime=runtime_per_attempt("tune"),
         gpu=resource("tune", "gpus", 0),
     params:
-        scheme=tuning_scheme,
-        loss=tuning_loss_args,
-        max_steps=tuning_max_steps,
-        checkpoints=checkpoints_arg,
-        args=tuning_train_args,
+        scheme=JOBS.tuning_scheme,
+        loss=JOBS.tuning_loss_args,
+        max_steps=JOBS.tuning_max_steps,
+        checkpoints=JOBS.checkpoints_arg,
+        args=JOBS.tuning_train_args,
         launcher=(
             f"torchrun --standalone --nproc-per-node {resource('tune', 'gpus')} -m lite.cli"
             if resource("tune", "gpus", 0) > 1

@@ -32,10 +32,44 @@ import importlib.util
 import re
 from pathlib import Path
 
+from lite.flags import add_setting_arguments, option_name, setting, settings_from_args
 from lite.io import InputError, number_list
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationSettings:
+    """The ``generation`` config section's settings of ``lite generate`` and ``lite trace`` (and
+    ``lite latency``'s device and dtype), declared once: the commands' options and the workflow's
+    defaults come from here. The section's ``shards`` and ``decoders`` are the workflow's own."""
+
+    max_new_tokens: int = setting(64, help="longest response in tokens")
+    batch_size: int = setting(8, help="prompts decoded together")
+    seed: int = setting(0, help="seed of the random baselines and torch")
+    kv_cache: bool = setting(
+        False,
+        help="early-exit decoders: KV cache with exact catch-up (same records as the paper's loop, faster)",
+    )
+    device: str = setting(
+        "cpu",
+        choices=DEVICES,
+        help="auto: the GPU when the job has one, else the CPU; cuda: a GPU or an error",
+    )
+    dtype: str = setting(
+        "float32",
+        choices=DTYPES,
+        help="weights, activations and KV caches (float32: decoders are bitwise exact)",
+    )
+    agreement_prompts: int = setting(
+        0,
+        help="lite generate: also decode the first K records with the reference decoder and record "
+        "the token agreement in the config (0: no check)",
+    )
+
+
+DEVICE_SETTINGS = ("device", "dtype")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,17 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help='dynamic decoders: a thresholds file ({"thresholds": {"2": 0.9, ...}}) or that JSON inline',
     )
-    parser.add_argument(
-        "--agreement-prompts",
-        type=int,
-        default=0,
-        help="also decode the first K records with the reference decoder and record the token "
-        "agreement in the config (default 0: no check)",
-    )
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared with ``lite trace``."""
+def add_common_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Arguments shared with ``lite trace``: the eval sets and labels, and every
+    ``GenerationSettings`` option but those in ``skip``."""
     parser.add_argument("--model", required=True, help="HF model folder (model + tokenizer)")
     parser.add_argument(
         "--evalset", required=True, action="append", help="eval records, JSONL (docs/records.md); repeatable"
@@ -76,21 +104,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="eval set name written into records, e.g. vic; one per --evalset",
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, default=64, help="longest response in tokens (default 64)"
-    )
-    parser.add_argument("--batch-size", type=int, default=8, help="prompts decoded together (default 8)")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the random baselines and torch (default 0)"
-    )
-    parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
     parser.add_argument("--limit", type=int, default=None, help="only the first K eval records")
-    parser.add_argument(
-        "--kv-cache",
-        action="store_true",
-        help="early-exit decoders: KV cache with exact catch-up (same records as the paper's loop, faster)",
-    )
     parser.add_argument(
         "--shard", type=int, default=0, help="which shard of the eval set to run, 0..N-1 (default 0)"
     )
@@ -100,23 +116,22 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="split the eval set into N shards, record j going to shard j %% N (default 1: no split)",
     )
-    add_device_arguments(parser)
+    add_setting_arguments(parser, GenerationSettings, skip=skip)
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--device`` and ``--dtype``, shared by ``lite generate``, ``lite trace`` and ``lite latency``."""
-    parser.add_argument(
-        "--device",
-        choices=DEVICES,
-        default="cpu",
-        help="auto: the GPU when the job has one, else the CPU; cuda: a GPU or an error (default cpu)",
-    )
-    parser.add_argument(
-        "--dtype",
-        choices=DTYPES,
-        default="float32",
-        help="weights, activations and KV caches (default float32, in which decoders are bitwise exact)",
-    )
+    """``--device`` and ``--dtype`` alone, for ``lite latency`` (its other options are its own)."""
+    others = [
+        field.name for field in dataclasses.fields(GenerationSettings) if field.name not in DEVICE_SETTINGS
+    ]
+    add_setting_arguments(parser, GenerationSettings, skip=others)
+
+
+def device_settings(args: argparse.Namespace) -> GenerationSettings:
+    """``lite latency``'s ``--device`` and ``--dtype``, the rest at their defaults (``--seed`` and
+    ``--max-new-tokens`` there are the benchmark's, not generation's)."""
+    given = argparse.Namespace(**{name: getattr(args, name) for name in DEVICE_SETTINGS})
+    return settings_from_args(GenerationSettings, given)
 
 
 def _torch_without_gpu_support() -> str | None:
@@ -138,14 +153,14 @@ def _torch_without_gpu_support() -> str | None:
     return None
 
 
-def resolve_device(args: argparse.Namespace, command: str):
+def resolve_device(settings: GenerationSettings, command: str):
     """The ``torch.device`` of ``--device``, checked before anything slow.
 
     ``--device cuda`` without a usable GPU ends the command at once with one line naming the
     setting (SystemExit, no traceback): a GPU job that silently fell back to the CPU would run
     for days inside a time limit sized for a GPU.
     """
-    if args.device == "cuda":
+    if settings.device == "cuda":
         version = _torch_without_gpu_support()
         if version is not None:
             raise SystemExit(
@@ -154,7 +169,7 @@ def resolve_device(args: argparse.Namespace, command: str):
             )
     import torch
 
-    if args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()):
+    if settings.device == "cpu" or (settings.device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise SystemExit(
@@ -199,7 +214,7 @@ def eval_set_flags(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     return list(zip(args.evalset, args.evalset_name, args.out, strict=True))
 
 
-def load_inputs(args: argparse.Namespace, device):
+def load_inputs(args: argparse.Namespace, settings: GenerationSettings, device):
     """Seed, threads, the records of every eval set, and the model (on ``device``, in ``--dtype``)
     and tokenizer. Every eval set is read before the model: a bad record fails in seconds."""
     import torch
@@ -209,15 +224,15 @@ def load_inputs(args: argparse.Namespace, device):
     from lite.shards import check_shard, select_shard
 
     for name in ("max_new_tokens", "batch_size"):
-        if getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+        if getattr(settings, name) < 1:
+            raise InputError(f"{option_name(name)} must be >= 1, got {getattr(settings, name)}")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
     if args.threads is not None:
         if args.threads < 1:
             raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(settings.seed)
     check_shard(args.shard, args.num_shards)
     sets = []
     for path, name, out in eval_set_flags(args):
@@ -228,11 +243,13 @@ def load_inputs(args: argparse.Namespace, device):
         sets.append(EvalSet(path, name, out, shard, len(records)))
     if not Path(args.model, "config.json").is_file():
         raise InputError(f"{args.model}: not a model folder (no config.json)")
-    model = load_model(args.model, dtype=args.dtype, device=device)
+    model = load_model(args.model, dtype=settings.dtype, device=device)
     return sets, model, load_tokenizer(args.model)
 
 
-def base_config(args: argparse.Namespace, evalset: EvalSet, model, tokenizer) -> dict:
+def base_config(
+    args: argparse.Namespace, settings: GenerationSettings, evalset: EvalSet, model, tokenizer
+) -> dict:
     import torch
     import transformers
 
@@ -245,9 +262,9 @@ def base_config(args: argparse.Namespace, evalset: EvalSet, model, tokenizer) ->
         "model": args.model_name,
         "tuning": args.tuning,
         "evalset": evalset.name,
-        "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
+        "max_new_tokens": settings.max_new_tokens,
+        "batch_size": settings.batch_size,
+        "seed": settings.seed,
         "threads": args.threads,
         "limit": args.limit,
         "n_records": len(evalset.records),
@@ -255,7 +272,7 @@ def base_config(args: argparse.Namespace, evalset: EvalSet, model, tokenizer) ->
         "eos_ids": sorted(stop_ids(model, tokenizer)),
         "pad_id": pad_id(tokenizer),
         "device": device_description(model.device),
-        "dtype": args.dtype,
+        "dtype": settings.dtype,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
     if args.num_shards > 1:  # unsharded results keep the config they always had
@@ -264,21 +281,22 @@ def base_config(args: argparse.Namespace, evalset: EvalSet, model, tokenizer) ->
 
 
 def run(args: argparse.Namespace) -> None:
-    device = resolve_device(args, "generate")  # first: a job on the wrong machine ends in seconds
+    settings = settings_from_args(GenerationSettings, args)
+    device = resolve_device(settings, "generate")  # first: a job on the wrong machine ends in seconds
     from lite.decoders.agreement import agreement_check
     from lite.decoders.records import RunLabels, generate_records
     from lite.decoders.specs import decoder_from_name, parse_thresholds
     from lite.io import save_resolved_config, write_jsonl
 
-    if args.agreement_prompts < 0:
-        raise InputError(f"--agreement-prompts must be >= 0, got {args.agreement_prompts}")
+    if settings.agreement_prompts < 0:
+        raise InputError(f"--agreement-prompts must be >= 0, got {settings.agreement_prompts}")
     checkpoints = number_list(args.checkpoints, "--checkpoints")
     thresholds = None if args.thresholds is None else parse_thresholds(args.thresholds)
     # Check the decoder name before the (slower) model load, then again against the model's depth.
-    decoder_from_name(args.decoder, checkpoints, thresholds, args.seed)
-    sets, model, tokenizer = load_inputs(args, device)
+    decoder_from_name(args.decoder, checkpoints, thresholds, settings.seed)
+    sets, model, tokenizer = load_inputs(args, settings, device)
     spec = decoder_from_name(
-        args.decoder, checkpoints, thresholds, args.seed, n_layers=model.config.num_hidden_layers
+        args.decoder, checkpoints, thresholds, settings.seed, n_layers=model.config.num_hidden_layers
     )
     for evalset in sets:
         out = generate_records(
@@ -287,29 +305,29 @@ def run(args: argparse.Namespace) -> None:
             evalset.records,
             spec,
             RunLabels(args.model_name, args.tuning, evalset.name),
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            kv_cache=args.kv_cache,
+            max_new_tokens=settings.max_new_tokens,
+            batch_size=settings.batch_size,
+            kv_cache=settings.kv_cache,
         )
-        config = base_config(args, evalset, model, tokenizer)
+        config = base_config(args, settings, evalset, model, tokenizer)
         config.update(
             {
                 "command": "generate",
                 "decoder": spec,
                 "thresholds_source": args.thresholds,
-                "kv_cache": args.kv_cache,
+                "kv_cache": settings.kv_cache,
             }
         )
-        if args.agreement_prompts:  # unchecked runs keep the config they always had
+        if settings.agreement_prompts:  # unchecked runs keep the config they always had
             config["agreement"] = agreement_check(
                 model,
                 tokenizer,
-                evalset.records[: args.agreement_prompts],
-                out[: args.agreement_prompts],
+                evalset.records[: settings.agreement_prompts],
+                out[: settings.agreement_prompts],
                 spec,
-                max_new_tokens=args.max_new_tokens,
-                batch_size=args.batch_size,
-                kv_cache=args.kv_cache,
+                max_new_tokens=settings.max_new_tokens,
+                batch_size=settings.batch_size,
+                kv_cache=settings.kv_cache,
             )
         write_jsonl(evalset.out, out)
         save_resolved_config(evalset.out, config)

@@ -24,7 +24,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from lite.commands.generate import add_device_arguments, device_description, resolve_device
+from lite import latency
+from lite.commands.generate import add_device_arguments, device_description, device_settings, resolve_device
+from lite.flags import add_setting_arguments, settings_from_args
 from lite.io import InputError, number_list
 
 
@@ -51,34 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="tokens/s against batch size (PDF); a PNG twin goes beside it",
     )
-    parser.add_argument("--prompts", type=int, default=4, help="prompts decoded (default 4)")
-    parser.add_argument(
-        "--batch-sizes", default="1", help="rows per batch, each dividing --prompts, e.g. 1,4,16 (default 1)"
-    )
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="tokens per response (default 256)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per decoder (default 3)")
-    parser.add_argument("--draft-layers", default="2", help="speculative draft layers, e.g. 2,4 (default 2)")
-    parser.add_argument("--draft-tokens", type=int, default=4, help="drafts per verification (default 4)")
-    parser.add_argument(
-        "--draft-threshold",
-        type=float,
-        default=None,
-        help="stop drafting below this confidence (default off)",
-    )
     parser.add_argument(
         "--category",
         default=None,
         help="decode only the eval records of this category (task family), e.g. cycle (default: all)",
     )
-    parser.add_argument(
-        "--eos",
-        choices=("forbid", "ignore"),
-        default="forbid",
-        help="forbid: EOS is never chosen, as HF's min_new_tokens (default); ignore: decode on past it",
-    )
-    parser.add_argument("--widths", default="1", help="widen factors to measure, e.g. 1,4 (default 1)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="torch seed (default 0)")
+    add_setting_arguments(parser, latency.LatencyConfig)
     parser.add_argument(
         "--compare",
         action="append",
@@ -104,12 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    device = resolve_device(args, "latency")  # first: a job on the wrong machine ends in seconds
+    generation = device_settings(args)
+    device = resolve_device(generation, "latency")  # first: a job on the wrong machine ends in seconds
     import pandas as pd
     import torch
     from tqdm import tqdm
 
-    from lite import latency
     from lite.datasets import read_eval_records
     from lite.decoders.records import fit_to_context, pad_id, stop_ids
     from lite.decoders.specs import parse_thresholds
@@ -124,19 +104,7 @@ def run(args: argparse.Namespace) -> None:
     if compare and args.acceptance_out is None:
         raise InputError("--compare needs --acceptance-out (where the acceptance table goes)")
     try:
-        config = latency.LatencyConfig(
-            prompts=args.prompts,
-            batch_sizes=number_list(args.batch_sizes, "--batch-sizes"),
-            max_new_tokens=args.max_new_tokens,
-            repeats=args.repeats,
-            draft_layers=number_list(args.draft_layers, "--draft-layers"),
-            draft_tokens=args.draft_tokens,
-            draft_threshold=args.draft_threshold,
-            widths=number_list(args.widths, "--widths"),
-            threads=args.threads,
-            seed=args.seed,
-            eos=args.eos,
-        )
+        config = settings_from_args(latency.LatencyConfig, args)
     except ValueError as err:
         raise InputError(str(err)) from None
     checkpoints = number_list(args.checkpoints, "--checkpoints")
@@ -147,7 +115,7 @@ def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(config.threads)
     records = read_eval_records(args.evalset)
     tokenizer = load_tokenizer(args.model)
-    model = load_model(args.model, dtype=args.dtype, device=device)
+    model = load_model(args.model, dtype=generation.dtype, device=device)
     total = model.config.num_hidden_layers
     missing = [c for c in checkpoints if c != total and c not in thresholds]
     if missing:
@@ -220,7 +188,7 @@ def run(args: argparse.Namespace) -> None:
         "latency": config,
         "machine": {**latency.machine(), "torch_threads": torch.get_num_threads()},
         "device": device_description(device),
-        "dtype": args.dtype,
+        "dtype": generation.dtype,
         "versions": {"torch": torch.__version__},
         "prompt_tokens": [len(p) for p in prompts],
         "prompt_truncated_chars": [cut for _, _, cut in chosen],
@@ -229,7 +197,9 @@ def run(args: argparse.Namespace) -> None:
     for path in written:
         save_resolved_config(path, resolved)
     if args.acceptance_out is not None:
-        others = {name: load_model(path, dtype=args.dtype, device=device) for name, path in compare.items()}
+        others = {
+            name: load_model(path, dtype=generation.dtype, device=device) for name, path in compare.items()
+        }
         models = {args.name: model, **others}
         rates = latency.acceptance(
             models,

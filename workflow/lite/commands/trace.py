@@ -18,19 +18,27 @@ from __future__ import annotations
 
 import argparse
 
-from lite.commands.generate import add_common_arguments, base_config, load_inputs, resolve_device
+from lite.commands.generate import (
+    GenerationSettings,
+    add_common_arguments,
+    base_config,
+    load_inputs,
+    resolve_device,
+)
+from lite.flags import settings_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common_arguments(parser)
+    add_common_arguments(parser, skip=("agreement_prompts",))
 
 
 def run(args: argparse.Namespace) -> None:
-    device = resolve_device(args, "trace")  # first: a job on the wrong machine ends in seconds
+    settings = settings_from_args(GenerationSettings, args)
+    device = resolve_device(settings, "trace")  # first: a job on the wrong machine ends in seconds
     from lite.decoders.records import RunLabels, trace_records
     from lite.io import save_resolved_config, write_jsonl
 
-    sets, model, tokenizer = load_inputs(args, device)
+    sets, model, tokenizer = load_inputs(args, settings, device)
     for evalset in sets:
         labels = RunLabels(args.model_name, args.tuning, evalset.name)
         out = trace_records(
@@ -38,10 +46,10 @@ def run(args: argparse.Namespace) -> None:
             tokenizer,
             evalset.records,
             labels,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
+            max_new_tokens=settings.max_new_tokens,
+            batch_size=settings.batch_size,
         )
         write_jsonl(evalset.out, out)
-        config = base_config(args, evalset, model, tokenizer)
+        config = base_config(args, settings, evalset, model, tokenizer)
         config["command"] = "trace"
         save_resolved_config(evalset.out, config)

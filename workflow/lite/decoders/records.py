@@ -103,8 +103,8 @@ def generate_records(
     spec: DecoderSpec,
     labels: RunLabels,
     *,
-    max_new_tokens: int = 64,
-    batch_size: int = 8,
+    max_new_tokens: int,
+    batch_size: int,
     progress: bool = True,
     kv_cache: bool = False,
 ) -> list[dict]:
@@ -161,8 +161,8 @@ def trace_records(
     eval_records: Sequence[dict],
     labels: RunLabels,
     *,
-    max_new_tokens: int = 64,
-    batch_size: int = 8,
+    max_new_tokens: int,
+    batch_size: int,
     progress: bool = True,
 ) -> list[dict]:
     """One trace record per eval record (docs/records.md "Trace record"), in input order.
