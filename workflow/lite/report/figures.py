@@ -54,10 +54,16 @@ def _legend(fig, axes) -> None:
             if label not in handles:
                 handles[label] = handle
                 labels.append(label)
-    if handles:
-        fig.legend(
-            [handles[k] for k in labels], labels, loc="outside lower center", ncols=min(len(labels), 4)
-        )
+    if not handles:
+        return
+    # as many columns as fit the figure's width (at most 4): a one-panel figure's legend in one
+    # row would be cut off at both edges
+    renderer = fig.canvas.get_renderer()
+    for ncols in range(min(len(labels), 4), 0, -1):
+        legend = fig.legend([handles[k] for k in labels], labels, loc="outside lower center", ncols=ncols)
+        if ncols == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width:
+            return
+        legend.remove()
 
 
 def _quality_cost_row(
