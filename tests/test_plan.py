@@ -29,7 +29,7 @@ def test_default_config_passes(config):
         (lambda c: c["models"]["tiny12"].update(checkpoints=[6, 3, 12]), "strictly ascending"),
         (lambda c: c["models"]["tiny12"]["thresholds"]["paper"].update({7: 0.9}), "thresholds.paper.7"),
         (lambda c: c["models"]["tiny12"]["thresholds"]["paper"].update({12: 0.9}), "thresholds.paper.12"),
-        (lambda c: c["generation"]["decoders"].append("fixed-L5"), "fixed-L5"),
+        (lambda c: c["generation"]["decoders"].append("fixed-L4"), "fixed-L4"),
         (lambda c: c["models"]["tiny15"].update(tunings=["it"]), "models.tiny15.tunings"),
         (lambda c: c["data"]["eval"].update(calibration={"source": "synthetic"}), "data.eval.calibration"),
         (
@@ -52,7 +52,7 @@ def test_bad_config_names_the_key(config, edit, message):
 def test_main_model_decoders_and_pairs(config):
     plan = Plan(config)
     assert plan.main == "tiny12" and plan.second == "tiny15"
-    assert plan.decoders("tiny12", "it") == ["final", "fixed-L3", "fixed-L6", "fixed-L9"]
+    assert plan.decoders("tiny12", "it") == ["final", "fixed-L2", "fixed-L5", "fixed-L8"]
     lite_decoders = plan.decoders("tiny12", "lite")
     assert lite_decoders[0] == "final" and "dynamic-calibrated" in lite_decoders
     assert len(lite_decoders) == len(set(lite_decoders))
@@ -61,7 +61,7 @@ def test_main_model_decoders_and_pairs(config):
     assert plan.decoders("tiny12", "lite_weighted") == []
     pairs = plan.pairs("tiny12")
     assert Pair("it.final", "lite.final") in pairs
-    assert Pair("it.final", "it.fixed-L3") in pairs
+    assert Pair("it.final", "it.fixed-L2") in pairs
     assert all(p.a.endswith(".final") for p in pairs)
 
 
@@ -124,7 +124,7 @@ def test_headline_reads_alignment_judgments_and_generations(config):
     assert "results/tiny12/generations/lite/vicuna/dynamic-calibrated.jsonl" in inputs
     # its verdicts on confidence (fig6, fig11) and on IT's fixed exits (fig3)
     assert "results/tiny12/analysis/it/vicuna/calibration.csv" in inputs
-    assert "results/tiny12/judgments/reference/vicuna/it.final~it.fixed-L3.jsonl" in inputs
+    assert "results/tiny12/judgments/reference/vicuna/it.final~it.fixed-L2.jsonl" in inputs
 
 
 def test_aggressive_thresholds_are_calibrated_at_a_lower_target(config):
@@ -133,7 +133,7 @@ def test_aggressive_thresholds_are_calibrated_at_a_lower_target(config):
     assert plan.thresholds("tiny12", "aggressive") == "results/tiny12/thresholds/aggressive.json"
     # without the target, the configured values are used (and required)
     config["calibration"]["aggressive_target"] = None
-    config["models"]["tiny12"]["thresholds"]["aggressive"] = {3: 0.85, 6: 0.8, 9: 0.7}
+    config["models"]["tiny12"]["thresholds"]["aggressive"] = {2: 0.85, 5: 0.8, 8: 0.7}
     config["models"]["tiny15"]["thresholds"]["aggressive"] = {3: 0.85, 6: 0.8, 9: 0.7, 12: 0.6}
     check_config(config)
     assert Plan(config).calibrated_kinds() == {"calibrated": 0.95}
@@ -144,8 +144,8 @@ def test_artefact_args_name_the_reported_decoder_eval_set_and_layers(config):
     assert plan.artefact_args("fig1") == "--dynamic dynamic-calibrated"
     assert plan.artefact_args("fig9") == "--dynamic dynamic-calibrated --evalset vicuna"
     assert plan.artefact_args("fig10") == "--dynamic dynamic-calibrated --evalset wizardlm"
-    assert plan.artefact_args("fig6") == "--layers 3,6,9"  # the main model's early checkpoints
-    assert plan.artefact_args("fig5") == "--layers 3,6,9"  # marked, and read by the caption's verdict
+    assert plan.artefact_args("fig6") == "--layers 2,5,8"  # the main model's early checkpoints
+    assert plan.artefact_args("fig5") == "--layers 2,5,8"  # marked, and read by the caption's verdict
     assert plan.early_checkpoints("tiny15") == [3, 6, 9, 12]
     # fig12 keeps its own default (the aggressive thresholds), as do the options-free artefacts
     assert plan.artefact_args("fig12") == "" and plan.artefact_args("table2") == ""

@@ -645,19 +645,24 @@ def _exit_record(evalset: str, counts: dict[int, int]) -> dict:
     }
 
 
-def test_exit_verdict_fails_where_a_checkpoint_takes_almost_no_tokens():
+def test_exit_verdict_wants_exits_spread_with_no_layer_taking_nearly_all():
     spread = findings.exit_finding(
-        [_exit_record("vic", {3: 60, 6: 20, 9: 10, 12: 10})], "m", "lite.dynamic-paper"
-    )
-    assert spread.holds and spread.this_run == "layer 3 60 %, layer 6 20 %, layer 9 10 %, layer 12 10 %"
-    rare = findings.exit_finding(
         [_exit_record("vic", {3: 67, 6: 8, 9: 1, 12: 24})], "m", "lite.dynamic-paper"
     )
-    assert rare.holds is False and rare.verdict.startswith("does not hold here")
-    assert "layer 9 below 5 %" in rare.this_run
-    assert (
-        "tokens exit at every checkpoint" in rare.sentence() and "This run: layer 3 67 %" in rare.sentence()
+    # a checkpoint may take few exits while three layers take their share and none takes 70 %
+    assert spread.holds and spread.this_run == (
+        "layer 3 67 %, layer 6 8 %, layer 9 1 %, layer 12 24 % (layer 9 below 5 %)"
     )
+    one_layer = findings.exit_finding(
+        [_exit_record("vic", {3: 71, 6: 10, 9: 5, 12: 14})], "m", "lite.dynamic-paper"
+    )
+    assert one_layer.holds is False and one_layer.verdict.startswith("does not hold here")
+    two_layers = findings.exit_finding(
+        [_exit_record("vic", {3: 60, 6: 4, 9: 4, 12: 32})], "m", "lite.dynamic-paper"
+    )
+    assert two_layers.holds is False
+    assert "tokens exit at many layers" in two_layers.sentence()
+    assert "This run: layer 3 60 %" in two_layers.sentence()
 
 
 def test_findings_average_over_eval_sets_not_over_tokens():

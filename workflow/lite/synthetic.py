@@ -423,10 +423,10 @@ EVAL_SETS: dict[str, SplitRole] = {
     "calibration": SplitRole("calib", (1, 1, 1), 0.3, None, "calibration split for exit thresholds"),
 }  # fmt: skip
 
-# Sizes of the embedded default (config.yaml): the paper's 80/180/218/252 scaled by 0.3, so CPU
+# Sizes of the embedded default (config.yaml): the paper's 80/180/218/252 scaled by 0.5, so CPU
 # decoding takes minutes.
 DEFAULT_SIZES: dict[str, int] = {
-    "train": 12000, "vicuna": 24, "koala": 54, "wizardlm": 65, "selfinstruct": 76, "calibration": 200,
+    "train": 12000, "vicuna": 40, "koala": 90, "wizardlm": 109, "selfinstruct": 126, "calibration": 200,
 }  # fmt: skip
 
 

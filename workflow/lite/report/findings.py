@@ -32,7 +32,11 @@ ALIGNMENT_GAP_POINTS = 10.0
 # rule asks (alignment above 95 %).
 HIGH_CONFIDENCE = 0.9
 TRUSTED_ALIGNMENT_PCT = 95.0
-# A checkpoint "takes exits" when at least this share of the tokens leaves there.
+# Exits are spread (fig8) when no layer takes more than MAX_ONE_LAYER_PCT of the tokens and at
+# least MIN_EXIT_LAYERS layers (the final one included) each take MIN_EXIT_SHARE_PCT or more: the
+# paper's exits spread over its checkpoints, not one layer doing nearly all the work.
+MAX_ONE_LAYER_PCT = 70.0
+MIN_EXIT_LAYERS = 3
 MIN_EXIT_SHARE_PCT = 5.0
 # Responses this close in mean length (% of the final layer's) are "about the same length".
 SAME_LENGTH_PCT = 10.0
@@ -73,8 +77,8 @@ PAPER = {
         "dynamic exit gives responses of about the same length, so its savings are not from shorter answers"
     ),
     "fig8": Claim(
-        "tokens exit at every checkpoint, many early, a sizeable share only at the final layer",
-        "spread over every checkpoint",
+        "tokens exit at many layers, many early, a sizeable share only at the final layer",
+        "spread over the checkpoints",
     ),
     "fig9": Claim("quality holds in every category; the savings differ between categories"),
     "fig11": Claim(
@@ -293,17 +297,21 @@ def confidence_finding(
 
 
 def exit_finding(generations: Iterable[dict], model: str, system: str) -> Finding | None:
-    """Tokens leave at every checkpoint (fig8)."""
+    """Exits spread over the layers, none taking nearly all of them (fig8)."""
     shares = mean_exit_shares(generations, system, model)
     if not shares:
         return None
     this_run = ", ".join(f"layer {k} {v:.0f} %" for k, v in shares.items())
-    holds = all(v >= MIN_EXIT_SHARE_PCT for v in shares.values())
+    taking = [k for k, v in shares.items() if v >= MIN_EXIT_SHARE_PCT]
+    holds = max(shares.values()) <= MAX_ONE_LAYER_PCT and len(taking) >= MIN_EXIT_LAYERS
     rare = [k for k, v in shares.items() if v < MIN_EXIT_SHARE_PCT]
     if rare:
         this_run += f" ({_at_layers(rare)} below {MIN_EXIT_SHARE_PCT:g} %)"
     measures = {f"tokens exiting at layer {k} (%)": v for k, v in shares.items()}
-    test = f"at least {MIN_EXIT_SHARE_PCT:g} % at every exit"
+    test = (
+        f"no layer above {MAX_ONE_LAYER_PCT:g} %, at least {MIN_EXIT_LAYERS} layers at "
+        f"{MIN_EXIT_SHARE_PCT:g} % or more"
+    )
     return Finding(PAPER["fig8"], "fig8", this_run, holds, test, measures)
 
 
