@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lite.decoders.specs import BASELINE_NAMES
+from lite.decoders.names import BASELINE_NAMES
 from lite.human.agreement import spearman
 from lite.report.findings import layer_alignment, mean_exit_shares, savings, scores
 from lite.report.inputs import load_inputs

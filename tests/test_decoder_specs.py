@@ -1,4 +1,4 @@
-"""lite.decoders.specs.decoder_name: what a decoder's name says (family, layer, sweep scale, threshold
+"""lite.decoders.names.decoder_name: what a decoder's name says (family, layer, sweep scale, threshold
 set, reference, meters), the one place outside the decoders that parses a name."""
 
 from __future__ import annotations
@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lite.decoders.specs import (
-    BASELINE_NAMES,
-    FAMILIES,
-    WORKFLOW_DECODERS,
-    DecoderName,
-    decoder_from_name,
-    decoder_name,
-)
+from lite.decoders.names import BASELINE_NAMES, FAMILIES, WORKFLOW_DECODERS, DecoderName, decoder_name
+from lite.decoders.specs import decoder_from_name
 from lite.io import InputError
 from lite.plan import Plan, sweep_decoder
 

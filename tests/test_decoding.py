@@ -13,9 +13,10 @@ from lite.cli import main as lite_main
 from lite.data import encode_prompt
 from lite.decoders import blocks
 from lite.decoders.dispatch import decode, trace
+from lite.decoders.names import VALID_NAMES
 from lite.decoders.policies import RandomPolicy
 from lite.decoders.records import RunLabels, fit_to_context, generate_records, trace_records
-from lite.decoders.specs import VALID_NAMES, decoder_from_name, parse_thresholds
+from lite.decoders.specs import decoder_from_name, parse_thresholds
 from lite.io import InputError, config_path, read_json, read_jsonl
 from lite.modeling import save_model
 

@@ -18,13 +18,12 @@ from lite.commands import judge as judge_command
 from lite.commands import latency as latency_command
 from lite.commands import thresholds as thresholds_command
 from lite.commands import tune as tune_command
-from lite.commands.generate import GenerationSettings
 from lite.flags import flag_args, settings_from_args
 from lite.jobs import Jobs
 from lite.judge import ClaudeSettings, judge_cli_args
 from lite.judge.openai_compat import OpenAISettings, second_cli_args
-from lite.latency import LatencyConfig
 from lite.plan import Plan
+from lite.sections import GenerationSettings, LatencyConfig
 from lite.tune import TuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -38,7 +38,9 @@ def _with_submodules(package: str) -> list[str]:
 MODULES = [
     "lite.plan",
     "lite.jobs",  # the rules' input and params functions
-    "lite.decoders.specs",  # the Snakefile's decoder names
+    "lite.decoders.names",  # the Snakefile's decoder names
+    "lite.decoders.specs",
+    "lite.sections",
     "lite.analysis",
     "lite.io",
     *_with_submodules("lite.judge"),

@@ -19,6 +19,7 @@ from docutils.core import publish_parts
 
 from lite import analysis, cli, report
 from lite.io import InputError, read_json, read_jsonl, write_jsonl
+from lite.plan import ARTEFACT_SPECS
 from lite.report import captions, findings, metrics, style, tables
 from lite.report.inputs import load_inputs
 
@@ -289,6 +290,13 @@ def test_every_artefact_builds(kind, name, record_files, tmp_path):
     config = read_json(out.with_name(out.name + ".config.json"))
     assert config["artefact"] == name and config["inputs"]
     assert artefact.caption and artefact.needs
+
+
+def test_each_artefact_takes_the_options_its_rule_passes():
+    """lite.plan's entry of an artefact (kinds, options) and lite.report's function agree."""
+    for name, spec in ARTEFACT_SPECS.items():
+        for kind in spec.kinds:
+            assert set(spec.options) <= set(report.ARTEFACTS[kind][name].options), (kind, name)
 
 
 def test_table1_equals_hand_computation(tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lite.decoders.specs import decoder_name
+from lite.decoders.names import decoder_name
 from lite.flags import flag_args
 from lite.plan import CALIBRATION_SET, Plan, scaled_thresholds
 from lite.shards import shard_file, shard_files
@@ -65,7 +65,7 @@ class Jobs:
         (an empty input) for synthetic data."""
         if source["source"] == "synthetic":
             return []
-        return source.get("path") or f"results/downloads/{source['source']}"
+        return source.get("path") or Plan.download(source["source"])
 
     @staticmethod
     def path_arg(wildcards, input) -> str:
@@ -79,7 +79,7 @@ class Jobs:
     # ---- tuning (tune.smk)
     def init_model_inputs(self, wildcards) -> dict[str, str]:
         """The train set (the tokenizer learns from it) and, for a pretrained tiny model, the corpus."""
-        inputs = {"train": "results/data/train.jsonl"}
+        inputs = {"train": Plan.TRAIN}
         if self.plan.pretrains(wildcards.model):
             inputs["corpus"] = Plan.CORPUS
         return inputs

@@ -50,15 +50,11 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 
 import pandas as pd
 
-from lite.decoders.specs import DRAFT_TOKENS
-from lite.flags import setting
+from lite.sections import LatencyConfig
 
-DECODERS = ("hf-generate", "final", "dynamic-nocache", "dynamic-cached")  # + speculative-L{E}
-EOS_MODES = ("forbid", "ignore")
 # benchmark name -> (decoder name, KV cache) of the decoders that ``decode`` runs
 _DECODER_NAMES = {
     "final": ("final", False),
@@ -67,55 +63,6 @@ _DECODER_NAMES = {
 }
 # the benchmark's run of each reference a decoder reproduces (``DecoderName.reference``)
 _REFERENCE_RUNS = {"hf-generate": "hf-generate", "nocache": "dynamic-nocache"}
-
-
-@dataclass(frozen=True)
-class LatencyConfig:
-    """Settings of one benchmark run: ``lite latency``'s options and the ``bench`` config section's
-    defaults (the section's ``evalset``, ``category`` and ``thresholds`` are the workflow's own:
-    which prompts and thresholds the rule passes)."""
-
-    prompts: int = setting(4, help="eval records used (the first ones), decoded in consecutive batches")
-    batch_sizes: tuple[int, ...] = setting((1,), help="rows per batch, each dividing --prompts, e.g. 1,4,16")
-    max_new_tokens: int = setting(256, help="tokens per response, the same for every decoder (see --eos)")
-    repeats: int = setting(3, help="timed runs per decoder; the table reports the median")
-    draft_layers: tuple[int, ...] = setting((2,), help="speculative draft layers E, e.g. 2,4")
-    draft_tokens: int = setting(DRAFT_TOKENS, help="drafts per verification round")
-    draft_threshold: float | None = setting(
-        None, help="stop drafting below this draft confidence (default off: always --draft-tokens)"
-    )
-    widths: tuple[int, ...] = setting(
-        (1,), help="widen factors to measure, e.g. 1,4 (1: the model as trained)"
-    )
-    threads: int = setting(1, help="torch intra-op threads (the machine is shared; 1 keeps timings steady)")
-    seed: int = setting(0, help="torch seed")
-    eos: str = setting(
-        "forbid",
-        choices=EOS_MODES,
-        help="forbid: EOS is never chosen, as HF's min_new_tokens; ignore: decode on past it",
-    )
-
-    def __post_init__(self) -> None:
-        for name in ("prompts", "max_new_tokens", "repeats", "draft_tokens", "threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"LatencyConfig.{name} must be an integer >= 1, got {value!r}")
-        if not self.draft_layers or any(layer < 1 for layer in self.draft_layers):
-            raise ValueError(f"LatencyConfig.draft_layers must be layers >= 1, got {self.draft_layers!r}")
-        if not self.batch_sizes or any(b < 1 or self.prompts % b for b in self.batch_sizes):
-            raise ValueError(
-                f"LatencyConfig.batch_sizes must each divide prompts={self.prompts}, got {self.batch_sizes!r}"
-            )
-        if not self.widths or any(w < 1 for w in self.widths):
-            raise ValueError(f"LatencyConfig.widths must be factors >= 1, got {self.widths!r}")
-        if self.eos not in EOS_MODES:
-            raise ValueError(f"LatencyConfig.eos must be one of {', '.join(EOS_MODES)}, got {self.eos!r}")
-        if self.draft_threshold is not None and not 0.0 <= self.draft_threshold <= 1.0:
-            raise ValueError(f"LatencyConfig.draft_threshold must be in [0, 1], got {self.draft_threshold!r}")
-
-    def decoders(self) -> list[str]:
-        """The benchmark's decoders, in the table's order."""
-        return [*DECODERS, *(f"speculative-L{layer}" for layer in self.draft_layers), "speculative-adaptive"]
 
 
 def machine() -> dict:

@@ -8,27 +8,16 @@ tested (tests/test_plan.py). Nothing here imports torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from lite.analysis import ThresholdConfig
-from lite.commands.generate import GenerationSettings
-from lite.decoders.specs import BASELINE_NAMES, decoder_name
+from lite.decoders.names import BASELINE_NAMES, decoder_name
 from lite.flags import with_defaults
-from lite.latency import LatencyConfig
+from lite.sections import GenerationSettings, LatencyConfig
 
 CALIBRATION_SET = "calibration"
-FIGURES = ["fig1", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10"]
-FIGURES += ["fig11", "fig12", "fig13", "fig14", "fig15"]
-TABLES = ["table1", "table2", "table3", "table4", "table6"]
-TABLE5 = "results/tables/table5.csv"  # human ratings: built by workflow/rules/human.smk, not by `table`
-# Beyond the paper: the quality/cost frontier of a threshold sweep, drawn as a figure and a table.
-FIGURES += ["frontier"]
-TABLES += ["frontier"]
-# The run's headline numbers beside the paper's: the report's first page.
-TABLES += ["headline"]
-# Every figure and table name (``frontier`` is both), in the report's order.
-ARTEFACTS = list(dict.fromkeys(FIGURES + TABLES))
 NO_REFERENCE_SOURCES = ("vicuna", "koala", "wizardlm", "selfinstruct")
 
 
@@ -225,12 +214,28 @@ class Plan:
         """The threshold sweep's decoders (main model only): one per ``frontier.scales`` entry."""
         return [sweep_decoder(scale) for scale in self.config.get("frontier", {}).get("scales", [])]
 
-    # ---- paths
+    # ---- paths, each pattern written once: the rules call these with wildcard names ("{model}")
+    # for their output patterns, the input functions with a job's values.
+    TRAIN = "results/data/train.jsonl"
     CORPUS = "results/data/corpus.jsonl"
+
+    @staticmethod
+    def download(source: str) -> str:
+        return f"results/downloads/{source}"
 
     @staticmethod
     def eval_data(evalset: str) -> str:
         return f"results/data/eval/{evalset}.jsonl"
+
+    @staticmethod
+    def base_weights(model: str) -> str:
+        """A model's initial weights (``lite init-model``): tiny ones random, others downloaded."""
+        return f"results/{model}/base"
+
+    @staticmethod
+    def pretrained(model: str) -> str:
+        """A tiny model's weights after pretraining on the corpus."""
+        return f"results/{model}/pretrained"
 
     def pretrains(self, model: str) -> bool:
         """Tiny base models are pretrained on the corpus when the config has a ``pretrain`` section."""
@@ -241,7 +246,7 @@ class Plan:
         replica's are the main model's)."""
         if model in self.replica_seeds:
             model = self.main
-        return f"results/{model}/{'pretrained' if self.pretrains(model) else 'base'}"
+        return self.pretrained(model) if self.pretrains(model) else self.base_weights(model)
 
     @staticmethod
     def tuned(model: str, tuning: str) -> str:
@@ -272,12 +277,28 @@ class Plan:
             kinds["aggressive"] = self.calibration_settings["aggressive_target"]
         return kinds
 
+    @staticmethod
+    def judgment_file(model: str, judge: str, evalset: str, pair: str) -> str:
+        """One judge's judgments of the pair named ``pair`` (``Pair.name``)."""
+        return f"results/{model}/judgments/{judge}/{evalset}/{pair}.jsonl"
+
     def judgment(self, model: str, evalset: str, pair: Pair) -> str:
-        return f"results/{model}/judgments/{self.judge}/{evalset}/{pair.name}.jsonl"
+        """The workflow judge's judgments of ``pair``."""
+        return self.judgment_file(model, self.judge, evalset, pair.name)
 
     @staticmethod
     def similarity(model: str, evalset: str, decoder: str) -> str:
         return f"results/{model}/similarity/{evalset}/final~{decoder}.csv"
+
+    @staticmethod
+    def figure(name: str, suffix: str = "pdf") -> str:
+        """A figure (``pdf``) or one of its twins (``png``, ``caption.rst``)."""
+        return f"results/figures/{name}.{suffix}"
+
+    @staticmethod
+    def table(name: str, suffix: str = "csv") -> str:
+        """A table (``csv``) or one of its twins (``md``, ``html``, ``caption.rst``)."""
+        return f"results/tables/{name}.{suffix}"
 
     # ---- judge pairs
     def pairs(self, model: str) -> list[Pair]:
@@ -302,67 +323,16 @@ class Plan:
         present = [t for t in tunings if t in self.tunings(model)]
         return [self.alignment(model, t, e, table) for t in present for e in self.evalsets]
 
-    # ---- artefacts
+    # ---- artefacts (ARTEFACT_SPECS holds each one's facts)
     def artefact_inputs(self, name: str) -> list[str]:
         """The files one figure or table is drawn from (see lite.report for what each shows)."""
-        m, dyn = self.main, self.dynamic
-        headline = Pair("lite.final", f"lite.{dyn}")
-        if name == "fig1":
-            return [
-                path
-                for model in self.models
-                for path in self.judgments(model, [headline])
-                + self.generations(model, "lite", ["final", dyn])
-            ]
-        if name == "fig3":
-            return self.judgments(m, [Pair("it.final", f"it.{d}") for d in self.fixed_decoders(m)])
-        if name == "fig4":
-            return self.judgments(m, [Pair("it.final", "lite.final")])
-        if name in ("fig5", "fig13", "fig14"):
-            tunings = {
-                "fig5": ["it", "lite"],
-                "fig13": ["it", "lite_weighted"],
-                "fig14": ["lite", "lite_weighted"],
-            }
-            return self.alignments(tunings[name])
-        if name in ("fig6", "fig11", "fig15"):
-            tuning = {"fig6": "lite", "fig11": "it", "fig15": "lite_weighted"}[name]
-            return self.alignments([tuning], "calibration")
-        if name in ("fig7", "fig8", "table1"):
-            decoders = [dyn] if name == "fig8" else ["final", dyn]
-            return self.generations(m, "lite", decoders)
-        if name in ("fig9", "fig10"):
-            evalset = self.category_evalset(name)
-            return [self.judgment(m, evalset, headline)] + [
-                self.generation(m, "lite", evalset, d) for d in ("final", dyn)
-            ]
-        if name == "fig12":
-            aggressive = Pair("lite.final", "lite.dynamic-aggressive")
-            return self.judgments(m, [aggressive]) + self.generations(
-                m, "lite", ["final", "dynamic-aggressive"]
-            )
-        if name == "table2":
-            return [self.similarity(m, e, dyn) for e in self.evalsets]
-        if name == "table3":
-            return self.generations(self.second, "lite", ["final", dyn]) if self.second else []
-        if name == "table4":
-            # final-layer generations only for their prompt truncations (any system of the model cuts alike)
-            return [self.eval_data(e) for e in self.evalsets] + self.generations(m, "lite", ["final"])
-        if name == "headline":
-            return self.headline_inputs(m)
-        if name == "frontier":
-            systems = [
-                d for d in self.decoders(m, "lite") if decoder_name(d).family not in ("final", "fixed")
-            ]
-            return self.judgments(m, [Pair("lite.final", f"lite.{s}") for s in systems]) + self.generations(
-                m, "lite", ["final", *systems]
-            )
-        if name == "table6":
-            systems = [dyn, *BASELINE_NAMES]
-            return self.judgments(m, [Pair("lite.final", f"lite.{s}") for s in systems]) + self.generations(
-                m, "lite", ["final", *systems]
-            )
-        raise ConfigError(f"unknown artefact {name!r}; known: {', '.join(FIGURES + TABLES)}")
+        spec = artefact_spec(name)
+        return spec.inputs(self, spec)
+
+    def judged_against_final(self, model: str, systems: list[str]) -> list[str]:
+        """The judgments of LITE ``systems`` against LITE's final layer, then their generations."""
+        pairs = [Pair("lite.final", f"lite.{s}") for s in systems]
+        return self.judgments(model, pairs) + self.generations(model, "lite", ["final", *systems])
 
     def headline_inputs(self, model: str) -> list[str]:
         """What the headline findings of one model (the main one or a seed replica) read."""
@@ -378,8 +348,6 @@ class Plan:
             + self.generations(model, "lite", ["final", *systems])
         )
 
-    SEEDS_TABLE = "results/tables/seeds.csv"
-
     def seeds_inputs(self) -> list[str]:
         """``snakemake seeds``: the headline inputs of the main model (its configured seeds) and of
         every seed replica."""
@@ -393,48 +361,43 @@ class Plan:
         return ",".join(f"{model}={seed}" for model, seed in models.items())
 
     def artefact_args(self, name: str) -> str:
-        """``lite figure``/``lite table`` options of one artefact: the reported dynamic decoder, the
-        eval set of a per-category figure, the checkpoint layers an alignment or calibration figure
-        marks and its verdict reads."""
-        args = []
-        if name in ("fig1", "fig7", "fig8", "fig9", "fig10", "table1", "table3", "headline"):
-            args.append(f"--dynamic {self.dynamic}")
-        if name in ("fig9", "fig10"):
-            args.append(f"--evalset {self.category_evalset(name)}")
-        if name in ("fig5", "fig6", "fig11", "fig13", "fig14", "fig15"):
-            args.append(f"--layers {','.join(map(str, self.early_checkpoints(self.main)))}")
-        return " ".join(args)
+        """``lite figure``/``lite table`` options of one artefact (its spec's ``options``)."""
+        spec = artefact_spec(name)
+        return " ".join(f"--{option} {self.artefact_option(spec, option)}" for option in spec.options)
 
-    def category_evalset(self, name: str) -> str:
-        """fig9 shows the first eval set's categories (Vicuna's role), fig10 the third (WizardLM's)."""
-        index = 0 if name == "fig9" or len(self.evalsets) < 3 else 2
+    def artefact_option(self, spec: ArtefactSpec, option: str) -> str:
+        """The value of one option the workflow passes: the reported dynamic decoder, the eval set
+        of a per-category figure, the checkpoint layers an alignment or calibration figure marks
+        and its verdict reads."""
+        if option == "dynamic":
+            return self.dynamic
+        if option == "evalset":
+            return self.category_evalset(spec)
+        if option == "layers":
+            return ",".join(map(str, self.early_checkpoints(self.main)))
+        raise ValueError(f"{option!r}: not an option the workflow passes")
+
+    def category_evalset(self, spec: ArtefactSpec) -> str:
+        """The eval set a per-category figure shows: its ``category_evalset`` index, the first
+        when there are fewer sets."""
+        index = spec.category_evalset if spec.category_evalset < len(self.evalsets) else 0
         return self.evalsets[index]
 
     def artefacts(self) -> list[str]:
         """Artefacts this config can draw (each needs its tunings and decoders to be configured)."""
         main_tunings = set(self.tunings(self.main))
         decoders = set(self.decoders(self.main, "lite"))
-        needs = {
-            "fig3": {"it"} <= main_tunings,
-            "fig4": {"it", "lite"} <= main_tunings,
-            "fig5": {"it", "lite"} <= main_tunings,
-            "fig11": "it" in main_tunings,
-            "fig13": {"it", "lite_weighted"} <= main_tunings,
-            "fig14": {"lite", "lite_weighted"} <= main_tunings,
-            "fig15": "lite_weighted" in main_tunings,
-            "fig12": "dynamic-aggressive" in decoders,
-            "table3": self.second is not None,
-            "table6": set(BASELINE_NAMES) <= decoders,
-            "frontier": bool(self.sweep()),
-            "headline": {"it", "lite"} <= main_tunings,
-        }
-        return [a for a in ARTEFACTS if needs.get(a, True)]
+        return [
+            name
+            for name, spec in ARTEFACT_SPECS.items()
+            if set(spec.tunings) <= main_tunings and set(spec.decoders) <= decoders and spec.available(self)
+        ]
 
     def all_targets(self) -> list[str]:
         """Every artefact, plus every judged pair (some decoders appear in no figure)."""
         artefacts = self.artefacts()
-        figures = [f"results/figures/{a}.pdf" for a in artefacts if a in FIGURES]
-        tables = [f"results/tables/{a}.csv" for a in artefacts if a in TABLES]
+        figures = [self.figure(a) for a in artefacts if a in FIGURES]
+        tables = [self.table(a) for a in artefacts if a in TABLES]
         judgments = [path for model in self.models for path in self.judgments(model)]
         # Table 5 needs people's ratings, so it joins `all` only once the config names raters.
         table5 = [TABLE5] if (self.config.get("human") or {}).get("raters") else []
@@ -458,6 +421,7 @@ class Plan:
         """The ratings database, the workflow judge's judgments of the rated pair and, with a
         ``judge.second`` section, the second judge's; plus the resolved ``human`` settings."""
         from lite.human.settings import HumanSettings
+        from lite.judge.openai_compat import NAME as SECOND_JUDGE
 
         human = HumanSettings.from_config(self.config)
         pair = Pair(*human.systems)
@@ -467,9 +431,162 @@ class Plan:
             "judgments": self.judgment(human.model, human.evalset, pair),
         }
         if self.config["judge"].get("second") is not None:
-            inputs["second"] = f"results/{human.model}/judgments/openai/{human.evalset}/{pair.name}.jsonl"
+            inputs["second"] = self.judgment_file(human.model, SECOND_JUDGE, human.evalset, pair.name)
         return inputs
 
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+# ---- the figures and tables: one entry each
+
+
+def _always(plan: Plan) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class ArtefactSpec:
+    """What the workflow knows of one figure or table: what it is drawn from, what it needs
+    configured, the options its rule passes. lite.report holds, under the same name, the function
+    that draws it, whose docstring is its caption."""
+
+    kinds: tuple[str, ...]  # "figure", "table", or both
+    inputs: Callable[[Plan, ArtefactSpec], list[str]]  # the files it is drawn from
+    tunings: tuple[str, ...] = ()  # the main model's tunings it reads: not drawn without all of them
+    decoders: tuple[str, ...] = ()  # optional LITE decoders of the main model it reads: likewise
+    available: Callable[[Plan], bool] = _always  # any other condition for it to be drawn
+    options: tuple[str, ...] = ()  # `lite figure`/`lite table` options passed (Plan.artefact_option)
+    category_evalset: int = 0  # per-category figures: the index of the eval set shown
+
+
+def _alignment_tables(table: str) -> Callable[[Plan, ArtefactSpec], list[str]]:
+    """An alignment or calibration figure's inputs: its tunings' tables on every eval set."""
+    return lambda plan, spec: plan.alignments(list(spec.tunings), table)
+
+
+def _final_and_dynamic(plan: Plan, spec: ArtefactSpec) -> list[str]:
+    """The main model's LITE generations of the final layer and the reported dynamic decoder."""
+    return plan.generations(plan.main, "lite", ["final", plan.dynamic])
+
+
+def _per_category(plan: Plan, spec: ArtefactSpec) -> list[str]:
+    """The headline pair's judgments and generations on the figure's eval set."""
+    m, evalset = plan.main, plan.category_evalset(spec)
+    return [plan.judgment(m, evalset, Pair("lite.final", f"lite.{plan.dynamic}"))] + [
+        plan.generation(m, "lite", evalset, d) for d in ("final", plan.dynamic)
+    ]
+
+
+def _sweep_systems(plan: Plan) -> list[str]:
+    """The main model's LITE decoders that choose their exit: dynamic ones, baselines, the sweep."""
+    return [d for d in plan.decoders(plan.main, "lite") if decoder_name(d).family not in ("final", "fixed")]
+
+
+FIGURE, TABLE = ("figure",), ("table",)
+ARTEFACT_SPECS: dict[str, ArtefactSpec] = {
+    "fig1": ArtefactSpec(
+        FIGURE,
+        lambda plan, spec: [
+            path for model in plan.models for path in plan.judged_against_final(model, [plan.dynamic])
+        ],
+        tunings=("lite",),
+        options=("dynamic",),
+    ),
+    "fig3": ArtefactSpec(
+        FIGURE,
+        lambda plan, spec: plan.judgments(
+            plan.main, [Pair("it.final", f"it.{d}") for d in plan.fixed_decoders(plan.main)]
+        ),
+        tunings=("it",),
+    ),
+    "fig4": ArtefactSpec(
+        FIGURE,
+        lambda plan, spec: plan.judgments(plan.main, [Pair("it.final", "lite.final")]),
+        tunings=("it", "lite"),
+    ),
+    "fig5": ArtefactSpec(FIGURE, _alignment_tables("alignment"), tunings=("it", "lite"), options=("layers",)),
+    "fig6": ArtefactSpec(FIGURE, _alignment_tables("calibration"), tunings=("lite",), options=("layers",)),
+    "fig7": ArtefactSpec(FIGURE, _final_and_dynamic, tunings=("lite",), options=("dynamic",)),
+    "fig8": ArtefactSpec(
+        FIGURE,
+        lambda plan, spec: plan.generations(plan.main, "lite", [plan.dynamic]),
+        tunings=("lite",),
+        options=("dynamic",),
+    ),
+    # fig9 shows the first eval set's categories (Vicuna's role), fig10 the third's (WizardLM's).
+    "fig9": ArtefactSpec(FIGURE, _per_category, tunings=("lite",), options=("dynamic", "evalset")),
+    "fig10": ArtefactSpec(
+        FIGURE, _per_category, tunings=("lite",), options=("dynamic", "evalset"), category_evalset=2
+    ),
+    "fig11": ArtefactSpec(FIGURE, _alignment_tables("calibration"), tunings=("it",), options=("layers",)),
+    "fig12": ArtefactSpec(
+        FIGURE,
+        lambda plan, spec: plan.judged_against_final(plan.main, ["dynamic-aggressive"]),
+        tunings=("lite",),
+        decoders=("dynamic-aggressive",),
+    ),
+    "fig13": ArtefactSpec(
+        FIGURE, _alignment_tables("alignment"), tunings=("it", "lite_weighted"), options=("layers",)
+    ),
+    "fig14": ArtefactSpec(
+        FIGURE, _alignment_tables("alignment"), tunings=("lite", "lite_weighted"), options=("layers",)
+    ),
+    "fig15": ArtefactSpec(
+        FIGURE, _alignment_tables("calibration"), tunings=("lite_weighted",), options=("layers",)
+    ),
+    # Beyond the paper: the quality/cost frontier of a threshold sweep, drawn as a figure and a table.
+    "frontier": ArtefactSpec(
+        FIGURE + TABLE,
+        lambda plan, spec: plan.judged_against_final(plan.main, _sweep_systems(plan)),
+        tunings=("lite",),
+        available=lambda plan: bool(plan.sweep()),
+    ),
+    "table1": ArtefactSpec(TABLE, _final_and_dynamic, tunings=("lite",), options=("dynamic",)),
+    "table2": ArtefactSpec(
+        TABLE,
+        lambda plan, spec: [plan.similarity(plan.main, e, plan.dynamic) for e in plan.evalsets],
+        tunings=("lite",),
+    ),
+    "table3": ArtefactSpec(
+        TABLE,
+        lambda plan, spec: (
+            plan.generations(plan.second, "lite", ["final", plan.dynamic]) if plan.second else []
+        ),
+        available=lambda plan: plan.second is not None,
+        options=("dynamic",),
+    ),
+    # Final-layer generations only for their prompt truncations (any system of the model cuts alike).
+    "table4": ArtefactSpec(
+        TABLE,
+        lambda plan, spec: (
+            [plan.eval_data(e) for e in plan.evalsets] + plan.generations(plan.main, "lite", ["final"])
+        ),
+        tunings=("lite",),
+    ),
+    "table6": ArtefactSpec(
+        TABLE,
+        lambda plan, spec: plan.judged_against_final(plan.main, [plan.dynamic, *BASELINE_NAMES]),
+        tunings=("lite",),
+        decoders=BASELINE_NAMES,
+    ),
+    # The run's headline numbers beside the paper's: the report's first page.
+    "headline": ArtefactSpec(
+        TABLE,
+        lambda plan, spec: plan.headline_inputs(plan.main),
+        tunings=("it", "lite"),
+        options=("dynamic",),
+    ),
+}
+# Every figure and table name (``frontier`` is both), in the report's order.
+ARTEFACTS = list(ARTEFACT_SPECS)
+FIGURES = [name for name, spec in ARTEFACT_SPECS.items() if "figure" in spec.kinds]
+TABLES = [name for name, spec in ARTEFACT_SPECS.items() if "table" in spec.kinds]
+TABLE5 = Plan.table("table5")  # human ratings: built by workflow/rules/human.smk, not by `table`
+
+
+def artefact_spec(name: str) -> ArtefactSpec:
+    if name not in ARTEFACT_SPECS:
+        raise ConfigError(f"unknown artefact {name!r}; known: {', '.join(ARTEFACTS)}")
+    return ARTEFACT_SPECS[name]

@@ -3,10 +3,10 @@
 
 rule align:
     input:
-        "results/{model}/traces/{tuning}/{evalset}.jsonl",
+        PLAN.trace("{model}", "{tuning}", "{evalset}"),
     output:
-        alignment="results/{model}/analysis/{tuning}/{evalset}/alignment.csv",
-        calibration="results/{model}/analysis/{tuning}/{evalset}/calibration.csv",
+        alignment=PLAN.alignment("{model}", "{tuning}", "{evalset}", "alignment"),
+        calibration=PLAN.alignment("{model}", "{tuning}", "{evalset}", "calibration"),
     log:
         "logs/{model}/align/{tuning}/{evalset}.log",
     benchmark:
@@ -24,10 +24,10 @@ rule align:
 
 rule similarity:
     input:
-        a="results/{model}/generations/lite/{evalset}/final.jsonl",
-        b="results/{model}/generations/lite/{evalset}/{decoder}.jsonl",
+        a=PLAN.generation("{model}", "lite", "{evalset}", "final"),
+        b=PLAN.generation("{model}", "lite", "{evalset}", "{decoder}"),
     output:
-        "results/{model}/similarity/{evalset}/final~{decoder}.csv",
+        PLAN.similarity("{model}", "{evalset}", "{decoder}"),
     log:
         "logs/{model}/similarity/{evalset}/{decoder}.log",
     benchmark:

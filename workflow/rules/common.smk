@@ -3,7 +3,7 @@
 
 import re
 
-import lite.decoders.specs
+import lite.decoders.names
 import lite.download
 import lite.jobs
 import lite.judge
@@ -37,7 +37,7 @@ wildcard_constraints:
     model=_alternatives(PLAN.all_models()),
     tuning=_alternatives(config["tunings"]),
     evalset=_alternatives([*PLAN.evalsets, lite.plan.CALIBRATION_SET]),
-    decoder=lite.decoders.specs.WORKFLOW_DECODERS,
+    decoder=lite.decoders.names.WORKFLOW_DECODERS,
     judge=_alternatives(lite.judge.settings.WORKFLOW_JUDGES),
     source=_alternatives(lite.download.SOURCES),
     pair=r"[a-z_]+\.[A-Za-z0-9.-]+~[a-z_]+\.[A-Za-z0-9.-]+",

@@ -8,7 +8,7 @@ localrules:
 
 rule download:
     output:
-        "results/downloads/{source}",
+        PLAN.download("{source}"),
     log:
         "logs/data/download/{source}.log",
     conda:
@@ -21,7 +21,7 @@ rule prepare_train:
     input:
         JOBS.source_file(config["data"]["train"]),
     output:
-        "results/data/train.jsonl",
+        PLAN.TRAIN,
     log:
         "logs/data/prepare_train.log",
     benchmark:
@@ -41,7 +41,7 @@ rule prepare_train:
 
 rule prepare_corpus:
     output:
-        lite.plan.Plan.CORPUS,
+        PLAN.CORPUS,
     log:
         "logs/data/prepare_corpus.log",
     benchmark:
@@ -62,7 +62,7 @@ rule prepare_eval:
     input:
         JOBS.eval_source_file,
     output:
-        "results/data/eval/{evalset}.jsonl",
+        PLAN.eval_data("{evalset}"),
     log:
         "logs/data/prepare_eval/{evalset}.log",
     benchmark:

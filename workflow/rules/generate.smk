@@ -98,7 +98,7 @@ if SHARDS > 1:
         input:
             JOBS.generation_shards,
         output:
-            "results/{model}/generations/{tuning}/{evalset}/{decoder}.jsonl",
+            PLAN.generation("{model}", "{tuning}", "{evalset}", "{decoder}"),
         log:
             "logs/{model}/merge_generations/{tuning}/{evalset}/{decoder}.log",
         conda:
@@ -110,7 +110,7 @@ if SHARDS > 1:
         input:
             JOBS.trace_shards,
         output:
-            "results/{model}/traces/{tuning}/{evalset}.jsonl",
+            PLAN.trace("{model}", "{tuning}", "{evalset}"),
         log:
             "logs/{model}/merge_traces/{tuning}/{evalset}.log",
         conda:
@@ -123,9 +123,9 @@ if SHARDS > 1:
 # the same rule at a lower target, so its thresholds are never above the calibrated ones.
 rule calibrated_thresholds:
     input:
-        "results/{model}/traces/lite/calibration.jsonl",
+        PLAN.trace("{model}", "lite", lite.plan.CALIBRATION_SET),
     output:
-        "results/{model}/thresholds/{calibrated_kind}.json",
+        PLAN.thresholds("{model}", "{calibrated_kind}"),
     log:
         "logs/{model}/thresholds/{calibrated_kind}.log",
     benchmark:

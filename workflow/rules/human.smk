@@ -9,6 +9,7 @@ import lite.judge.openai_compat
 # one) is checked by its job before its first call.
 lite.human.settings.HumanSettings.from_config(config)
 lite.judge.openai_compat.second_settings(config)
+SECOND_JUDGE = lite.judge.openai_compat.NAME
 
 
 # The endpoint may be on the internet, which compute nodes often lack: judge on the submitting host.
@@ -20,11 +21,11 @@ rule judge_second:
     input:
         unpack(JOBS.judge_inputs),
     output:
-        "results/{model}/judgments/openai/{evalset}/{pair}.jsonl",
+        PLAN.judgment_file("{model}", SECOND_JUDGE, "{evalset}", "{pair}"),
     log:
-        "logs/{model}/judge/openai/{evalset}/{pair}.log",
+        f"logs/{{model}}/judge/{SECOND_JUDGE}/{{evalset}}/{{pair}}.log",
     benchmark:
-        "results/benchmarks/{model}/judge/openai/{evalset}/{pair}.tsv"
+        f"results/benchmarks/{{model}}/judge/{SECOND_JUDGE}/{{evalset}}/{{pair}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -41,8 +42,8 @@ rule table5:
     input:
         unpack(lambda wildcards: lite.human.settings.table5_rule_inputs(PLAN)),
     output:
-        csv="results/tables/table5.csv",
-        md="results/tables/table5.md",
+        csv=lite.plan.TABLE5,
+        md=PLAN.table("table5", "md"),
     log:
         "logs/report/table5.log",
     benchmark:

@@ -10,7 +10,7 @@ rule judge:
     input:
         unpack(JOBS.judge_inputs),
     output:
-        "results/{model}/judgments/{judge}/{evalset}/{pair}.jsonl",
+        PLAN.judgment_file("{model}", "{judge}", "{evalset}", "{pair}"),
     log:
         "logs/{model}/judge/{judge}/{evalset}/{pair}.log",
     benchmark:

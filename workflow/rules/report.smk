@@ -7,14 +7,14 @@ rule figure:
     input:
         JOBS.artefact_inputs,
     output:
-        pdf="results/figures/{artefact}.pdf",
+        pdf=PLAN.figure("{artefact}"),
         png=report(
-            "results/figures/{artefact}.png",
+            PLAN.figure("{artefact}", "png"),
             caption="../report/artefact.rst",
             category=JOBS.report_category("figure"),
             labels=JOBS.artefact_labels,
         ),
-        caption="results/figures/{artefact}.caption.rst",
+        caption=PLAN.figure("{artefact}", "caption.rst"),
     log:
         "logs/report/{artefact}.log",
     benchmark:
@@ -36,19 +36,19 @@ rule table:
         JOBS.artefact_inputs,
     output:
         csv=report(
-            "results/tables/{artefact}.csv",
+            PLAN.table("{artefact}"),
             caption="../report/artefact.rst",
             category=JOBS.report_category("table"),
             labels=JOBS.table_labels("CSV"),
         ),
-        md="results/tables/{artefact}.md",
+        md=PLAN.table("{artefact}", "md"),
         html=report(
-            "results/tables/{artefact}.html",
+            PLAN.table("{artefact}", "html"),
             caption="../report/artefact.rst",
             category=JOBS.report_category("table"),
             labels=JOBS.table_labels("table"),
         ),
-        caption="results/tables/{artefact}.caption.rst",
+        caption=PLAN.table("{artefact}", "caption.rst"),
     log:
         "logs/report/{artefact}.log",
     benchmark:
@@ -72,9 +72,9 @@ rule seeds:
     input:
         lambda wildcards: PLAN.seeds_inputs(),
     output:
-        csv=lite.plan.Plan.SEEDS_TABLE,
-        md=lite.plan.Plan.SEEDS_TABLE.removesuffix(".csv") + ".md",
-        html=lite.plan.Plan.SEEDS_TABLE.removesuffix(".csv") + ".html",
+        csv=PLAN.table("seeds"),
+        md=PLAN.table("seeds", "md"),
+        html=PLAN.table("seeds", "html"),
     log:
         "logs/report/seeds.log",
     benchmark:

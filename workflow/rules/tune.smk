@@ -6,7 +6,7 @@ rule init_model:
     input:
         unpack(JOBS.init_model_inputs),
     output:
-        directory("results/{model}/base"),
+        directory(PLAN.base_weights("{model}")),
     log:
         "logs/{model}/init_model.log",
     benchmark:
@@ -28,10 +28,10 @@ rule init_model:
 # the tuning code (same trainer, checkpoints and resume).
 rule pretrain:
     input:
-        base="results/{model}/base",
-        corpus=lite.plan.Plan.CORPUS,
+        base=PLAN.base_weights("{model}"),
+        corpus=PLAN.CORPUS,
     output:
-        directory("results/{model}/pretrained"),
+        directory(PLAN.pretrained("{model}")),
     log:
         "logs/{model}/pretrain.log",
     benchmark:
@@ -54,9 +54,9 @@ rule pretrain:
 rule tune:
     input:
         base=JOBS.tuning_base,
-        train="results/data/train.jsonl",
+        train=PLAN.TRAIN,
     output:
-        directory("results/{model}/tuned/{tuning}"),
+        directory(PLAN.tuned("{model}", "{tuning}")),
     log:
         "logs/{model}/tune/{tuning}.log",
     benchmark:

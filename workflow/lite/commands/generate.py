@@ -32,44 +32,9 @@ import importlib.util
 import re
 from pathlib import Path
 
-from lite.flags import add_setting_arguments, option_name, setting, settings_from_args
+from lite.flags import add_setting_arguments, option_name, settings_from_args
 from lite.io import InputError, number_list
-
-DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("float32", "bfloat16")
-
-
-@dataclasses.dataclass(frozen=True)
-class GenerationSettings:
-    """The ``generation`` config section's settings of ``lite generate`` and ``lite trace`` (and
-    ``lite latency``'s device and dtype), declared once: the commands' options and the workflow's
-    defaults come from here. The section's ``shards`` and ``decoders`` are the workflow's own."""
-
-    max_new_tokens: int = setting(64, help="longest response in tokens")
-    batch_size: int = setting(8, help="prompts decoded together")
-    seed: int = setting(0, help="seed of the random baselines and torch")
-    kv_cache: bool = setting(
-        False,
-        help="early-exit decoders: KV cache with exact catch-up (same records as the paper's loop, faster)",
-    )
-    device: str = setting(
-        "cpu",
-        choices=DEVICES,
-        help="auto: the GPU when the job has one, else the CPU; cuda: a GPU or an error",
-    )
-    dtype: str = setting(
-        "float32",
-        choices=DTYPES,
-        help="weights, activations and KV caches (float32: decoders are bitwise exact)",
-    )
-    agreement_prompts: int = setting(
-        0,
-        help="lite generate: also decode the first K records with the reference decoder and record "
-        "the token agreement in the config (0: no check)",
-    )
-
-
-DEVICE_SETTINGS = ("device", "dtype")
+from lite.sections import DEVICE_SETTINGS, GenerationSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

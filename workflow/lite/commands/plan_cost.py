@@ -178,7 +178,7 @@ def traced_sets(plan) -> list[tuple[str, str, str]]:
 
 def estimate(config: dict, gpu: Gpu, prompt_tokens: int, train_tokens: int | None) -> list[Stage]:
     """Tune, generate and trace stages of ``config`` (see the module docstring)."""
-    from lite.decoders.specs import decoder_name
+    from lite.decoders.names import decoder_name
     from lite.flops import head_flops, layer_flops
     from lite.plan import CALIBRATION_SET, Plan
 

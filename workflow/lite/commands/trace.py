@@ -18,14 +18,9 @@ from __future__ import annotations
 
 import argparse
 
-from lite.commands.generate import (
-    GenerationSettings,
-    add_common_arguments,
-    base_config,
-    load_inputs,
-    resolve_device,
-)
+from lite.commands.generate import add_common_arguments, base_config, load_inputs, resolve_device
 from lite.flags import settings_from_args
+from lite.sections import GenerationSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,6 +1,6 @@
-"""Decoders by name: the ``{decoder}`` wildcard of the workflow. ``decoder_name`` reads what a name
-says (``DecoderName``: its family, layer, sweep scale, threshold set, reference); ``decoder_from_name``
-builds the ``DecoderSpec`` that ``lite.decoders.dispatch.decode`` runs. Nothing else parses a name.
+"""Decoders by name: ``decoder_from_name`` builds the ``DecoderSpec`` that
+``lite.decoders.dispatch.decode`` runs. What a name alone says (its family, layer, threshold set:
+``decoder_name``) is ``lite.decoders.names``'; nothing else parses a name.
 
 - ``final``: ordinary greedy generation from the last layer N (KV cache); equals
   ``model.generate(do_sample=False)`` token for token.
@@ -27,128 +27,20 @@ import dataclasses
 import json
 import math
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from lite.decoders.names import (
+    BASELINE_NAMES,
+    DRAFT_TOKENS,
+    DecoderName,
+    decoder_name,
+)
 from lite.io import InputError, read_json, where
 
 if TYPE_CHECKING:  # the policies need torch; names and specs stay light for the Snakefile
     from lite.decoders.policies import ExitPolicy
-
-# dynamic exit by name -> the threshold set the workflow passes it (configured or calibrated,
-# lite.plan.Plan.calibrated_kinds); bare "dynamic" takes its thresholds from the command line only
-_THRESHOLD_SETS = {
-    "dynamic": None,
-    "dynamic-paper": "paper",
-    "dynamic-aggressive": "aggressive",
-    "dynamic-calibrated": "calibrated",
-}
-DYNAMIC_NAMES = tuple(_THRESHOLD_SETS)
-BASELINE_NAMES = ("random-half", "random-k", "sequential")
-VALID_NAMES = (
-    "final",
-    "fixed-L{k}",
-    *DYNAMIC_NAMES,
-    "dynamic-x{k}",
-    *BASELINE_NAMES,
-    "speculative-L{E}",
-    "speculative-adaptive",
-)
-_FIXED = re.compile(r"fixed-L(\d+)")
-_SPECULATIVE = re.compile(r"speculative-L(\d+)")
-_SWEEP = re.compile(r"dynamic-x(\d+(?:\.\d+)?)")
-SWEEP_THRESHOLD_SET = "paper"  # the threshold set the sweep's points scale
-# The names the workflow generates: its {decoder} wildcard (bare "dynamic" and speculative decoding
-# are for the command line and the latency benchmark).
-WORKFLOW_DECODERS = "|".join(
-    [
-        "final",
-        _FIXED.pattern,
-        *(re.escape(name) for name in DYNAMIC_NAMES if name != "dynamic"),
-        _SWEEP.pattern,
-        *(re.escape(name) for name in BASELINE_NAMES),
-    ]
-)
-DRAFT_TOKENS = 4  # drafts per verification round unless told (LayerSkip used 4-12)
-FAMILIES = ("final", "fixed", "dynamic", "sweep", "baseline", "speculative")
-
-
-@dataclasses.dataclass(frozen=True)
-class DecoderName:
-    """What a decoder's name alone says about it, without a model: what the workflow, the report
-    and the benchmark ask of a decoder they do not run. ``decoder_name`` parses one."""
-
-    name: str
-    family: str  # one of FAMILIES
-    layer: int | None = None  # fixed-L{k}: k; speculative-L{E}: E (as named: decoder_from_name checks it)
-    scale: float | None = None  # a sweep point dynamic-x{k}: k
-    # the threshold set the workflow passes it: paper, aggressive or calibrated (a sweep point: the
-    # paper's, scaled by ``scale``); None where it needs none or takes them from the command line
-    threshold_set: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"DecoderName.family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
-
-    @property
-    def thresholded(self) -> bool:
-        """Exits where its confidence reaches a threshold: dynamic exit and the sweep's points."""
-        return self.family in ("dynamic", "sweep")
-
-    @property
-    def early_exit(self) -> bool:
-        """A policy picks each token's exit among the checkpoints: the thresholds, or a baseline's."""
-        return self.thresholded or self.family == "baseline"
-
-    @property
-    def label(self) -> str:
-        """What the quality/cost frontier calls it: a dynamic exit its threshold set (paper,
-        aggressive, calibrated), any other decoder its family (sweep, baseline, ...)."""
-        if self.family == "dynamic" and self.threshold_set is not None:
-            return self.threshold_set
-        return self.family
-
-    def cached(self, kv_cache: bool) -> bool:
-        """Whether it decodes with a KV cache: final, fixed exits and speculative decoding always,
-        the early exits when ``kv_cache`` asks for it (else the paper's loop recomputes the prefix)."""
-        return kv_cache or not self.early_exit
-
-    def meters(self, kv_cache: bool) -> bool:
-        """Whether ``lite.decoders.dispatch.decode`` can count its work with a ``Meter``: the decoders
-        that run in fixed columns (the KV-cached early exits, speculative decoding). The others'
-        work is ``lite.flops``' accounting of their exits."""
-        return self.family == "speculative" or (kv_cache and self.early_exit)
-
-    def reference(self, kv_cache: bool) -> str | None:
-        """The decoder whose tokens it must reproduce exactly: ``hf-generate`` (HF ``generate``) for
-        ``final`` and speculative decoding, ``nocache`` (the paper's loop) for a KV-cached early
-        exit; None where there is no such promise."""
-        if self.family in ("final", "speculative"):
-            return "hf-generate"
-        return "nocache" if kv_cache and self.early_exit else None
-
-
-def decoder_name(name: str) -> DecoderName:
-    """Parse a decoder name (see the module docstring); unknown names raise ``InputError`` listing
-    the valid ones. A layer in the name is read, not checked: ``decoder_from_name`` checks it."""
-    fixed, draft, sweep = _FIXED.fullmatch(name), _SPECULATIVE.fullmatch(name), _SWEEP.fullmatch(name)
-    if name == "final":
-        return DecoderName(name, "final")
-    if fixed is not None:
-        return DecoderName(name, "fixed", layer=int(fixed.group(1)))
-    if name in _THRESHOLD_SETS:
-        return DecoderName(name, "dynamic", threshold_set=_THRESHOLD_SETS[name])
-    if sweep is not None:
-        return DecoderName(name, "sweep", scale=float(sweep.group(1)), threshold_set=SWEEP_THRESHOLD_SET)
-    if name in BASELINE_NAMES:
-        return DecoderName(name, "baseline")
-    if draft is not None:
-        return DecoderName(name, "speculative", layer=int(draft.group(1)))
-    if name == "speculative-adaptive":  # its draft layers are chosen among given ones, not named
-        return DecoderName(name, "speculative")
-    raise InputError(f"unknown decoder {name!r}; valid: {', '.join(VALID_NAMES)}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from lite.decoders.specs import BASELINE_NAMES, decoder_name
+from lite.decoders.names import BASELINE_NAMES, decoder_name
 from lite.report import findings, tables
 from lite.report.findings import Finding
 from lite.report.inputs import (

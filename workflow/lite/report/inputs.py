@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from lite import analysis
-from lite.decoders.specs import decoder_name
+from lite.decoders.names import decoder_name
 from lite.io import InputError, read_jsonl, where
 
 SOURCE = "_where"  # key added to every record: "file:line", for error messages downstream

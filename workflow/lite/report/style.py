@@ -20,7 +20,7 @@ import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lite.decoders.specs import decoder_name  # noqa: E402
+from lite.decoders.names import decoder_name  # noqa: E402
 from lite.io import atomic_write  # noqa: E402
 
 REFERENCE_COLOR = "#DD8452"  # orange: final-layer generation, IT, the first of two compared tunings

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from lite.decoders.specs import decoder_name
+from lite.decoders.names import decoder_name
 from lite.io import InputError
 from lite.report.inputs import Inputs
 from lite.report.metrics import (
