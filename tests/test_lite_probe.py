@@ -13,15 +13,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_probe():
-    spec = importlib.util.spec_from_file_location("lite_probe", ROOT / "benchmarks" / "lite_probe.py")
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_variant_names_give_the_loss_flags():
-    probe = load_probe()
+    probe = load_benchmark("lite_probe")
     base_ce = {2: {"ce": "8.0"}, 4: {"ce": "2.0"}}
 
     def flags(name):
@@ -53,7 +54,7 @@ def test_probe_scores_each_variant_at_each_step_and_resumes(tiny_model_dirs, tmp
     args = ["--alpaca", str(alpaca), "--no-verify", "--out", str(out), "--base", str(dirs["lite"])]
     args += ["--layers", "2,4", "--variants", "it,uniform-ramp-distil", "--steps", "1,2", "--batch-size", "2"]
     args += ["--eval-n", "4", "--max-length", "256"]
-    probe = load_probe()
+    probe = load_benchmark("lite_probe")
     probe.main(args)
 
     with (out / "probe.csv").open() as handle:

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
+from test_lite_probe import load_benchmark
 from test_report import record_files  # noqa: F401  (the fixture)
 
 from lite.report.findings import layer_alignment
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_acceptance():
-    spec = importlib.util.spec_from_file_location("acceptance", ROOT / "benchmarks" / "real_lm_acceptance.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _layer_ce(path: Path, final_ce: float) -> Path:
@@ -29,7 +20,7 @@ def _layer_ce(path: Path, final_ce: float) -> Path:
 
 
 def test_every_bar_is_computed_from_the_run(record_files, tmp_path):  # noqa: F811
-    module = load_acceptance()
+    module = load_benchmark("real_lm_acceptance")
     results = Path(record_files["root"][0])
     ce_it = _layer_ce(tmp_path / "it.csv", 2.0)
     table = module.acceptance(
