@@ -20,7 +20,7 @@ from docutils.core import publish_parts
 from lite import analysis, cli, report
 from lite.io import InputError, read_json, read_jsonl, write_jsonl
 from lite.plan import ARTEFACT_SPECS
-from lite.report import captions, findings, metrics, style, tables
+from lite.report import findings, metrics, style, tables
 from lite.report.inputs import load_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -284,7 +284,7 @@ def test_every_artefact_builds(kind, name, record_files, tmp_path):
     # the caption opens with what the artefact shows; a paper finding's adds this run's verdict
     text = caption.read_text()
     assert text.startswith(f"**{name}.** {artefact.caption}")
-    if name in captions.FINDINGS:
+    if name in findings.FINDINGS:
         assert "The paper: " in text and "This run: " in text
         assert "holds" in text or "does not hold here" in text
     config = read_json(out.with_name(out.name + ".config.json"))

@@ -12,8 +12,7 @@ from test_report import _inputs_for, record_files  # noqa: F401  (the fixture)
 from lite import cli
 from lite.io import InputError
 from lite.report import seeds
-from lite.report.captions import headline_findings
-from lite.report.findings import KEPT_SCORE, SAVED, SCORE, Claim, Finding
+from lite.report.findings import KEPT_SCORE, SAVED, SCORE, Claim, Finding, headline_findings
 from lite.report.inputs import load_inputs
 
 OPTIONS = {"tuning": "lite", "final": "final", "dynamic": "dynamic-paper", "aggressive": "dynamic-aggressive"}

@@ -5,16 +5,28 @@ One averaging rule everywhere: a number is computed per eval set first, then ave
 eval sets, each set weighing the same (as the tables' ``mean`` rows do). A verdict says "holds"
 or "does not hold here" by a stated test on those numbers; the tests' margins are below, each
 with the reason for its size. The paper's own numbers live in ``PAPER`` and nowhere else.
+``FINDINGS`` measures one artefact's finding from its inputs, ``headline_findings`` the headline's
+(the report's first page, and `snakemake seeds` on every seed).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from lite.decoders.names import BASELINE_NAMES, decoder_name
+from lite.report.inputs import (
+    Inputs,
+    alignment_table,
+    calibration_layers,
+    calibration_table,
+    early_checkpoints,
+    fixed_exits,
+    judged_decoders,
+)
 from lite.report.metrics import compare_cost, exit_shares, pair_quality, system_summary
 from lite.report.style import system_label, tuning_name
 
@@ -432,3 +444,126 @@ def category_finding(quality: pd.DataFrame, cost: pd.DataFrame, figure: str) -> 
     holds = bool((drops <= SAME_QUALITY_POINTS).all())
     test = f"at most {points(SAME_QUALITY_POINTS)} below the final layer in every category"
     return Finding(PAPER[figure], figure, this_run, holds, test)
+
+
+# ----------------------------------------------------------------------------- from an artefact's inputs
+
+
+def _fig1(inputs: Inputs, model: str, *, tuning: str, final: str, dynamic: str) -> Finding | None:
+    return saving_finding(
+        inputs.judgments, inputs.generations, model, f"{tuning}.{final}", f"{tuning}.{dynamic}"
+    )
+
+
+def _fig12(inputs: Inputs, model: str, *, tuning: str, final: str, dynamic: str) -> Finding | None:
+    return aggressive_finding(
+        inputs.judgments, inputs.generations, model, f"{tuning}.{final}", f"{tuning}.{dynamic}"
+    )
+
+
+def _fig3(inputs: Inputs, model: str, *, tuning: str, final: str) -> Finding | None:
+    layers = [layer for layer, _ in fixed_exits(inputs, tuning)]
+    return fixed_exit_finding(inputs.judgments, model, tuning, final, layers)
+
+
+def _fig4(inputs: Inputs, model: str, *, a: str, b: str) -> Finding | None:
+    return final_quality_finding(inputs.judgments, model, a, b)
+
+
+def _alignment(figure: str):
+    def finding(inputs: Inputs, model: str, *, tunings: Sequence[str], layers: Sequence[int] | None):
+        frame = alignment_table(inputs)
+        if frame.empty:
+            return None
+        shown = list(layers) if layers else sorted(frame["layer"].unique())[:-1]
+        return alignment_finding(frame, model, tunings[0], tunings[1], shown, figure)
+
+    return finding
+
+
+def _confidence(figure: str):
+    def finding(inputs: Inputs, model: str, *, tuning: str, layers: Sequence[int] | None):
+        frame = calibration_table(inputs)
+        frame = frame[frame["tuning"] == tuning]
+        if frame.empty:
+            return None
+        shown = calibration_layers(inputs, frame, tuning, layers)
+        return confidence_finding(frame, model, tuning, shown, figure)
+
+    return finding
+
+
+def _fig7(inputs: Inputs, model: str, *, tuning: str, final: str, dynamic: str) -> Finding | None:
+    return length_finding(inputs.generations, model, f"{tuning}.{final}", f"{tuning}.{dynamic}")
+
+
+def _fig8(inputs: Inputs, model: str, *, tuning: str, dynamic: str) -> Finding | None:
+    return exit_finding(inputs.generations, model, f"{tuning}.{dynamic}")
+
+
+def _category(figure: str):
+    def finding(inputs: Inputs, model: str, *, evalset: str, tuning: str, final: str, dynamic: str):
+        x, y = f"{tuning}.{final}", f"{tuning}.{dynamic}"
+        judgments = [j for j in inputs.judgments if j.get("evalset") == evalset and j.get("model") == model]
+        generations = [
+            g for g in inputs.generations if g.get("evalset") == evalset and g.get("model") == model
+        ]
+        by = ("model", "evalset", "category")
+        return category_finding(
+            pair_quality(judgments, x, y, by=by), compare_cost(generations, x, y, by=by), figure
+        )
+
+    return finding
+
+
+def _table6(inputs: Inputs, model: str, *, tuning: str, final: str, decoders: Sequence[str] | None):
+    decoders = list(decoders) if decoders is not None else judged_decoders(inputs, tuning, final)
+    # the dynamic decoder the baselines are measured against: the first of the judged ones
+    named = [decoder_name(d) for d in decoders]
+    dynamic = [d.name for d in named if d.family == "dynamic"]
+    baselines = [f"{tuning}.{d.name}" for d in named if d.family == "baseline"]
+    if not dynamic:
+        return None
+    return baseline_finding(
+        inputs.judgments, inputs.generations, model, f"{tuning}.{final}", f"{tuning}.{dynamic[0]}", baselines
+    )
+
+
+# artefact -> its finding for one base model, from the inputs and the artefact's options
+FINDINGS: dict[str, Callable[..., Finding | None]] = {
+    "fig1": _fig1,
+    "fig3": _fig3,
+    "fig4": _fig4,
+    "fig5": _alignment("fig5"),
+    "fig6": _confidence("fig6"),
+    "fig7": _fig7,
+    "fig8": _fig8,
+    "fig9": _category("fig9"),
+    "fig10": _category("fig10"),
+    "fig11": _confidence("fig11"),
+    "fig12": _fig12,
+    "fig13": _alignment("fig13"),
+    "fig14": _alignment("fig14"),
+    "fig15": _confidence("fig15"),
+    "table6": _table6,
+}
+
+
+def headline_findings(
+    inputs: Inputs, model: str, *, tuning: str, final: str, dynamic: str, aggressive: str, baseline: str
+) -> list[Finding]:
+    """The paper's main findings measured on one base model, in the paper's order; the layers read
+    are the checkpoints of ``tuning`` (the same model's, so IT's too)."""
+    layers = early_checkpoints(inputs, tuning) or None
+    found = [
+        FINDINGS["fig5"](inputs, model, tunings=(baseline, tuning), layers=layers),
+        FINDINGS["fig4"](inputs, model, a=f"{baseline}.{final}", b=f"{tuning}.{final}"),
+        FINDINGS["fig3"](inputs, model, tuning=baseline, final=final),
+        FINDINGS["fig6"](inputs, model, tuning=tuning, layers=layers),
+        FINDINGS["fig11"](inputs, model, tuning=baseline, layers=layers),
+        FINDINGS["fig8"](inputs, model, tuning=tuning, dynamic=dynamic),
+        FINDINGS["fig1"](inputs, model, tuning=tuning, final=final, dynamic=dynamic),
+        FINDINGS["fig12"](inputs, model, tuning=tuning, final=final, dynamic=aggressive),
+        FINDINGS["table6"](inputs, model, tuning=tuning, final=final, decoders=[dynamic, *BASELINE_NAMES]),
+    ]
+    return [f for f in found if f is not None]

@@ -178,3 +178,18 @@ def calibration_layers(
     if layers is not None:
         return list(layers)
     return early_checkpoints(inputs, tuning) or list(range(1, int(frame["layer"].max())))
+
+
+def judged_decoders(inputs: Inputs, tuning: str, final: str) -> list[str]:
+    """Every non-fixed decoder of ``tuning`` judged against its final layer: dynamic exits first."""
+    reference = f"{tuning}.{final}"
+    prefix = f"{tuning}."
+    systems = set()
+    for j in inputs.judgments:
+        pair = {j.get("system_a"), j.get("system_b")}
+        if reference in pair:
+            systems |= {s for s in pair if s and s != reference and s.startswith(prefix)}
+    decoders = [decoder_name(s[len(prefix) :]) for s in systems]
+    # dynamic exit first (the sweep's points too), then the baselines, each alphabetically
+    ordered = sorted((not d.thresholded, d.name) for d in decoders if d.family != "fixed")
+    return [name for _, name in ordered]

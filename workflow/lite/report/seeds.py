@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lite.io import InputError
-from lite.report.findings import KEPT_SCORE, SAME_QUALITY_POINTS, SAVED, SCORE, Finding
+from lite.report.findings import KEPT_SCORE, SAME_QUALITY_POINTS, SAVED, SCORE, Finding, headline_findings
 from lite.report.inputs import Inputs
 
 # Within this % of IT's judge score, LITE's final layer has not lost quality (fig4).
@@ -115,8 +115,6 @@ SEED_TARGETS: dict[str, SeedTarget] = {
 
 def seed_findings(inputs: Inputs, models: Mapping[str, int], **options) -> dict[int, dict[str, Finding]]:
     """The headline findings of each model (records' ``model`` field) -> its seed, by seed."""
-    from lite.report.captions import headline_findings
-
     present = {g["model"] for g in inputs.generations}
     missing = [m for m in models if m not in present]
     if missing:

@@ -15,7 +15,8 @@ import pandas as pd
 
 from lite.decoders.names import decoder_name
 from lite.io import InputError
-from lite.report.inputs import Inputs
+from lite.report.findings import headline_findings
+from lite.report.inputs import Inputs, judged_decoders
 from lite.report.metrics import (
     ACCOUNTINGS,
     compare_cost,
@@ -135,21 +136,6 @@ def table4(inputs: Inputs):
     return stats[columns]
 
 
-def judged_decoders(inputs: Inputs, tuning: str, final: str) -> list[str]:
-    """Every non-fixed decoder of ``tuning`` judged against its final layer: dynamic exits first."""
-    reference = f"{tuning}.{final}"
-    prefix = f"{tuning}."
-    systems = set()
-    for j in inputs.judgments:
-        pair = {j.get("system_a"), j.get("system_b")}
-        if reference in pair:
-            systems |= {s for s in pair if s and s != reference and s.startswith(prefix)}
-    decoders = [decoder_name(s[len(prefix) :]) for s in systems]
-    # dynamic exit first (the sweep's points too), then the baselines, each alphabetically
-    ordered = sorted((not d.thresholded, d.name) for d in decoders if d.family != "fixed")
-    return [name for _, name in ordered]
-
-
 def table6(
     inputs: Inputs, *, tuning: str = "lite", final: str = "final", decoders: Sequence[str] | None = None
 ):
@@ -249,8 +235,6 @@ def headline(
     {tuning}.{decoder} vs {tuning}.{final}, of {baseline}.{final} vs {tuning}.{final} and of
     {baseline}.fixed-L{k} vs {baseline}.{final}; generation records of each {tuning} system.
     """
-    from lite.report.captions import headline_findings
-
     models = [g["model"] for g in inputs.generations if g.get("tuning") == tuning]
     if not models:
         raise InputError(f"no generation records of {tuning} among the inputs")
