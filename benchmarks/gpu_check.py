@@ -55,21 +55,21 @@ LIMITS = {
 
 # (a) The float32 exactness tests of the decoders, run with the tiny models on the device.
 EXACTNESS_TESTS = [
-    "tests/test_decoding.py::test_final_equals_model_generate_and_fixed_final",
-    "tests/test_decoding.py::test_stops_at_eos_and_keeps_it",
-    "tests/test_decoding.py::test_dynamic_never_exiting_equals_final",
-    "tests/test_decoding.py::test_dynamic_always_exiting_equals_fixed_first_checkpoint",
-    "tests/test_decoding.py::test_generation_records_batched_equal_single",
-    "tests/test_fast_exits.py::test_cached_exit_equals_nocache_reference",
-    "tests/test_fast_exits.py::test_cached_exit_equals_reference_with_mixed_thresholds",
-    "tests/test_fast_exits.py::test_cached_exit_equals_reference_on_another_model",
-    "tests/test_fast_exits.py::test_cached_exit_equals_reference_for_baselines",
-    "tests/test_fast_exits.py::test_cached_exit_batched_equals_single",
-    "tests/test_fast_exits.py::test_cached_exit_stops_at_eos_per_row",
-    "tests/test_fast_exits.py::test_speculative_equals_final_layer_greedy",
-    "tests/test_fast_exits.py::test_speculative_single_equals_batched_and_respects_length",
-    "tests/test_fast_exits.py::test_adaptive_drafting_is_final_layer_greedy_and_finds_the_accepted_layer",
-    "tests/test_device_dtype.py::test_decoders_make_every_tensor_on_the_model_device",
+    "tests/unit/test_decoding.py::test_final_equals_model_generate_and_fixed_final",
+    "tests/unit/test_decoding.py::test_stops_at_eos_and_keeps_it",
+    "tests/unit/test_decoding.py::test_dynamic_never_exiting_equals_final",
+    "tests/unit/test_decoding.py::test_dynamic_always_exiting_equals_fixed_first_checkpoint",
+    "tests/unit/test_decoding.py::test_generation_records_batched_equal_single",
+    "tests/unit/test_fast_exits.py::test_cached_exit_equals_nocache_reference",
+    "tests/unit/test_fast_exits.py::test_cached_exit_equals_reference_with_mixed_thresholds",
+    "tests/unit/test_fast_exits.py::test_cached_exit_equals_reference_on_another_model",
+    "tests/unit/test_fast_exits.py::test_cached_exit_equals_reference_for_baselines",
+    "tests/unit/test_fast_exits.py::test_cached_exit_batched_equals_single",
+    "tests/unit/test_fast_exits.py::test_cached_exit_stops_at_eos_per_row",
+    "tests/unit/test_fast_exits.py::test_speculative_equals_final_layer_greedy",
+    "tests/unit/test_fast_exits.py::test_speculative_single_equals_batched_and_respects_length",
+    "tests/unit/test_fast_exits.py::test_adaptive_drafting_is_final_layer_greedy_and_finds_the_accepted_layer",
+    "tests/unit/test_device_dtype.py::test_decoders_make_every_tensor_on_the_model_device",
 ]
 
 # (c, d) Model geometry: LLaMA-2-7B on the GPU, the CI config's tiny4 on the CPU. ``exits`` are the
@@ -677,7 +677,7 @@ def deepspeed(args: argparse.Namespace) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     train, base, out = work / "train.jsonl", work / "base", work / "tuned"
-    # the tiny model and data of tests/test_deepspeed.py: the check is that ZeRO-2 launches and steps
+    # the tiny model and data of tests/workflow/test_deepspeed.py: the check is that ZeRO-2 launches and steps
     lite_main(["prepare-train", "--source", "synthetic", "--n", "64", "--seed", "0", "--out", str(train),
                "--families", "count,capital,after,opposite"])  # fmt: skip
     lite_main(["init-model", "--kind", "tiny", "--train", str(train), "--out", str(base), "--layers", "4",

@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # (benchmarks/gpu_check.py); the models are still built on the CPU, so their weights are the same.
 TEST_DEVICE = os.environ.get("LITE_TEST_DEVICE", "cpu")
 
-# The tiny LLaMA of the decoder tests; other families take the same sizes (tests/test_architectures.py).
+# The tiny LLaMA of the decoder tests; other families take the same sizes (tests/unit/test_architectures.py).
 TINY_CONFIG = {
     "vocab_size": 97,
     "hidden_size": 64,

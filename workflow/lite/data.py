@@ -165,7 +165,7 @@ class PaddingCollator:
 
     Not transformers' ``DataCollatorForSeq2Seq``: it makes the same tensors only for a tokenizer
     that pads on the right, and LLaMA's and Gemma's tokenizers pad on the left, which would move
-    every example's tokens (and positions) per model family; ``tests/test_data.py`` compares the
+    every example's tokens (and positions) per model family; ``tests/unit/test_data.py`` compares the
     two on real batches.
     """
 

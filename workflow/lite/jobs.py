@@ -1,4 +1,4 @@
-"""The inputs and flags of the workflow's jobs, from a job's wildcards (tests/test_jobs.py).
+"""The inputs and flags of the workflow's jobs, from a job's wildcards (tests/unit/test_jobs.py).
 
 workflow/rules/*.smk hand these methods to Snakemake as input and params functions; they take
 the wildcards object Snakemake passes (anything with the wildcards as attributes), and

@@ -1,7 +1,7 @@
 """What the workflow builds for a config: result paths, judge pairs, artefact inputs.
 
 The Snakefile's input functions are thin calls into ``Plan``; the logic lives here so it is unit
-tested (tests/test_plan.py). Nothing here imports torch.
+tested (tests/unit/test_plan.py). Nothing here imports torch.
 
     python -c "import yaml, lite.plan as p; print(p.Plan(yaml.safe_load(open('config.yaml'))).all_targets())"
 """

@@ -17,7 +17,7 @@ lives in the mask.
 
 Layers are numbered 1..N. The hidden state after ``run_layers(..., last=k)`` is the *raw* output of
 layer k, so ``exit_head`` always applies the final norm, also for k = N (unlike HF's
-``hidden_states[N]``, which is already normed; tests/test_loss.py checks it).
+``hidden_states[N]``, which is already normed; tests/unit/test_loss.py checks it).
 
 Batches are left-padded (``PaddedBatch``): real tokens end at the same column, so the last position
 is the one to predict from in every row. Position ids count real tokens only, and every block of
@@ -352,7 +352,7 @@ def decoder_layer(layer, index: int, hidden: torch.Tensor, span: Span, cache, at
     chain (decoder layer, attention, MLP, norms, kwargs plumbing, attribute lookups) cost about as
     much as the arithmetic. Same ops in the same order, and ``attend`` is transformers' own
     attention function for the model's implementation, so the outputs are bitwise those of
-    ``layer(hidden, ...)`` (tests/test_decoding.py compares them).
+    ``layer(hidden, ...)`` (tests/unit/test_decoding.py compares them).
     """
     p = _parts(layer)
     batch, q, _ = hidden.shape

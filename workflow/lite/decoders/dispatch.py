@@ -2,8 +2,8 @@
 is final-layer generation reading every layer's head.
 
 Exactness: in float32 ``final`` equals HF ``generate``, the cached exit equals the no-cache loop
-and ``speculative-L{E}`` equals ``final``, token for token (tests/test_decoding.py,
-tests/test_fast_exits.py). In bfloat16 a block of several positions and a single position can
+and ``speculative-L{E}`` equals ``final``, token for token (tests/unit/test_decoding.py,
+tests/unit/test_fast_exits.py). In bfloat16 a block of several positions and a single position can
 round differently, so a near-tie may flip a token; ``lite.decoders.agreement`` measures how often.
 """
 

@@ -10,7 +10,7 @@ import yaml
 
 from lite.plan import ARTEFACTS, ConfigError, Pair, Plan, check_config, scaled_thresholds
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

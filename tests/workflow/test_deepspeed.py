@@ -1,7 +1,7 @@
 """Multi-GPU tuning as the tune rule launches it: torchrun, 2 processes, DeepSpeed ZeRO (here on CPU
 over gloo), and a final model folder that opens with AutoModelForCausalLM.from_pretrained.
 
-    .venv/bin/pytest tests/test_deepspeed.py -q      # ~20 s a run; + 60-100 s once per machine, below
+    .venv/bin/pytest tests/workflow/test_deepspeed.py -q  # ~20 s a run; + 60-100 s once per machine, below
 
 DeepSpeed 0.19.8 JIT-builds its `deepspeed_shm_comm` op whenever its torch comm backend starts on
 Linux (TorchBackend.__init__ calls build_shm_op() unconditionally; no config key or environment
@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM
 from lite.cli import main
 from lite.io import read_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # the tune rule's launcher for resources.tune.gpus = 2 (workflow/rules/tune.smk)
 LAUNCH = ["torchrun", "--standalone", "--nproc-per-node", "2", "-m", "lite.cli"]

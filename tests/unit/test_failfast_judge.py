@@ -1,6 +1,6 @@
 """The Claude judge fails fast and pays once: a dead endpoint or a bad key stops a job at once,
 naming the URL; parallel jobs needing the same prompt pay for it once (claim files); a reply
-without readable scores is asked once more. Real anthropic SDK against tests/messages_api_server.py.
+without readable scores is asked once more. Real anthropic SDK against tests/support/messages_api_server.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     from slurm_cluster import require_slurm, run_snakemake, sacct_jobs
 
     cluster = require_slurm()              # skips, or fails when CI=true, if SLURM is not up
-    run = run_snakemake(workdir, "all")    # snakemake --executor slurm --profile tests/slurm-profile
+    run = run_snakemake(workdir, "all")    # snakemake --executor slurm --profile tests/support/slurm-profile
     assert run.returncode == 0, run.tail()
     jobs = sacct_jobs(run.run_id)          # what SLURM's accounting recorded for this run
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-TEST_PROFILE = REPO / "tests" / "slurm-profile"
+REPO = Path(__file__).resolve().parents[2]
+TEST_PROFILE = REPO / "tests" / "support" / "slurm-profile"
 START_HINT = "start it with `sudo bash .ci/slurm/start.sh` (stop it with `.ci/slurm/stop.sh`)"
 
 # sacct fields read by sacct_jobs; AllocTRES shows GPUs as gres/gpu=N (the cluster tracks them).

@@ -1,6 +1,6 @@
 """The ratings database (a real SQLite file) and the rating page's server, over real HTTP.
 
-The browser's side of the page is tested in tests/test_annotate_browser.py (headless Chromium).
+The browser's side of the page is tested in tests/workflow/test_annotate_browser.py (headless Chromium).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """SLURM execution: the profiles, and real runs through sbatch on the local cluster.
 
-    sudo bash .ci/slurm/start.sh                 # once; leaves a one-node cluster running
-    .venv/bin/pytest tests/test_slurm.py -x -q   # ~1 min; `-m "not slurm"` runs only the profile checks
+    sudo bash .ci/slurm/start.sh                         # once; leaves a one-node cluster running
+    .venv/bin/pytest tests/workflow/test_slurm.py -x -q  # ~1 min; `-m "not slurm"`: the profile checks only
 
 Tests marked `slurm` skip when no cluster answers, and fail instead when env CI is `true`.
 The workflows here are small Snakefiles written into tmp dirs; the end-to-end run of the real DAG
-on SLURM lives with the workflow's own tests and uses the same helpers (tests/slurm_cluster.py).
+on SLURM lives with the workflow's own tests and uses the same helpers (tests/support/slurm_cluster.py).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ SNAKEFILE = textwrap.dedent(
 )
 
 RULES = ("make_text", "count_words", "gpu_probe")
-# the account .ci/slurm/start.sh created, as tests/slurm-profile reads it
+# the account .ci/slurm/start.sh created, as tests/support/slurm-profile reads it
 ACCOUNT = os.environ.get("CI_SLURM_ACCOUNT") or "lite"
 
 
@@ -137,7 +137,7 @@ def test_cluster_profile_takes_cluster_options_from_the_environment(monkeypatch)
 
 
 def test_test_profile_polls_fast_and_keeps_logs():
-    profile = _parse_profile(REPO / "tests" / "slurm-profile" / "config.yaml")
+    profile = _parse_profile(REPO / "tests" / "support" / "slurm-profile" / "config.yaml")
     assert profile["slurm-init-seconds-before-status-checks"] == "1"
     assert profile["seconds-between-status-checks"] == "1"
     assert profile["slurm-keep-successful-logs"] == "True"

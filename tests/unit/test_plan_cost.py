@@ -14,7 +14,7 @@ from lite.cli import main as lite_main
 from lite.commands.plan_cost import Gpu, decode_seconds, estimate, generation_memory, model_shape, verdict
 from lite.flops import LLAMA2_7B, LLAMA2_13B, ModelShape, decode_step_flops
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GPU = Gpu(flops=400e12, bandwidth=2000e9, memory=80e9, layer_overhead=0.0, load=0.0)
 
 

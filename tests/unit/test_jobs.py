@@ -12,7 +12,7 @@ import yaml
 from lite.jobs import Jobs
 from lite.plan import Plan
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """``judge: {name: claude}`` in the workflow config: the DAG's judging goes through the Claude judge.
 
 The real workflow (a copy, on tests/workflow/config.ci.yaml) runs with the real anthropic SDK,
-pointed at the local Messages API server (tests/messages_api_server.py) through
+pointed at the local Messages API server (tests/support/messages_api_server.py) through
 ANTHROPIC_BASE_URL, as a gateway would be. It checks what a user sees: judgments made by the
 configured model, one request per distinct prompt (both orders), a failed call failing the job
 and being the only call the rerun makes, nothing to do on a second run, the cache answering
@@ -236,7 +236,7 @@ def test_a_run_without_judging_needs_no_key(tmp_path):
 
 
 def test_dry_run_of_the_paper_config_needs_no_key(tmp_path):
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "paper-7b.yaml").read_text())
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "paper-7b.yaml").read_text())
     workdir = copy_workflow(tmp_path, config)
     result = snakemake_env(workdir, "-n", "all", env={}, timeout=180)
     jobs = planned_jobs(result)

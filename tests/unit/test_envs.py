@@ -23,7 +23,7 @@ from test_workflow import BIN, CI_CONFIG, copy_workflow, snakemake
 import lite
 from lite.cli import COMMANDS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 LIGHT_ENV = "envs/analysis.yaml"
 MODEL_ENV = "envs/model.yaml"

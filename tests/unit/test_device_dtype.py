@@ -235,7 +235,7 @@ def test_rules_pass_device_and_dtype(tmp_path):
 
 
 def test_paper_configs_decode_on_the_gpu_in_bfloat16():
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for name in ("paper-7b", "paper-13b", "smollm2-135m"):
         generation = yaml.safe_load((root / "configs" / f"{name}.yaml").read_text())["generation"]
         assert (generation["device"], generation["dtype"]) == ("auto", "bfloat16"), name

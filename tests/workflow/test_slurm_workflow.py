@@ -2,9 +2,9 @@
 job cancelled with `scancel` that resumes from its checkpoint when the workflow is rerun.
 
     sudo bash .ci/slurm/start.sh                        # once; leaves a one-node cluster running
-    .venv/bin/pytest tests/test_slurm_workflow.py -q    # ~3-5 min on 2 cores
+    .venv/bin/pytest tests/workflow/test_slurm_workflow.py -q    # ~3-5 min on 2 cores
 
-Marker `slurm`: skips without a cluster, fails instead when env CI is `true` (tests/slurm_cluster.py).
+Marker `slurm`: skips without a cluster, fails instead when env CI is `true` (tests/support/slurm_cluster.py).
 One module fixture does both runs in one temp copy of the workflow with configs/slurm-smoke.yaml,
 as a user would:
   1. `snakemake ... results/tiny4/tuned/lite`; once the tune job has written a checkpoint it is

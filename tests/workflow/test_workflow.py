@@ -17,7 +17,7 @@ from test_annotate_browser import browser_paths, open_browser  # noqa: F401 (fix
 
 from lite.plan import Plan
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CI_CONFIG = ROOT / "tests" / "workflow" / "config.ci.yaml"
 BIN = Path(sys.executable).parent
 

@@ -337,7 +337,7 @@ def test_load_model_picks_the_attention_the_family_supports(tmp_path, build):
 def test_example_configs_plan_offline_at_the_papers_depths(tmp_path, name, depth):
     """Checkpoints at 1/4, 3/8, ..., 7/8 of the layers (halves rounded up) plus the last; the whole
     DAG plans with the hub offline (the base model is only read by the init_model job)."""
-    config = yaml.safe_load((Path(__file__).parents[1] / "configs" / f"{name}.yaml").read_text())
+    config = yaml.safe_load((Path(__file__).parents[2] / "configs" / f"{name}.yaml").read_text())
     (model,) = config["models"].values()
     assert model["base"]["kind"] == "hf" and model["base"]["n_layers"] == depth
     assert model["checkpoints"] == [math.floor(depth * eighths / 8 + 0.5) for eighths in range(2, 8)] + [

@@ -109,7 +109,7 @@ def test_the_workflow_generates_every_name_but_bare_dynamic_and_speculative_deco
 
 
 def test_the_names_the_plan_builds_parse_back():
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "config.yaml").read_text())
     config["frontier"] = {"scales": [0.25, 1, 2.5]}
     plan = Plan(config)
     fixed = [decoder_name(d) for d in plan.fixed_decoders(plan.main)]

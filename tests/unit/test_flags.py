@@ -26,7 +26,7 @@ from lite.plan import Plan
 from lite.sections import GenerationSettings, LatencyConfig
 from lite.tune import TuneConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = [ROOT / "config.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]
 
 

@@ -1,4 +1,4 @@
-"""The optional second judge: an OpenAI-compatible chat endpoint (tests/openai_api_server.py), through
+"""The optional second judge: an OpenAI-compatible chat endpoint (tests/support/openai_api_server.py), through
 the same prompt, cache, bidirectional protocol and judgment records as the Claude judge."""
 
 from __future__ import annotations

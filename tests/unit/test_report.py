@@ -23,7 +23,7 @@ from lite.plan import ARTEFACT_SPECS
 from lite.report import findings, metrics, style, tables
 from lite.report.inputs import load_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N_LAYERS = 8
 CHECKPOINTS = [2, 4, 6, 8]
 EVALSETS = {"vic": ["generic", "math"], "wiz": ["code", "writing"]}
