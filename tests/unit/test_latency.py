@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lite import latency
+from lite import latency, sections
 from lite.cli import main as lite_main
 from lite.decoders.agreement import hf_greedy, hf_greedy_batch
 from lite.decoders.engines import greedy_cached
@@ -57,7 +57,7 @@ def test_measure_and_summarize(sharp):
     )
     prompts = [[5, 17, 33], [8, 9, 10, 11]]  # batch 2 pads the first
     raw = latency.measure(sharp, prompts, [1, 2, 3], {1: 0.5, 2: 0.5, 3: 0.5}, config, 0, "tiny")
-    decoders = [*latency.DECODERS, "speculative-L1", "speculative-L3", "speculative-adaptive"]
+    decoders = [*sections.DECODERS, "speculative-L1", "speculative-L3", "speculative-adaptive"]
     assert config.decoders() == decoders
     assert sorted(raw["decoder"]) == sorted(decoders * 4)  # 2 batch sizes x 2 repeats
     # every decoder makes the same tokens at batch 2 as at batch 1, and those of its reference
@@ -167,7 +167,7 @@ def test_summarize_flags_a_mismatch_and_draws():
 
 def test_figure_and_table_need_no_torch(tmp_path):
     code = (
-        "import sys, pandas as pd; from lite import latency; "
+        "import sys, pandas as pd; from lite import latency, sections; "
         "t = pd.DataFrame({'model': ['m', 'm'], 'decoder': ['hf-generate', 'dynamic-cached'], "
         "'speedup_vs_hf': [1.0, 1.5], 'tokens_per_s': [10.0, 15.0], 'flops_vs_final': [1.0, 0.5]}); "
         f"latency.draw(t, {str(tmp_path / 'f.pdf')!r}); "
