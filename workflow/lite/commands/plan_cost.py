@@ -183,12 +183,12 @@ def estimate(config: dict, gpu: Gpu, prompt_tokens: int, train_tokens: int | Non
     from lite.plan import CALIBRATION_SET, Plan
 
     plan = Plan(config)
-    generation, train, resources = config["generation"], config["train"], config["resources"]
-    shards = generation.get("shards", 1)
-    batch = generation.get("batch_size", 8)
+    generation, train, resources = plan.generation_settings, config["train"], config["resources"]
+    shards = plan.shards
+    batch = generation["batch_size"]
     new = generation["max_new_tokens"]
-    kv_cache = bool(generation.get("kv_cache"))
-    check = generation.get("agreement_prompts", 0)
+    kv_cache = bool(generation["kv_cache"])
+    check = generation["agreement_prompts"]
     sizes = {name: set_size(name, source) for name, source in config["data"]["eval"].items()}
     sizes[CALIBRATION_SET] = set_size(CALIBRATION_SET, config["data"]["calibration"])
     shapes = {name: model_shape(name, model) for name, model in config["models"].items()}
@@ -248,8 +248,11 @@ def estimate(config: dict, gpu: Gpu, prompt_tokens: int, train_tokens: int | Non
 
 def generation_memory(config: dict, prompt_tokens: int) -> dict[str, float]:
     """Bytes on the GPU of one generation job per model: bf16 weights + the batch's full KV cache."""
-    generation = config["generation"]
-    positions = generation.get("batch_size", 8) * (prompt_tokens + generation["max_new_tokens"])
+    from lite.flags import with_defaults
+    from lite.sections import GenerationSettings
+
+    generation = with_defaults(GenerationSettings, config["generation"])
+    positions = generation["batch_size"] * (prompt_tokens + generation["max_new_tokens"])
     memory = {}
     for name, model in config["models"].items():
         shape = model_shape(name, model)
