@@ -733,6 +733,19 @@ def test_quality_verdicts_use_the_same_quality_margin():
     finding = findings.baseline_finding(judgments, [], "m", "lite.final", "lite.dynamic-paper", baselines[:1])
     assert finding.holds
     assert findings.final_quality_finding(judgments, "m", "it.final", "lite.final").holds
+    # a dynamic decoder that never exits early keeps the final layer's score trivially: no verdict "holds"
+    never = [_exit_record("vic", {3: 0, 12: 10})]
+    finding = findings.baseline_finding(
+        judgments, never, "m", "lite.final", "lite.dynamic-paper", baselines[:1]
+    )
+    assert (
+        finding.holds is False
+        and "dynamic-paper lets no token exit before the final layer" in finding.this_run
+    )
+    exits = [_exit_record("vic", {3: 4, 12: 6})]
+    assert findings.baseline_finding(
+        judgments, exits, "m", "lite.final", "lite.dynamic-paper", baselines[:1]
+    ).holds
 
 
 def test_alignment_verdict_reads_the_gap_at_each_layer():
