@@ -26,6 +26,7 @@ from lite.decoders.names import BASELINE_NAMES
 from lite.human.agreement import spearman
 from lite.report.findings import layer_alignment, mean_exit_shares, savings, scores
 from lite.report.inputs import load_inputs
+from lite.report.tables import to_markdown
 
 SAME_PCT = 5.0  # final-layer CE and judge score: LITE within this % of IT's
 MIDDLE_GAP_POINTS = 20.0  # LITE's middle checkpoint at least this far above IT's alignment
@@ -157,10 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     dynamic = args.dynamic.split(",")
     table = acceptance(args.results, args.model, args.layer_ce_it, args.layer_ce_lite, dynamic)
-    print("| " + " | ".join(table.columns) + " |")
-    print("|" + "---|" * len(table.columns))
-    for row in table.itertuples(index=False):
-        print("| " + " | ".join(map(str, row)) + " |")
+    print(to_markdown(table), end="")
 
 
 if __name__ == "__main__":
