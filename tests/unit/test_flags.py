@@ -137,7 +137,7 @@ def test_the_generate_and_bench_rule_flags_give_the_configured_settings(path):
             f"--prompts {bench['prompts']} --batch-sizes {jobs.latency_list('batch_sizes')}"
             f" --max-new-tokens {bench['max_new_tokens']} --repeats {bench['repeats']}"
             f" --draft-layers {jobs.latency_list('draft_layers')} --draft-tokens {bench['draft_tokens']}"
-            f" --widths {jobs.latency_list('widths')} --eos {bench['eos']}"
+            f" --widths {jobs.latency_list('widths')} --eos {bench['eos']} {jobs.latency_exit_args(None)}"
         )
         common = "--model m --evalset e --checkpoints 2 --thresholds {} --out o --figure f"
         read = settings_from_args(LatencyConfig, parse(latency_command, shlex.split(f"{common} {flags}")))

@@ -68,3 +68,25 @@ def test_data_source_flags(config):
     assert args.startswith("--source synthetic --n ") and "--families " in args
     assert jobs.eval_source_file(SimpleNamespace(evalset="vicuna")) == []
     assert jobs.source_file({"source": "alpaca"}) == "results/downloads/alpaca"
+
+
+def test_gated_decoders_read_their_exit_gates_and_the_bench_times_the_options(config):
+    config["bench"]["exits"] = ["dynamic-calibrated-probe-copy", "dynamic-x2-copy"]
+    jobs = Jobs(Plan(config))
+    gated = SimpleNamespace(model="tiny12", tuning="lite", decoder="dynamic-calibrated-probe-copy")
+    assert jobs.decoder_inputs(gated)["gates"] == "results/tiny12/probes/lite.json"
+    assert jobs.thresholds_arg(gated) == (
+        "--thresholds results/tiny12/thresholds/calibrated.json --gates results/tiny12/probes/lite.json"
+    )
+    copied = SimpleNamespace(model="tiny12", tuning="lite", decoder="dynamic-x2-copy")
+    assert "gates" not in jobs.decoder_inputs(copied) and "--gates" not in jobs.thresholds_arg(copied)
+    inputs = jobs.latency_inputs(None)
+    assert inputs["gates"] == "results/tiny12/probes/lite.json"
+    assert inputs["thresholds_calibrated"] == "results/tiny12/thresholds/calibrated.json"
+    args = jobs.latency_exit_args(None)
+    assert args.startswith("--exits dynamic-calibrated-probe-copy,dynamic-x2-copy ")
+    assert "--exit-thresholds dynamic-calibrated-probe-copy=results/tiny12/thresholds/calibrated.json" in args
+    assert "--exit-thresholds dynamic-x2-copy='{" in args and args.endswith(
+        "--gates results/tiny12/probes/lite.json"
+    )
+    assert Jobs(Plan({**config, "bench": {**config["bench"], "exits": []}})).latency_exit_args(None) == ""

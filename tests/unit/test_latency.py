@@ -58,12 +58,20 @@ def test_measure_and_summarize(sharp):
     prompts = [[5, 17, 33], [8, 9, 10, 11]]  # batch 2 pads the first
     raw = latency.measure(sharp, prompts, [1, 2, 3], {1: 0.5, 2: 0.5, 3: 0.5}, config, 0, "tiny")
     decoders = [*sections.DECODERS, "speculative-L1", "speculative-L3", "speculative-adaptive"]
-    assert config.decoders() == decoders
-    assert sorted(raw["decoder"]) == sorted(decoders * 4)  # 2 batch sizes x 2 repeats
+    layerskip = ["hf-layerskip-L1", "hf-layerskip-L3"]  # HF's assisted generation: batch size 1 only
+    assert config.decoders() == decoders + layerskip
+    assert config.runs() == [(1, d) for d in decoders + layerskip] + [(2, d) for d in decoders]
+    assert sorted(raw["decoder"]) == sorted((decoders * 2 + layerskip) * 2)  # 2 batch sizes x 2 repeats
     # every decoder makes the same tokens at batch 2 as at batch 1, and those of its reference
     assert (raw["tokens"] == 12).all() and raw["same_tokens"].all()
     table = latency.summarize(raw, threads=1)
-    assert list(table["decoder"]) == decoders * 2 and list(table["batch"]) == [1] * 7 + [2] * 7
+    assert list(table["decoder"]) == decoders + layerskip + decoders
+    assert list(table["batch"]) == [1] * 9 + [2] * 7
+    one = table[table["batch"] == 1].set_index("decoder")
+    for name in layerskip:  # drafts and verifications: more FLOPs than plain decoding
+        assert 0.0 <= one.loc[name, "acceptance"] <= 1.0 and one.loc[name, "tokens_per_round"] >= 1.0
+        assert one.loc[name, "flops_needed"] > one.loc["hf-generate", "flops_needed"]
+        assert one.loc[name, "flops"] >= one.loc[name, "flops_needed"]
     for batch in (1, 2):
         row = table[table["batch"] == batch].set_index("decoder")
         assert (
@@ -107,6 +115,7 @@ def test_measure_flags_tokens_that_change_with_the_batch(sharp, monkeypatch):
     assert table.loc[(1, "hf-generate"), "same_tokens"] and not table.loc[(2, "hf-generate"), "same_tokens"]
     assert not table.loc[(2, "final"), "same_tokens"]  # its reference changed
     assert table.loc[(2, "dynamic-cached"), "same_tokens"]
+    assert table.loc[(1, "hf-layerskip-L2"), "same_tokens"] and (2, "hf-layerskip-L2") not in table.index
 
 
 def test_summarize_flags_a_mismatch_and_draws():
@@ -233,7 +242,8 @@ def test_cli_writes_table_figure_and_acceptance(tmp_path, tiny_model_dirs):
         ]
     )
     table = pd.read_csv(out)
-    assert len(table) == 2 * 2 * 7 and table["same_tokens"].all()  # widths x batch sizes x decoders
+    # widths x (batch sizes x decoders + HF's LayerSkip from each draft layer at batch size 1)
+    assert len(table) == 2 * (2 * 7 + 2) and table["same_tokens"].all()
     assert set(table["model"]) == {"lite h64 4L", "lite h128 4L (x2)"} and set(table["batch"]) == {1, 2}
     for path in (
         out.with_suffix(".md"),
@@ -244,7 +254,7 @@ def test_cli_writes_table_figure_and_acceptance(tmp_path, tiny_model_dirs):
     ):
         assert path.stat().st_size > 0
     config = read_json(out.with_name("latency.csv.config.json"))
-    assert config["machine"]["torch_threads"] == 1 and len(config["repeats"]) == 28
+    assert config["machine"]["torch_threads"] == 1 and len(config["repeats"]) == 32
     assert config["prompt_truncated_chars"] == [0, 0]  # short prompts are measured whole
     rates = pd.read_csv(accept)
     assert list(rates["model"]) == ["lite"] * 6 + ["it"] * 6 and list(rates["draft_layer"]) == [1, 2, 3] * 4
@@ -317,3 +327,111 @@ def test_forbidden_tokens_are_never_chosen_by_any_decoder(tiny_llama):
     assert raw["same_tokens"].all()
     with pytest.raises(ValueError, match="LatencyConfig.eos"):
         latency.LatencyConfig(eos="stop")
+
+
+def test_layerskip_makes_hf_generates_tokens_drafting_under_the_same_ban(sharp):
+    """HF's LayerSkip (``assistant_early_exit``) is exact greedy self-speculation: hf-generate's
+    tokens, with the EOS ban on the drafts' logits too (they come from the same LM head)."""
+    prompt = [5, 17, 33]
+    free = hf_greedy(sharp, prompt, max_new_tokens=12, eos_ids=(), pad_id=0)
+    banned = free[2]
+    base, heads = sharp.model, []
+
+    def head(module, args, logits):  # (layers run, the banned token masked) per head application
+        heads.append((base.config.num_hidden_layers, bool(torch.isneginf(logits[..., banned]).all())))
+
+    with latency.forbidden(sharp, [banned]):
+        reference = hf_greedy(sharp, prompt, max_new_tokens=12, eos_ids=(), pad_id=0)
+        handle = sharp.lm_head.register_forward_hook(head)
+        tokens = hf_greedy_batch(
+            sharp, [prompt], max_new_tokens=12, eos_ids=(), pad_id=0, assistant_early_exit=2
+        )[0]
+        handle.remove()
+    assert tokens == reference and banned not in tokens and reference != free
+    assert {layers for layers, _ in heads} == {2, 4} and all(masked for _, masked in heads)
+    # the option stays on that call: the model's plain greedy decoding makes no draft pass
+    heads.clear()
+    handle = sharp.lm_head.register_forward_hook(head)
+    assert hf_greedy(sharp, prompt, max_new_tokens=12, eos_ids=(), pad_id=0) == free
+    handle.remove()
+    assert {layers for layers, _ in heads} == {4}
+
+
+def test_hf_counter_counts_plain_generate_as_kvcache_flops_and_layerskips_passes(sharp):
+    from lite.decoders.generation import Acceptance
+    from lite.flops import ModelShape, kvcache_flops
+
+    prompt, new = [5, 17, 33, 8], 10
+    counter = latency._HFCounter(sharp)
+    with counter.counting():
+        tokens = hf_greedy(sharp, prompt, max_new_tokens=new, eos_ids=(), pad_id=0)
+    shape = ModelShape.from_config(sharp.config)
+    assert counter.causal == kvcache_flops(shape, len(prompt), [4] * new, [1] * new)
+    assert counter.kernel > counter.causal  # the prompt's keys counted as a whole square
+    assert (counter.rounds, counter.proposed) == (new, 0)  # a full pass per token, no drafts
+    raw = latency._run(sharp, latency._HF(1), [prompt], 1, 0, new, metered=True)
+    [(gen, meter)] = raw
+    assert gen.token_ids == tokens and isinstance(meter, latency._HFCounter)
+    stats = gen.acceptance
+    assert stats == Acceptance(meter.proposed, new - meter.rounds, meter.rounds) and stats.proposed > 0
+    assert 1 <= stats.rounds <= new and 0 <= stats.accepted <= stats.proposed
+    with pytest.raises(ValueError, match="one prompt at a time"):
+        latency._run(sharp, latency._HF(1), [prompt, prompt], 2, 0, new, metered=False)
+
+
+def test_measure_times_the_workflows_exit_options_beside_the_rest(sharp):
+    """``exits``: workflow decoders with their own thresholds and gates, timed with a KV cache;
+    their FLOPs are the meters' and their tokens do not change with the batch."""
+    from test_exit_options import gates_document
+
+    config = latency.LatencyConfig(
+        prompts=2,
+        batch_sizes=(1, 2),
+        max_new_tokens=6,
+        repeats=1,
+        draft_layers=(1,),
+        exits=("dynamic-x2-probe-copy", "dynamic-paper-copy"),
+    )
+    assert config.decoders()[: len(sections.DECODERS) + 2] == [
+        *sections.DECODERS,
+        "dynamic-x2-probe-copy",
+        "dynamic-paper-copy",
+    ]
+    thresholds = {1: 0.5, 2: 0.5, 3: 0.5}
+    exits = {"dynamic-x2-probe-copy": {1: 0.6, 2: 0.6, 3: 0.6}, "dynamic-paper-copy": thresholds}
+    prompts = [[5, 17, 33], [8, 9, 10, 11]]
+    raw = latency.measure(
+        sharp, prompts, [1, 2, 3], thresholds, config, 0, "tiny", exits=exits, gates=gates_document(sharp)
+    )
+    table = latency.summarize(raw, threads=1)
+    for name in exits:
+        rows = table[table["decoder"] == name]
+        assert len(rows) == 2 and rows["same_tokens"].all() and (rows["mean_exit_layer"] < 4).all()
+        assert (rows["flops"] >= rows["flops_needed"]).all()
+    with pytest.raises(InputError, match="no thresholds given"):
+        latency.measure(sharp, prompts, [1, 2, 3], thresholds, config, 0, "tiny", exits={})
+    with pytest.raises(ValueError, match="is not a dynamic decoder"):
+        latency.LatencyConfig(exits=("final",))
+
+
+def test_throughput_figure_gives_every_decoder_a_colour(tmp_path, monkeypatch):
+    from lite.report import style
+
+    """More decoders than one ten-colour palette holds (the bench times 13 by default)."""
+    names = [f"d{i}" for i in range(13)]
+    table = pd.DataFrame(
+        [
+            {"model": "m", "decoder": name, "batch": batch, "tokens_per_s": 10.0 + i, "flops_speedup": 1.0}
+            for i, name in enumerate(["hf-generate", *names])
+            for batch in (1, 16)
+        ]
+    )
+    drawn = {}
+
+    def keep(fig, out):  # the figure as drawn, before it is saved and closed
+        drawn["lines"] = [line.get_color() for line in fig.axes[0].get_lines() if line.get_linestyle() == "-"]
+        return [str(out)]
+
+    monkeypatch.setattr(style, "save_figure", keep)
+    latency.draw_throughput(table, tmp_path / "throughput.pdf")
+    assert len(drawn["lines"]) == 14 and len({tuple(c) for c in drawn["lines"]}) == 14

@@ -353,7 +353,7 @@ def test_table1_equals_hand_computation(tmp_path):
     assert row["saved_pct_kvcache"] == pytest.approx(25.0)  # 75 of 100
     mean = frame[frame["evalset"] == "mean"].iloc[0]
     assert mean["saved_pct_nocache"] == pytest.approx(50.0) and np.isnan(mean["final_flops_nocache"])
-    assert "| m | vic | 2 |" in (tmp_path / "table1.md").read_text()
+    assert "| m | dynamic-paper | vic | 2 |" in (tmp_path / "table1.md").read_text()
 
 
 def test_table1_on_fixture_matches_record_sums(record_files, tmp_path):
@@ -830,3 +830,28 @@ def test_landing_page_shows_the_headline_table_and_its_verdicts(record_files, tm
     # a report without the headline table (a config without IT) still has its first page
     page = _render_report_page(REPORT / "workflow.rst", snakemake=SimpleNamespace(config=config), files=[])
     assert "<table" not in page and "The set-up of this run" in page
+
+
+def test_kvcache_finding_picks_the_option_that_saves_most_at_the_final_layers_quality(monkeypatch):
+    # system -> ((its score, the final layer's), % KV-cache FLOPs saved)
+    table = {
+        "lite.dynamic-x4-probe-copy": ((7.00, 7.05), 27.0),  # 99.3 % of the final layer's score
+        "lite.dynamic-x5-probe-copy": ((6.80, 7.05), 40.0),  # 96.5 %: too far below
+        "lite.dynamic-x5": ((7.00, 7.05), 5.0),  # the paper's exact decoder
+        "lite.random-k": ((7.05, 7.05), 50.0),  # a baseline never counts
+    }
+    monkeypatch.setattr(findings, "scores", lambda judgments, x, y, model: table[x][0])
+    monkeypatch.setattr(
+        findings, "savings", lambda generations, final, x, model: {"nocache": 60.0, "kvcache": table[x][1]}
+    )
+    found = findings.kvcache_finding([], [], "m", "lite.final", list(table))
+    assert found.holds and "dynamic-x4-probe-copy saves 27.0 %" in found.this_run
+    assert found.measures[findings.KV_SAVED_OPTION] == 27.0 and found.measures[findings.KV_SAVED_EXACT] == 5.0
+    table["lite.dynamic-x4-probe-copy"] = ((7.00, 7.05), 20.0)  # under the bar of 25 %
+    assert not findings.kvcache_finding([], [], "m", "lite.final", list(table)).holds
+    table["lite.dynamic-x4-probe-copy"] = ((6.90, 7.05), 30.0)  # no option keeps 99 %
+    found = findings.kvcache_finding([], [], "m", "lite.final", list(table))
+    assert not found.holds and "no option keeps" in found.this_run
+    assert (
+        findings.kvcache_finding([], [], "m", "lite.final", ["lite.dynamic-x5"]) is None
+    )  # no option judged

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge-shards": ("merge_shards", "merge the shard files of a sharded generation or trace"),
     "align": ("align", "alignment and calibration tables from traces"),
     "thresholds": ("thresholds", "choose per-layer exit thresholds from calibration traces"),
+    "probes": ("probes", "fit cheap exit gates (probe, saturation) per layer from calibration traces"),
     "judge": ("judge", "pairwise judging of two systems' generations, both orders"),
     "similarity": ("similarity", "spaCy semantic similarity between two systems' responses"),
     "figure": ("figure", "draw one of the paper's figures"),

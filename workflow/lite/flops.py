@@ -6,6 +6,9 @@ What is counted: matrix multiplications only, at 2*m*n*k FLOPs each.
 - Attention of q query positions against kv keys: QK^T plus AV, ``4 * H * d * q * kv`` (GQA shares
   K/V heads but every query head still does its own products).
 - One confidence check / exit head: the LM head on one position, ``2 * h * V``.
+- The options of the KV-cached exit (``lite.decoders.gates``, ``lite.decoders.cached``): an exit
+  gate's check (``gate_flops``: a probe's dot product, or saturation's 2 x 2 Gram matrix), and the
+  keys/values a copied fill projects per skipped layer (``fill_flops``: the k and v projections).
 Ignored: RMSNorms, softmax, RoPE, residual adds, biases, the embedding lookup (a gather).
 This is what ``torch.utils.flop_counter.FlopCounterMode`` counts (it has formulas for mm/bmm/sdpa
 only), so the two agree exactly; on CPU the counter misses sdpa unless
@@ -127,6 +130,28 @@ def check_cost_ratio(shape: ModelShape) -> float:
     return head_flops(shape) / (2 * shape.layer_weights)
 
 
+# Exit gates (``lite.decoders.gates``): what deciding whether to read a checkpoint's head costs.
+GATE_KINDS = ("head", "probe", "saturation")
+# KV fill of a token that exited early (``lite.decoders.cached``): exact catch-up or CALM's copy.
+FILL_KINDS = ("exact", "copy")
+
+
+def gate_flops(shape: ModelShape, gate: str) -> int:
+    """One gate check on one position: ``head`` costs nothing of its own (the head it always reads
+    is counted as a head); ``probe`` is a linear map of the normed state (a dot product, 2h);
+    ``saturation`` the 2 x 2 Gram matrix of this checkpoint's state and the previous one (8h),
+    from which their cosine is read."""
+    if gate not in GATE_KINDS:
+        raise ValueError(f"gate must be one of {', '.join(GATE_KINDS)}, got {gate!r}")
+    return {"head": 0, "probe": 2 * shape.hidden, "saturation": 8 * shape.hidden}[gate]
+
+
+def fill_flops(shape: ModelShape, layers: int) -> int:
+    """CALM's state propagation for one position: the keys and values of ``layers`` skipped layers
+    projected from the exit layer's hidden state (the k and v projections only)."""
+    return layers * 2 * shape.hidden * 2 * shape.kv_heads * shape.head_dim
+
+
 def prefix_flops(shape: ModelShape, prefix: int, layers: int, heads: int = 1) -> int:
     """No-cache cost of one token: ``prefix`` positions through ``layers`` layers + ``heads`` checks."""
     return layers * layer_flops(shape, prefix, prefix) + heads * head_flops(shape)
@@ -148,26 +173,72 @@ def _check(shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[int], he
             raise ValueError(f"exit layer {layer} is outside 1..{shape.layers}")
 
 
+def _gate_total(shape: ModelShape, gate: str, gate_checks: Sequence[int] | None, tokens: int) -> int:
+    if gate_checks is None:
+        return 0
+    if len(gate_checks) != tokens:
+        raise ValueError(f"{tokens} exit layers but {len(gate_checks)} gate check counts")
+    return sum(gate_checks) * gate_flops(shape, gate)
+
+
 def nocache_flops(
-    shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[int], heads: Sequence[int]
+    shape: ModelShape,
+    prompt_tokens: int,
+    exit_layers: Sequence[int],
+    heads: Sequence[int],
+    *,
+    gate: str = "head",
+    gate_checks: Sequence[int] | None = None,
 ) -> int:
-    """Whole response, paper accounting (see the module docstring)."""
+    """Whole response, paper accounting (see the module docstring); ``gate_checks`` per token, if
+    given, add their ``gate`` checks' cost."""
     _check(shape, prompt_tokens, exit_layers, heads)
     return sum(
         prefix_flops(shape, prompt_tokens + t, layer, count)
         for t, (layer, count) in enumerate(zip(exit_layers, heads, strict=True))
-    )
+    ) + _gate_total(shape, gate, gate_checks, len(exit_layers))
 
 
 def kvcache_flops(
-    shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[int], heads: Sequence[int]
+    shape: ModelShape,
+    prompt_tokens: int,
+    exit_layers: Sequence[int],
+    heads: Sequence[int],
+    *,
+    fill: str = "exact",
+    gate: str = "head",
+    gate_checks: Sequence[int] | None = None,
 ) -> int:
-    """Whole response, KV-cache accounting with exact catch-up (see the module docstring)."""
+    """Whole response, KV-cache accounting (see the module docstring), the exited tokens' deeper
+    keys/values filled by ``fill``:
+
+    - ``exact``: catch-up, each position through the deepest exit among the tokens that read it;
+    - ``copy`` (CALM's state propagation): the input position of token t (the prompt's last for
+      t = 0) through e_t layers, its keys/values of layers e_t+1..N projected from layer e_t's
+      state (``fill_flops``; not for the last token, which no token reads); the rest of the
+      prompt caught up exactly, through max(e).
+
+    ``gate_checks`` per token, if given, add their ``gate`` checks' cost.
+    """
     _check(shape, prompt_tokens, exit_layers, heads)
+    if fill not in FILL_KINDS:
+        raise ValueError(f"fill must be one of {', '.join(FILL_KINDS)}, got {fill!r}")
     if not exit_layers:
         return 0
     per_position = 2 * shape.layer_weights
     per_key = 4 * shape.heads * shape.head_dim
+    gates = _gate_total(shape, gate, gate_checks, len(exit_layers))
+    heads_total = sum(heads) * head_flops(shape)
+    if fill == "copy":
+        total = 0
+        deepest = max(exit_layers)
+        for p in range(prompt_tokens - 1):  # caught up as deep as any token goes; p sees p + 1 keys
+            total += deepest * (per_position + per_key * (p + 1))
+        for t, layer in enumerate(exit_layers):  # token t's input sits at position P - 1 + t
+            total += layer * (per_position + per_key * (prompt_tokens + t))
+            if t < len(exit_layers) - 1:  # no token reads the last one's deeper states
+                total += fill_flops(shape, shape.layers - layer)
+        return total + heads_total + gates
     # depth[t] = deepest exit among tokens t..T-1: how far the input position of token t must go.
     depth = list(exit_layers)
     for t in range(len(depth) - 2, -1, -1):
@@ -177,16 +248,25 @@ def kvcache_flops(
         total += depth[0] * (per_position + per_key * (p + 1))
     for t in range(1, len(depth)):  # token t's input: the token t-1 fed back at position P + t - 1
         total += depth[t] * (per_position + per_key * (prompt_tokens + t))
-    return total + sum(heads) * head_flops(shape)
+    return total + heads_total + gates
 
 
 def generation_flops(
-    shape: ModelShape, prompt_tokens: int, exit_layers: Sequence[int], heads: Sequence[int]
+    shape: ModelShape,
+    prompt_tokens: int,
+    exit_layers: Sequence[int],
+    heads: Sequence[int],
+    *,
+    fill: str = "exact",
+    gate: str = "head",
+    gate_checks: Sequence[int] | None = None,
 ) -> dict[str, int]:
-    """``{"nocache": ..., "kvcache": ...}`` of one response (the generation record's ``flops``)."""
+    """``{"nocache": ..., "kvcache": ...}`` of one response (the generation record's ``flops``);
+    ``fill`` only changes the KV-cache accounting (without a cache nothing is filled)."""
+    gated = {"gate": gate, "gate_checks": gate_checks}
     return {
-        "nocache": nocache_flops(shape, prompt_tokens, exit_layers, heads),
-        "kvcache": kvcache_flops(shape, prompt_tokens, exit_layers, heads),
+        "nocache": nocache_flops(shape, prompt_tokens, exit_layers, heads, **gated),
+        "kvcache": kvcache_flops(shape, prompt_tokens, exit_layers, heads, fill=fill, **gated),
     }
 
 

@@ -169,25 +169,48 @@ class Jobs:
             "model": Plan.tuned(wildcards.model, wildcards.tuning),
             "evalsets": [Plan.eval_data(name) for name in self.decoded_sets("generation")],
         }
-        threshold_set = decoder_name(wildcards.decoder).threshold_set
-        if threshold_set in self.plan.calibrated_kinds():
-            inputs["thresholds"] = Plan.thresholds(wildcards.model, threshold_set)
+        decoder = decoder_name(wildcards.decoder)
+        if decoder.threshold_set in self.plan.calibrated_kinds():
+            inputs["thresholds"] = Plan.thresholds(wildcards.model, decoder.threshold_set)
+        if decoder.gate != "head":
+            inputs["gates"] = Plan.exit_gates(wildcards.model, wildcards.tuning)
         return inputs
 
+    def exit_gates_inputs(self, wildcards) -> dict[str, str]:
+        """A tuning's model, the calibration set and its calibration traces (``lite probes``)."""
+        return {
+            "model": Plan.tuned(wildcards.model, wildcards.tuning),
+            "evalset": Plan.eval_data(CALIBRATION_SET),
+            "traces": Plan.trace(wildcards.model, wildcards.tuning, CALIBRATION_SET),
+        }
+
     def thresholds_arg(self, wildcards) -> str:
-        """``--thresholds`` for dynamic decoders. A params entry of wildcards alone (Snakemake leaves
-        params that read ``input`` out of its rerun check), so editing the configured values reruns
-        that decoder and what follows, never tuning; calibrated ones rerun through their input file.
+        """``--thresholds`` (and ``--gates``) for dynamic decoders. A params entry of wildcards
+        alone (Snakemake leaves params that read ``input`` out of its rerun check), so editing the
+        configured values reruns that decoder and what follows, never tuning; calibrated ones rerun
+        through their input file.
         """
-        decoder = decoder_name(wildcards.decoder)
-        if decoder.threshold_set is None:
+        source = self.thresholds_source(wildcards.model, wildcards.decoder)
+        if source is None:
             return ""
-        if decoder.threshold_set in self.plan.calibrated_kinds():
-            return f"--thresholds {Plan.thresholds(wildcards.model, decoder.threshold_set)}"
-        values = self.plan.model_config(wildcards.model)["thresholds"][decoder.threshold_set]
-        if decoder.scale is not None:  # a sweep point
-            values = scaled_thresholds(values, decoder.scale)
-        return f"--thresholds '{json.dumps(values, sort_keys=True)}'"
+        # a gated decoder's exit gates ride in the same entry: a params entry of their own would
+        # change every finished generate job's params and rerun it
+        if decoder_name(wildcards.decoder).gate != "head":
+            return f"--thresholds {source} --gates {Plan.exit_gates(wildcards.model, wildcards.tuning)}"
+        return f"--thresholds {source}"
+
+    def thresholds_source(self, model: str, decoder: str) -> str | None:
+        """A dynamic decoder's thresholds as ``--thresholds`` takes them: the calibrated file, or the
+        configured set (a sweep point's scaled) as shell-quoted JSON; None for other decoders."""
+        named = decoder_name(decoder)
+        if named.threshold_set is None:
+            return None
+        if named.threshold_set in self.plan.calibrated_kinds():
+            return Plan.thresholds(model, named.threshold_set)
+        values = self.plan.model_config(model)["thresholds"][named.threshold_set]
+        if named.scale is not None:  # a sweep point
+            values = scaled_thresholds(values, named.scale)
+        return f"'{json.dumps(values, sort_keys=True)}'"
 
     def generation_seed(self, wildcards) -> int:
         return self.plan.generation_seed(wildcards.model)
@@ -261,6 +284,11 @@ class Jobs:
         }
         if bench["thresholds"] in plan.calibrated_kinds():
             inputs["thresholds"] = Plan.thresholds(plan.main, bench["thresholds"])
+        exits = [decoder_name(d) for d in bench.get("exits", [])]
+        for kind in sorted({d.threshold_set for d in exits} & set(plan.calibrated_kinds())):
+            inputs[f"thresholds_{kind}"] = Plan.thresholds(plan.main, kind)
+        if any(d.gate != "head" for d in exits):
+            inputs["gates"] = Plan.exit_gates(plan.main, "lite")
         for tuning in plan.tunings(plan.main):
             if tuning != "lite":
                 inputs[f"compare_{tuning}"] = Plan.tuned(plan.main, tuning)
@@ -282,6 +310,19 @@ class Jobs:
             return Plan.thresholds(self.plan.main, name)
         values = self.config["models"][self.plan.main]["thresholds"][name]
         return f"'{json.dumps(values, sort_keys=True)}'"
+
+    def latency_exit_args(self, wildcards) -> str:
+        """``--exits`` with ``--exit-thresholds NAME=THRESHOLDS`` for each of ``bench.exits`` and
+        ``--gates FILE`` where one of them is gated: the workflow's dynamic decoders and their
+        options, timed beside the rest."""
+        exits = self.plan.bench_settings.get("exits", [])
+        if not exits:
+            return ""
+        args = [f"--exits {','.join(exits)}"]
+        args += [f"--exit-thresholds {name}={self.thresholds_source(self.plan.main, name)}" for name in exits]
+        if any(decoder_name(name).gate != "head" for name in exits):
+            args.append(f"--gates {Plan.exit_gates(self.plan.main, 'lite')}")
+        return " ".join(args)
 
     def latency_checkpoints_arg(self, wildcards) -> str:
         return ",".join(map(str, self.plan.checkpoints(self.plan.main)))

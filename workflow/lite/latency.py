@@ -10,11 +10,18 @@ Decoders (every one greedy, the same prompts, the same number of new tokens), ea
 - ``speculative-L{E}``: drafts from layer E verified by layers E+1..N (``lite.decoders.speculative``);
 - ``speculative-adaptive``: the same, the draft layer (among the ``draft_layers``) and the number of
   drafts chosen every round from the acceptance seen so far, drafting stopped below the layer's
-  dynamic-exit threshold.
+  dynamic-exit threshold;
+- ``hf-layerskip-L{E}``, one per draft layer E: the peer a user would pick, transformers' own
+  LayerSkip self-speculation, ``model.generate(..., assistant_early_exit=E)``, greedy, with HF's
+  default drafting (up to 20 drafts a round, drafting stopped below a draft confidence of 0.4;
+  the draft's own KV cache of layers 1..E). Exact greedy speculation: it must make
+  ``hf-generate``'s tokens. Batch size 1 only: HF's assisted generation refuses batches, so the
+  table has no row for it at other batch sizes.
 
 Batches: the prompts are decoded in consecutive batches of each of ``batch_sizes`` (left-padded;
 HF ``generate`` with its attention mask), the same prompts at every size. Every decoder must make
 the same tokens at every batch size as at the smallest, and those of the decoder it reproduces.
+``LatencyConfig.runs`` lists the (batch size, decoder) pairs.
 
 Responses are exactly ``max_new_tokens`` long. ``eos="forbid"`` (the default) gives EOS no
 probability at any head, as HF's ``min_new_tokens`` does: the model goes on answering, and a
@@ -27,8 +34,10 @@ of a shared machine hit all alike; the table reports medians and ratios to ``hf-
 final-layer loop (``final``: what exiting buys) and to ``dynamic-nocache`` at the same batch size,
 measured in the same run. FLOPs, counted in an untimed
 run: executed (the ``Meter``'s kernel count for the cached and speculative decoders, padding and
-states ridden along included; ``lite.flops``' analytic count for the plain loops) and needed (the
-accounting of the exits, or the drafts and verifications of speculative decoding). The needed
+states ridden along included; ``lite.flops``' analytic count for the plain loops; for HF's
+LayerSkip ``lite.flops``' per-block formulas applied to every forward pass it makes, read by hooks:
+``_HFCounter``) and needed (the accounting of the exits, or the drafts and verifications of
+speculative decoding, HF's included). The needed
 FLOPs of the final layer over a decoder's are the speed-up they imply, its limit; the measured
 speed-up over it is the efficiency. ``same_tokens`` holds the checks above.
 
@@ -49,11 +58,13 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
-from lite.sections import LatencyConfig
+from lite.io import InputError
+from lite.sections import HF_LAYERSKIP, LatencyConfig
 
 # benchmark name -> (decoder name, KV cache) of the decoders that ``decode`` runs
 _DECODER_NAMES = {
@@ -63,6 +74,14 @@ _DECODER_NAMES = {
 }
 # the benchmark's run of each reference a decoder reproduces (``DecoderName.reference``)
 _REFERENCE_RUNS = {"hf-generate": "hf-generate", "nocache": "dynamic-nocache"}
+
+
+@dataclass(frozen=True)
+class _HF:
+    """A decoder of HF ``generate``'s (an entry of ``_decoders``): plain greedy (``early_exit``
+    None: ``hf-generate``) or LayerSkip self-speculation drafting from layer ``early_exit``."""
+
+    early_exit: int | None = None
 
 
 def machine() -> dict:
@@ -157,8 +176,82 @@ def forbidden(model, token_ids: Collection[int]):
             handle.remove()
 
 
-def _decoders(model, checkpoints: Sequence[int], thresholds: dict[int, float], config: LatencyConfig) -> dict:
-    """benchmark name -> (its ``DecoderSpec``, KV cache), or None for HF ``generate``."""
+class _HFCounter:
+    """Work and drafting of one batch of HF ``generate``, counted from the forward passes it makes
+    (hooks on the decoder stack and the LM head): per pass, the layers it ran (HF's early-exit
+    assistant lowers ``config.num_hidden_layers`` to E while it drafts), the positions it fed and
+    those already cached, and the positions the head was applied to, each counted with
+    ``lite.flops``' formulas (matmuls; norms and embeddings are not counted).
+
+    ``kernel``: whole (queries x keys) rectangles, as the ``Meter``'s kernel count; ``causal``:
+    every query against its causal keys, as ``kvcache_flops`` (of plain greedy decoding it is
+    exactly that). ``rounds``: full-depth passes (verifications; for plain ``generate`` every
+    token's); ``proposed``: draft passes, each proposing one token. Positions are counted per row,
+    left padding included: exact at batch size 1, where LayerSkip runs.
+    """
+
+    def __init__(self, model):
+        from lite.flops import ModelShape
+
+        self.model = model
+        self.base = getattr(model, model.base_model_prefix)
+        self.shape = ModelShape.from_config(model.config)
+        self.kernel = self.causal = self.rounds = self.proposed = 0
+
+    def _layers(self, module, args, kwargs) -> None:
+        from lite.flops import layer_flops
+
+        fed = kwargs.get("input_ids")
+        if fed is None:
+            fed = kwargs.get("inputs_embeds")
+        if fed is None:
+            fed = args[0]
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        rows, queries = fed.shape[0], fed.shape[1]
+        past = cache.get_seq_length() if cache is not None else 0
+        layers = self.base.config.num_hidden_layers
+        shape = self.shape
+        self.kernel += rows * layers * layer_flops(shape, queries, past + queries)
+        # query i (0-based) of the block sits at position past + i and sees past + i + 1 keys
+        keys = queries * past + queries * (queries + 1) // 2
+        per_key = 4 * shape.heads * shape.head_dim
+        self.causal += rows * layers * (2 * shape.layer_weights * queries + per_key * keys)
+        if layers < shape.layers:
+            self.proposed += rows
+        else:
+            self.rounds += rows
+
+    def _head(self, module, args, logits) -> None:
+        from lite.flops import head_flops
+
+        flops = logits.shape[0] * head_flops(self.shape, logits.shape[-2])
+        self.kernel += flops
+        self.causal += flops
+
+    @contextlib.contextmanager
+    def counting(self):
+        handles = [
+            self.base.register_forward_pre_hook(self._layers, with_kwargs=True),
+            self.model.lm_head.register_forward_hook(self._head),
+        ]
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def _decoders(
+    model,
+    checkpoints: Sequence[int],
+    thresholds: dict[int, float],
+    config: LatencyConfig,
+    exits: Mapping[str, dict[int, float]],
+    gates: dict | None,
+) -> dict:
+    """benchmark name -> (its ``DecoderSpec``, KV cache), or ``_HF`` for HF ``generate``'s.
+    ``exits``: the thresholds of each of ``config.exits``; ``gates``: the exit-gates document
+    their ``-probe`` / ``-saturation`` options read."""
     from lite.decoders.blocks import n_layers
     from lite.decoders.specs import decoder_from_name
 
@@ -175,8 +268,23 @@ def _decoders(model, checkpoints: Sequence[int], thresholds: dict[int, float], c
 
     table = {}
     for name in config.decoders():
-        decoder, kv_cache = _DECODER_NAMES.get(name, (name, False))
-        table[name] = None if name == "hf-generate" else (spec(decoder), kv_cache)
+        if name in config.exits:  # a workflow decoder, with its own thresholds, always cached
+            if name not in exits:
+                raise InputError(f"bench exit {name!r}: no thresholds given (--exit-thresholds)")
+            named = decoder_from_name(
+                name, checkpoints, exits[name], n_layers=n_layers(model), gates=gates, gates_source="--gates"
+            )
+            table[name] = (named, True)
+        elif name == "hf-generate":
+            table[name] = _HF()
+        elif name.startswith(HF_LAYERSKIP):
+            layer = int(name.removeprefix(HF_LAYERSKIP))
+            if not 1 <= layer < n_layers(model):
+                raise ValueError(f"{name!r}: layer {layer} is outside 1..{n_layers(model) - 1}")
+            table[name] = _HF(layer)
+        else:
+            decoder, kv_cache = _DECODER_NAMES.get(name, (name, False))
+            table[name] = (spec(decoder), kv_cache)
     return table
 
 
@@ -185,11 +293,11 @@ def _run(
 ) -> list:
     """One decoder (an entry of ``_decoders``) on ``prompts``, ``batch`` at a time: per prompt its
     ``Generation`` and, in a ``metered`` run, the ``Meter`` of its batch for a decoder that has one
-    (else None). Timed runs go without: counting costs time."""
+    (HF's LayerSkip: its ``_HFCounter``; else None). Timed runs go without: counting costs time."""
     from lite.decoders.agreement import hf_greedy_batch
     from lite.decoders.blocks import n_layers
     from lite.decoders.dispatch import decode
-    from lite.decoders.generation import Generation
+    from lite.decoders.generation import Acceptance, Generation
     from lite.decoders.slots import Meter
     from lite.flops import ModelShape
 
@@ -197,10 +305,19 @@ def _run(
     runs = []
     for start in range(0, len(prompts), batch):
         chunk = list(prompts[start : start + batch])
-        if decoder is None:  # HF generate: final-layer decoding, one head per token
-            for tokens in hf_greedy_batch(model, chunk, **common):
+        if isinstance(decoder, _HF):  # HF generate: every token the final layer's
+            layerskip = decoder.early_exit is not None
+            if layerskip and len(chunk) > 1:
+                raise ValueError("HF's LayerSkip (assisted generation) decodes one prompt at a time")
+            counter = _HFCounter(model) if metered and layerskip else None
+            with counter.counting() if counter is not None else contextlib.nullcontext():
+                responses = hf_greedy_batch(model, chunk, assistant_early_exit=decoder.early_exit, **common)
+            for tokens in responses:  # heads: the final layer's, one per token (LayerSkip's: its meter)
                 gen = Generation(tokens, exit_layers=[n_layers(model)] * len(tokens), heads=[1] * len(tokens))
-                runs.append((gen, None))
+                if counter is not None:  # every verification makes its accepted drafts and one more
+                    accepted = len(tokens) - counter.rounds
+                    gen.acceptance = Acceptance(counter.proposed, accepted, counter.rounds)
+                runs.append((gen, counter))
             continue
         spec, kv_cache = decoder
         meter = None
@@ -215,8 +332,8 @@ def _run(
 def _reference_run(decoder) -> str | None:
     """The benchmark run whose tokens ``decoder`` (an entry of ``_decoders``) must reproduce exactly
     (None: no such promise)."""
-    if decoder is None:  # HF generate: the reference itself
-        return None
+    if isinstance(decoder, _HF):  # HF generate is the reference itself; LayerSkip reproduces it
+        return None if decoder.early_exit is None else "hf-generate"
     spec, kv_cache = decoder
     reference = spec.named.reference(kv_cache)
     return None if reference is None else _REFERENCE_RUNS[reference]
@@ -228,14 +345,17 @@ def _flops(model, decoder, prompts: Sequence[list[int]], runs: list) -> tuple[in
     Executed: its meters' kernel count (padding, masked keys, states ridden along included), else
     ``lite.flops``' accounting. Needed: the accounting of its exits (``kvcache_flops``; the
     no-cache loop's ``nocache_flops``), for speculative decoding the meters' causal count (the
-    drafts and verifications it makes are its work). Their quotient to the final layer's needed
-    FLOPs is the speed-up the FLOPs imply.
+    drafts and verifications it makes are its work; HF's LayerSkip: its ``_HFCounter``s'). Their
+    quotient to the final layer's needed FLOPs is the speed-up the FLOPs imply.
     """
     from lite.flops import ModelShape, kvcache_flops, nocache_flops
 
     shape = ModelShape.from_config(model.config)
-    # HF generate (None) and every decoder of lite's but the paper's no-cache loop keep a KV cache
-    cached = decoder is None or decoder[0].named.cached(decoder[1])
+    counters = list({id(c): c for _, c in runs if isinstance(c, _HFCounter)}.values())
+    if counters:  # HF's LayerSkip
+        return sum(c.kernel for c in counters), sum(c.causal for c in counters)
+    # HF generate and every decoder of lite's but the paper's no-cache loop keep a KV cache
+    cached = isinstance(decoder, _HF) or decoder[0].named.cached(decoder[1])
     accounting = kvcache_flops if cached else nocache_flops
     meters = list({id(meter): meter for _, meter in runs if meter is not None}.values())
     needed = sum(
@@ -251,8 +371,12 @@ def _flops(model, decoder, prompts: Sequence[list[int]], runs: list) -> tuple[in
 
 def _summary(decoder, gens: list) -> dict:
     """The table's decoder-specific columns (``decoder``: an entry of ``_decoders``): exits of the
-    dynamic ones, drafting of speculative ones."""
-    kind = None if decoder is None else decoder[0].kind
+    dynamic ones, drafting of speculative ones (HF's LayerSkip: its acceptance is counted in the
+    metered run only, so ``gens`` must come from that)."""
+    if isinstance(decoder, _HF):
+        kind = None if decoder.early_exit is None else "speculative"
+    else:
+        kind = decoder[0].kind
     if kind == "dynamic":
         return {"mean_exit_layer": statistics.mean([layer for g in gens for layer in g.exit_layers])}
     if kind == "speculative":
@@ -275,23 +399,25 @@ def measure(
     label: str,
     progress: Callable[[str], None] | None = None,
     eos_ids: Collection[int] = (),
+    exits: Mapping[str, dict[int, float]] | None = None,
+    gates: dict | None = None,
 ) -> pd.DataFrame:
     """Time every decoder on ``prompts``; one row per (decoder, repeat) with tokens, seconds, FLOPs.
 
-    ``eos_ids`` are the model's stop tokens, forbidden when ``config.eos == "forbid"``.
+    ``eos_ids`` are the model's stop tokens, forbidden when ``config.eos == "forbid"``; ``exits``
+    and ``gates``: the thresholds and exit gates of ``config.exits``.
     """
+    decoders = _decoders(model, checkpoints, thresholds, config, exits or {}, gates)
     with forbidden(model, eos_ids if config.eos == "forbid" else ()):
-        return _measure(model, prompts, checkpoints, thresholds, config, pad_id, label, progress)
+        return _measure(model, prompts, decoders, config, pad_id, label, progress)
 
 
-def _measure(model, prompts, checkpoints, thresholds, config, pad_id, label, progress) -> pd.DataFrame:
+def _measure(model, prompts, decoders, config, pad_id, label, progress) -> pd.DataFrame:
     import torch
 
     torch.manual_seed(config.seed)
-    decoders = _decoders(model, checkpoints, thresholds, config)
-    names = list(decoders)
     new = config.max_new_tokens
-    runs = [(batch, name) for batch in config.batch_sizes for name in names]
+    runs = config.runs()
     # One untimed run per decoder and batch size: it counts the FLOPs and pays for first-call
     # allocations and lazy imports. The timed runs below carry no meter, as HF generate carries none.
     counted = {}
@@ -303,6 +429,8 @@ def _measure(model, prompts, checkpoints, thresholds, config, pad_id, label, pro
     flops = {
         (batch, name): _flops(model, decoders[name], prompts, counted[batch, name]) for batch, name in runs
     }
+    # deterministic, so read once, off the metered run (the only one where HF's LayerSkip counts)
+    summaries = {key: _summary(decoders[key[1]], [gen for gen, _ in value]) for key, value in counted.items()}
     rows = []
     for repeat in range(config.repeats):
         order = runs[repeat % len(runs) :] + runs[: repeat % len(runs)]
@@ -326,13 +454,13 @@ def _measure(model, prompts, checkpoints, thresholds, config, pad_id, label, pro
                     "flops": executed,
                     "flops_needed": needed,
                     "same_tokens": tokens == outputs[batch, name],  # deterministic, metered or not
-                    **_summary(decoders[name], gens),
+                    **summaries[batch, name],
                 }
             )
     frame = pd.DataFrame(rows)
-    smallest = min(config.batch_sizes)
     for batch, name in runs:  # equal to the decoder it must reproduce, and to itself at any batch size
         reference = _reference_run(decoders[name])
+        smallest = min(b for b, n in runs if n == name)
         same = outputs[batch, name] == outputs[smallest, name]
         if reference is not None:
             same = same and outputs[batch, name] == outputs[batch, reference]
@@ -465,7 +593,7 @@ def summarize(raw: pd.DataFrame, threads: int) -> pd.DataFrame:
 def draw(table: pd.DataFrame, out: str | os.PathLike):
     """Tokens/s and FLOPs (relative to final) per decoder at the smallest batch, one column of
     panels per model."""
-    from lite.report.style import FINAL_COLOR, GRID, grid, save_figure, tuning_color
+    from lite.report.style import FINAL_COLOR, GRID, OTHER_COLOR, grid, save_figure, tuning_color
 
     if "batch" in table:
         table = table[table["batch"] == table["batch"].min()]
@@ -474,7 +602,14 @@ def draw(table: pd.DataFrame, out: str | os.PathLike):
     for col, model in enumerate(models):
         part = table[table["model"] == model]
         names = list(part["decoder"])
-        colors = [FINAL_COLOR if n in ("hf-generate", "final") else tuning_color("lite") for n in names]
+        colors = [
+            FINAL_COLOR
+            if n in ("hf-generate", "final")
+            else OTHER_COLOR  # HF's LayerSkip: the peer
+            if n.startswith(HF_LAYERSKIP)
+            else tuning_color("lite")
+            for n in names
+        ]
         speed, cost = axes[0, col], axes[1, col]
         speed.bar(names, part["speedup_vs_hf"], color=colors)
         if "flops_speedup" in part:  # the speed-up the FLOPs imply: a dashed cap over each bar
@@ -509,7 +644,8 @@ def draw_throughput(table: pd.DataFrame, out: str | os.PathLike):
 
     models = list(dict.fromkeys(table["model"]))
     decoders = list(dict.fromkeys(table["decoder"]))
-    colors = dict(zip(decoders, plt.get_cmap("tab10").colors, strict=False))
+    palette = plt.get_cmap("tab20").colors  # more decoders than tab10 has colours; cycled beyond 20
+    colors = {decoder: palette[i % len(palette)] for i, decoder in enumerate(decoders)}
     fig, axes = grid(1, len(models), width=4.6, height=3.4)
     for col, model in enumerate(models):
         ax = axes[0, col]

@@ -15,7 +15,7 @@ from typing import Any
 from lite.analysis import ThresholdConfig
 from lite.decoders.names import BASELINE_NAMES, decoder_name
 from lite.flags import with_defaults
-from lite.sections import GenerationSettings, LatencyConfig
+from lite.sections import GenerationSettings, LatencyConfig, ProbeSettings
 
 CALIBRATION_SET = "calibration"
 NO_REFERENCE_SOURCES = ("vicuna", "koala", "wizardlm", "selfinstruct")
@@ -148,6 +148,7 @@ class Plan:
         self.generation_settings = with_defaults(GenerationSettings, config["generation"])
         self.calibration_settings = with_defaults(ThresholdConfig, config["calibration"])
         self.bench_settings = with_defaults(LatencyConfig, config["bench"]) if "bench" in config else None
+        self.probe_settings = with_defaults(ProbeSettings, config.get("probes", {}))
         # generation.shards > 1: each eval set's generations and traces run as that many jobs,
         # each on every N-th prompt, merged on the submitting host (merge_generations, merge_traces).
         self.shards = self.generation_settings.get("shards", 1)
@@ -204,15 +205,19 @@ class Plan:
             configured = [
                 d for d in self.config["generation"]["decoders"] if decoder_name(d).family != "fixed"
             ]
-            if model in self.replica_seeds:
+            if model in self.replica_seeds:  # and the sweep's options: the KV-cache finding
                 wanted = {self.dynamic, "dynamic-aggressive", *BASELINE_NAMES}
-                return _unique(["final", self.dynamic, *[d for d in configured if d in wanted]])
+                options = [d for d in self.sweep() if decoder_name(d).option is not None]
+                return _unique(["final", self.dynamic, *[d for d in configured if d in wanted], *options])
             return _unique(["final", *self.fixed_decoders(model), self.dynamic, *configured, *self.sweep()])
         return []
 
     def sweep(self) -> list[str]:
-        """The threshold sweep's decoders (main model only): one per ``frontier.scales`` entry."""
-        return [sweep_decoder(scale) for scale in self.config.get("frontier", {}).get("scales", [])]
+        """The threshold sweep's decoders (main model only): one per ``frontier.scales`` entry,
+        and again with each of ``frontier.options`` (``dynamic-x{k}-{option}``)."""
+        frontier = self.config.get("frontier", {})
+        plain = [sweep_decoder(scale) for scale in frontier.get("scales", [])]
+        return plain + [f"{name}-{option}" for option in frontier.get("options", []) for name in plain]
 
     # ---- paths, each pattern written once: the rules call these with wildcard names ("{model}")
     # for their output patterns, the input functions with a job's values.
@@ -267,6 +272,11 @@ class Plan:
     @staticmethod
     def thresholds(model: str, kind: str = "calibrated") -> str:
         return f"results/{model}/thresholds/{kind}.json"
+
+    @staticmethod
+    def exit_gates(model: str, tuning: str) -> str:
+        """The exit gates (probes, saturation cut-offs) fitted on a tuning's calibration traces."""
+        return f"results/{model}/probes/{tuning}.json"
 
     def calibrated_kinds(self) -> dict[str, float]:
         """Threshold sets chosen on the calibration traces, name -> target alignment: always
@@ -337,8 +347,11 @@ class Plan:
     def headline_inputs(self, model: str) -> list[str]:
         """What the headline findings of one model (the main one or a seed replica) read."""
         dyn = self.dynamic
-        systems = [dyn, "dynamic-aggressive", *BASELINE_NAMES]
-        systems = [s for s in _unique(systems) if s in self.decoders(model, "lite")]
+        decoders = self.decoders(model, "lite")
+        # the KV-cache finding reads every dynamic decoder and option judged
+        dynamic = [d for d in decoders if decoder_name(d).thresholded]
+        systems = [dyn, "dynamic-aggressive", *BASELINE_NAMES, *dynamic]
+        systems = [s for s in _unique(systems) if s in decoders]
         pairs = [Pair("lite.final", f"lite.{s}") for s in systems] + [Pair("it.final", "lite.final")]
         pairs += [Pair("it.final", f"it.{d}") for d in self.fixed_decoders(model)]
         return (
@@ -471,6 +484,20 @@ def _final_and_dynamic(plan: Plan, spec: ArtefactSpec) -> list[str]:
     return plan.generations(plan.main, "lite", ["final", plan.dynamic])
 
 
+def _dynamic_options(plan: Plan) -> list[str]:
+    """The main model's LITE decoders that are options of the reported dynamic decoder."""
+    return [
+        d
+        for d in plan.decoders(plan.main, "lite")
+        if decoder_name(d).option is not None and decoder_name(d).base == plan.dynamic
+    ]
+
+
+def _final_dynamic_and_options(plan: Plan, spec: ArtefactSpec) -> list[str]:
+    """``_final_and_dynamic`` and the generations of the reported decoder's options (table1)."""
+    return plan.generations(plan.main, "lite", ["final", plan.dynamic, *_dynamic_options(plan)])
+
+
 def _per_category(plan: Plan, spec: ArtefactSpec) -> list[str]:
     """The headline pair's judgments and generations on the figure's eval set."""
     m, evalset = plan.main, plan.category_evalset(spec)
@@ -543,7 +570,7 @@ ARTEFACT_SPECS: dict[str, ArtefactSpec] = {
         tunings=("lite",),
         available=lambda plan: bool(plan.sweep()),
     ),
-    "table1": ArtefactSpec(TABLE, _final_and_dynamic, tunings=("lite",), options=("dynamic",)),
+    "table1": ArtefactSpec(TABLE, _final_dynamic_and_options, tunings=("lite",), options=("dynamic",)),
     "table2": ArtefactSpec(
         TABLE,
         lambda plan, spec: [plan.similarity(plan.main, e, plan.dynamic) for e in plan.evalsets],
@@ -567,7 +594,9 @@ ARTEFACT_SPECS: dict[str, ArtefactSpec] = {
     ),
     "table6": ArtefactSpec(
         TABLE,
-        lambda plan, spec: plan.judged_against_final(plan.main, [plan.dynamic, *BASELINE_NAMES]),
+        lambda plan, spec: plan.judged_against_final(
+            plan.main, [plan.dynamic, *_dynamic_options(plan), *BASELINE_NAMES]
+        ),
         tunings=("lite",),
         decoders=BASELINE_NAMES,
     ),

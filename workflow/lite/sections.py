@@ -1,15 +1,15 @@
 """Config sections that a command and the workflow share, each declared once as a dataclass of
 ``setting()`` fields: ``generation`` (``lite generate``, ``lite trace``, and ``lite latency``'s device
-and dtype) and ``bench`` (``lite latency``). The commands build their options from these, and
-``lite.plan.Plan`` fills the config's sections from the same defaults. Nothing here imports torch,
-so the planner and the analysis jobs can read them.
+and dtype), ``bench`` (``lite latency``) and ``probes`` (``lite probes``). The commands build their
+options from these, and ``lite.plan.Plan`` fills the config's sections from the same defaults.
+Nothing here imports torch, so the planner and the analysis jobs can read them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lite.decoders.names import DRAFT_TOKENS
+from lite.decoders.names import DRAFT_TOKENS, decoder_name
 from lite.flags import setting
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -50,6 +50,8 @@ DEVICE_SETTINGS = ("device", "dtype")
 
 
 DECODERS = ("hf-generate", "final", "dynamic-nocache", "dynamic-cached")  # + speculative-L{E}
+# + this and a draft layer E: transformers' own LayerSkip self-speculation (``assistant_early_exit=E``)
+HF_LAYERSKIP = "hf-layerskip-L"
 EOS_MODES = ("forbid", "ignore")
 
 
@@ -79,7 +81,17 @@ class LatencyConfig:
         help="forbid: EOS is never chosen, as HF's min_new_tokens; ignore: decode on past it",
     )
 
+    exits: tuple[str, ...] = setting(
+        (),
+        parse=lambda text: tuple(name for name in text.split(",") if name),
+        help="dynamic decoders of the workflow and their options, timed with a KV cache beside the "
+        "rest, e.g. dynamic-calibrated-probe-copy (each with --exit-thresholds)",
+    )
+
     def __post_init__(self) -> None:
+        for name in self.exits:
+            if not decoder_name(name).thresholded:
+                raise ValueError(f"LatencyConfig.exits: {name!r} is not a dynamic decoder or sweep point")
         for name in ("prompts", "max_new_tokens", "repeats", "draft_tokens", "threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -99,4 +111,28 @@ class LatencyConfig:
 
     def decoders(self) -> list[str]:
         """The benchmark's decoders, in the table's order."""
-        return [*DECODERS, *(f"speculative-L{layer}" for layer in self.draft_layers), "speculative-adaptive"]
+        return [
+            *DECODERS,
+            *self.exits,
+            *(f"speculative-L{layer}" for layer in self.draft_layers),
+            "speculative-adaptive",
+            *(f"{HF_LAYERSKIP}{layer}" for layer in self.draft_layers),
+        ]
+
+    def runs(self) -> list[tuple[int, str]]:
+        """(batch size, decoder) pairs measured, in the table's order: every decoder at every batch
+        size, but HF's LayerSkip at batch size 1 only (HF's assisted generation, which it is,
+        decodes one prompt at a time and refuses a batch)."""
+        return [
+            (batch, name)
+            for batch in self.batch_sizes
+            for name in self.decoders()
+            if batch == 1 or not name.startswith(HF_LAYERSKIP)
+        ]
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """The ``probes`` config section: ``lite probes``' cut-off of the exit gates (lite.probes)."""
+
+    recall: float = setting(0.95, help="share of the agreeing positions each gate passes, in (0, 1]")

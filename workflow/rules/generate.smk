@@ -144,3 +144,32 @@ rule calibrated_thresholds:
     shell:
         "lite thresholds --traces {input} --layers {params.layers} --target {params.target}"
         " --min-count {params.min_count} --bin-width {params.bin_width} --out {output} > {log} 2>&1"
+
+
+# Exit gates of the options -probe and -saturation (lite.decoders.gates): per early checkpoint, a
+# linear regression of the head's confidence on the normed state with the margin its residuals
+# need, and CALM's saturation cut-off, fitted on the tuning's calibration traces so that each passes
+# `probes.recall` of the confident positions (head confidence >= 0.5).
+rule exit_probes:
+    input:
+        unpack(JOBS.exit_gates_inputs),
+    output:
+        PLAN.exit_gates("{model}", "{tuning}"),
+    log:
+        "logs/{model}/probes/{tuning}.log",
+    benchmark:
+        "results/benchmarks/{model}/probes/{tuning}.tsv"
+    conda:
+        "../../envs/model.yaml"
+    threads: 1
+    resources:
+        mem_mb=resource("generate", "mem_mb"),
+        runtime=runtime_per_attempt("generate"),
+    params:
+        layers=JOBS.early_checkpoints_arg,
+        recall=PLAN.probe_settings["recall"],
+        max_new_tokens=PLAN.generation_settings["max_new_tokens"],
+    shell:
+        "lite probes --model {input.model} --eval {input.evalset} --traces {input.traces}"
+        " --layers {params.layers} --recall {params.recall} --max-new-tokens {params.max_new_tokens}"
+        " --threads {threads} --out {output} > {log} 2>&1"

@@ -1,8 +1,10 @@
 # Latency benchmark (rule `bench`, the config's `bench` section): every decoder side by side on
 # the same prompts at each batch size, from the main model's LITE tuning (HF generate, no-cache and
-# KV-cached dynamic exit, self-speculative with fixed and adaptive drafting), plus acceptance rates
-# per draft layer for every tuning of the main model. Not part of the paper. Device and dtype are
-# generation.device / generation.dtype, so the latencies are those of the configured generation.
+# KV-cached dynamic exit, self-speculative with fixed and adaptive drafting, and HF's own LayerSkip
+# self-speculation from each draft layer, at batch size 1 only: HF's assisted generation takes no
+# batches), plus acceptance rates per draft layer for every tuning of the main model. Not part of
+# the paper. Device and dtype are generation.device / generation.dtype, so the latencies are those
+# of the configured generation.
 
 
 rule bench:
@@ -50,6 +52,7 @@ rule bench:
         draft_layers=JOBS.latency_list("draft_layers"),
         draft_tokens=PLAN.bench_settings["draft_tokens"],
         widths=JOBS.latency_list("widths"),
+        exits=JOBS.latency_exit_args,
         category=JOBS.latency_category_arg,
         eos=PLAN.bench_settings["eos"],
         device=JOBS.device_args(),
@@ -59,6 +62,7 @@ rule bench:
         " --max-new-tokens {params.max_new_tokens} --repeats {params.repeats}"
         " --draft-layers {params.draft_layers} --draft-tokens {params.draft_tokens}"
         " --widths {params.widths} --threads {threads} {params.category} --eos {params.eos} {params.compare}"
+        " {params.exits}"
         " {params.device}"
         " --out {output.csv} --figure {output.pdf} --throughput-figure {output.throughput}"
         " --acceptance-out {output.acceptance} > {log} 2>&1"

@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help='dynamic decoders: a thresholds file ({"thresholds": {"2": 0.9, ...}}) or that JSON inline',
     )
+    parser.add_argument(
+        "--gates",
+        default=None,
+        metavar="JSON",
+        help="-probe / -saturation decoders: the exit-gates file (lite probes)",
+    )
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -252,16 +258,20 @@ def run(args: argparse.Namespace) -> None:
     from lite.decoders.records import RunLabels, generate_records
     from lite.decoders.specs import decoder_from_name, parse_thresholds
     from lite.io import save_resolved_config, write_jsonl
+    from lite.probes import read_gates
 
     if settings.agreement_prompts < 0:
         raise InputError(f"--agreement-prompts must be >= 0, got {settings.agreement_prompts}")
     checkpoints = number_list(args.checkpoints, "--checkpoints")
     thresholds = None if args.thresholds is None else parse_thresholds(args.thresholds)
+    # an exit-gates file is checked whole here (lite.probes), before the model loads
+    document = None if args.gates is None else read_gates(args.gates).to_document()
+    gates = {"gates": document, "gates_source": args.gates or ""}
     # Check the decoder name before the (slower) model load, then again against the model's depth.
-    decoder_from_name(args.decoder, checkpoints, thresholds, settings.seed)
+    decoder_from_name(args.decoder, checkpoints, thresholds, settings.seed, **gates)
     sets, model, tokenizer = load_inputs(args, settings, device)
     spec = decoder_from_name(
-        args.decoder, checkpoints, thresholds, settings.seed, n_layers=model.config.num_hidden_layers
+        args.decoder, checkpoints, thresholds, settings.seed, n_layers=model.config.num_hidden_layers, **gates
     )
     for evalset in sets:
         out = generate_records(

@@ -10,7 +10,8 @@
 
 Times HF ``generate`` (final layer, KV cache), lite's own final-layer loop, the paper's no-cache
 dynamic exit, the KV-cached dynamic exit and self-speculative decoding from each draft layer and
-with adaptive drafting, side by side, at each batch size (see ``lite.latency``). ``--widths 1,4``
+with adaptive drafting, side by side, at each batch size, and HF's own LayerSkip self-speculation
+from each draft layer at batch size 1 (see ``lite.latency``). ``--widths 1,4``
 also measures a 4x wider copy of the model that computes the same function. With
 ``--acceptance-out`` the acceptance rate of self-speculative decoding from every layer below N is
 measured for this model and each ``--compare NAME=DIR`` one.
@@ -60,6 +61,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_setting_arguments(parser, latency.LatencyConfig)
     parser.add_argument(
+        "--exit-thresholds",
+        action="append",
+        default=[],
+        metavar="NAME=THRESHOLDS",
+        help="thresholds of one of --exits (repeatable): a thresholds file or inline JSON",
+    )
+    parser.add_argument(
+        "--gates", default=None, metavar="JSON", help="exit gates of --exits' -probe/-saturation options"
+    )
+    parser.add_argument(
         "--compare",
         action="append",
         default=[],
@@ -95,6 +106,7 @@ def run(args: argparse.Namespace) -> None:
     from lite.decoders.specs import parse_thresholds
     from lite.io import atomic_write, save_resolved_config
     from lite.modeling import load_model, load_tokenizer
+    from lite.probes import read_gates
     from lite.report.tables import to_markdown
 
     compare = _compare(args.compare)
@@ -109,6 +121,13 @@ def run(args: argparse.Namespace) -> None:
         raise InputError(str(err)) from None
     checkpoints = number_list(args.checkpoints, "--checkpoints")
     thresholds = parse_thresholds(args.thresholds)
+    exits = {}
+    for item in args.exit_thresholds:
+        name, sep, source = item.partition("=")
+        if not sep or name not in config.exits:
+            raise InputError(f"--exit-thresholds: expected NAME=THRESHOLDS for one of --exits, got {item!r}")
+        exits[name] = parse_thresholds(source)
+    gates = None if args.gates is None else read_gates(args.gates).to_document()
     for path in (args.model, *compare.values()):
         if not Path(path, "config.json").is_file():
             raise InputError(f"{path}: not a model folder (no config.json)")
@@ -144,7 +163,7 @@ def run(args: argparse.Namespace) -> None:
     pad = pad_id(tokenizer)
     stops = stop_ids(model, tokenizer)
 
-    steps = len(config.widths) * (config.repeats + 1) * len(config.batch_sizes) * len(config.decoders())
+    steps = len(config.widths) * (config.repeats + 1) * len(config.runs())
     raw = []
     with tqdm(total=steps, desc="latency", unit="run", file=sys.stderr) as bar:
 
@@ -158,7 +177,9 @@ def run(args: argparse.Namespace) -> None:
                 f" (x{factor})" if factor > 1 else ""
             )
             raw.append(
-                latency.measure(wide, prompts, checkpoints, thresholds, config, pad, label, progress, stops)
+                latency.measure(
+                    wide, prompts, checkpoints, thresholds, config, pad, label, progress, stops, exits, gates
+                )
             )
     frame = pd.concat(raw, ignore_index=True)
     table = latency.summarize(frame, config.threads)

@@ -32,10 +32,20 @@ def hf_greedy(
 
 
 def hf_greedy_batch(
-    model, prompts: Sequence[list[int]], *, max_new_tokens: int, eos_ids: Collection[int], pad_id: int
+    model,
+    prompts: Sequence[list[int]],
+    *,
+    max_new_tokens: int,
+    eos_ids: Collection[int],
+    pad_id: int,
+    assistant_early_exit: int | None = None,
 ) -> list[list[int]]:
     """HF ``generate``'s greedy tokens for a batch of prompts, left-padded with an attention mask
-    (as HF asks of decoder-only models); each response ends at its first stop token."""
+    (as HF asks of decoder-only models); each response ends at its first stop token.
+    ``assistant_early_exit``: HF's LayerSkip self-speculation drafting from that layer (one prompt
+    at a time). It goes on this call's config only: set on ``model.generation_config``, which
+    ``generate`` reads for every option a config leaves unset, the drafts' own ``generate`` calls
+    would be assisted too (the same tokens, many times slower)."""
     width = max(len(prompt) for prompt in prompts)
     device = device_of(model)
     ids = torch.tensor(
@@ -47,6 +57,8 @@ def hf_greedy_batch(
     config.pad_token_id = pad_id
     config.do_sample = False
     config.max_new_tokens = max_new_tokens
+    if assistant_early_exit is not None:
+        config.assistant_early_exit = assistant_early_exit
     with torch.inference_mode():
         out = model.generate(ids, attention_mask=mask, generation_config=config)
     responses = []

@@ -30,6 +30,22 @@ its exits need.
 
 A ``Meter`` (``lite.decoders.slots``) counts the work; at batch 1 its causal FLOPs equal
 ``lite.flops.kvcache_flops`` exactly, in a batch they exceed it by the states ridden along.
+
+Two options beyond the paper, for a KV cache that should save compute, not only time: with exact
+catch-up every position is eventually computed through nearly every layer, and every visited
+checkpoint reads the head, so an exit saves little of a cached decode's FLOPs.
+
+- An exit gate (``lite.decoders.gates``) decides from the hidden state at O(hidden) whether a
+  checkpoint's head is read at all.
+- ``fill="copy"`` (CALM's state propagation): when a token exits at layer e, the keys/values of
+  layers e+1..N at its input position are projected from layer e's state (``_Propagation``) and
+  the position counts as computed through N, so no later token catches it up. The prompt's other
+  positions are still caught up exactly, as deep as the response goes. Depth is then no longer
+  monotone along a row (deep generated columns after a shallow prompt); the block of a catch-up
+  starts at the first column below the layer and freezes the deep ones. Tokens differ from the
+  exact decoder's (later tokens attend to projected states), so the quality cost is measured by
+  judging, never assumed; they do not depend on the batch: a row's copied columns overwrite
+  whatever riding along computed there.
 """
 
 from __future__ import annotations
@@ -38,11 +54,61 @@ from collections.abc import Collection, Sequence
 
 import torch
 
-from lite.decoders.blocks import HeadOutput, PaddedBatch, device_of, embed, n_layers, row_index
+from lite.architectures import adapter
+from lite.decoders.blocks import HeadOutput, PaddedBatch, _parts, device_of, embed, n_layers, row_index
 from lite.decoders.engines import exit_points
+from lite.decoders.gates import ExitGate
 from lite.decoders.generation import Collector, Generation
 from lite.decoders.policies import ExitPolicy
 from lite.decoders.slots import Meter, SlotBatch
+from lite.flops import FILL_KINDS
+
+
+class _Propagation:
+    """CALM's state propagation: the keys/values a skipped layer would have made, projected from
+    the exit layer's hidden state (each layer's input norm, k and v projections and RoPE on it).
+
+    The input norms' weights and the k/v projections of all layers are stacked once, so the
+    layers above an exit are filled by one batched matmul per step and exit layer.
+    """
+
+    def __init__(self, model):
+        found = adapter(model)
+        if not found.written_out:  # q/k norms (Qwen3) or other norms (Gemma): not LLaMA's projections
+            raise ValueError(
+                f"kv_fill copy projects keys/values as LLaMA layers do; {model.config.model_type!r} "
+                "layers compute them otherwise"
+            )
+        parts = [_parts(layer) for layer in model.model.layers]
+        self.eps = parts[0].input_norm[1]
+        if any(p.input_norm[1] != self.eps for p in parts):
+            raise ValueError("kv_fill copy needs one RMSNorm epsilon across layers")
+        self.head_dim = parts[0].head_dim
+        self.norms = torch.stack([p.input_norm[0] for p in parts])[:, None]  # (N, 1, h)
+        # (N, h, 2 * kv_width): keys then values, as F.linear's weights transposed
+        self.weights = torch.stack([torch.cat([p.k[0], p.v[0]]).T for p in parts])
+        biases = [p.k[1] is not None for p in parts]
+        self.biases = (
+            torch.stack([torch.cat([p.k[1], p.v[1]]) for p in parts])[:, None] if all(biases) else None
+        )  # (N, 1, 2 * kv_width) or None
+
+    def project(
+        self, hidden: torch.Tensor, first: int, rope: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of layers ``first+1..N`` from ``hidden`` (rows, h), the raw output of layer
+        ``first``; ``rope`` (cos, signed sin), each (rows, 1, 1, d). Returns each
+        (N - first, rows, kv_heads, d)."""
+        normed = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + self.eps)  # (rows, h)
+        x = self.norms[first:] * normed[None]  # (N - first, rows, h): each layer's input norm
+        kv = torch.bmm(x, self.weights[first:])  # (N - first, rows, 2 * kv_width)
+        if self.biases is not None:
+            kv = kv + self.biases[first:]
+        layers, rows, _ = kv.shape
+        kv = kv.view(layers, rows, 2, -1, self.head_dim)  # (N - first, rows, 2, kv_heads, d)
+        keys, values = kv[:, :, 0], kv[:, :, 1]
+        cos, sin = rope[0][:, 0], rope[1][:, 0]  # (rows, 1, d): broadcast over layers and heads
+        keys = keys * cos + keys.roll(self.head_dim // 2, -1) * sin
+        return keys, values
 
 
 class _ExitState(SlotBatch):
@@ -91,8 +157,10 @@ class _ExitState(SlotBatch):
         pick = row_index(rows, self.size, self.device)
         depth = self.depth[pick, : self.cur + 1]  # (rows, cur + 1)
         # the block starts at the first column some row has below layer ``last``; the columns a
-        # row has already been through are frozen there (SlotBatch.run): one block for every row
-        start = int((depth >= last).sum(dim=1).min())
+        # row has already been through are frozen there (SlotBatch.run): one block for every row.
+        # (Column cur is below ``last``, so every row has one. With copied fills depth is not
+        # monotone along a row: deep generated columns sit after a shallow prompt, and freeze.)
+        start = int((depth < last).int().argmax(dim=1).min())
         block = depth[:, start:]  # (rows, q)
         stop = self.cur + 1
         self.store[pick, start:stop] = self.run(
@@ -107,19 +175,37 @@ class _ExitState(SlotBatch):
         self.store[pick, start:stop] = self.run(self.store[pick, start:stop], rows, start, first, last, pick)
         self.depth[pick, start:stop] = last
 
+    def rows_state(self, rows: list[int]) -> torch.Tensor:
+        """(rows, hidden): column ``cur`` of ``rows`` at its current depth (a copy)."""
+        return self.store[torch.tensor(rows, device=self.device), self.cur]
+
+    def fill_copy(self, rows: list[int], layer: int, hidden: torch.Tensor, propagation: _Propagation) -> None:
+        """Column ``cur`` of ``rows``, which exited at ``layer`` with state ``hidden`` (rows, h): the
+        keys/values of layers ``layer+1..N`` projected from it replace whatever they held (states
+        ridden along in a batch included, so a row's tokens never depend on its batch mates)."""
+        index = torch.tensor(rows, device=self.device)
+        rope = self.rotary.rope(hidden[:, None], self.positions[index, self.cur : self.cur + 1])
+        keys, values = propagation.project(hidden, layer, rope)
+        self.cache.fill(index, self.cur, layer, keys, values)
+        self.depth[index, self.cur] = self.total
+        if self.meter is not None:
+            self.meter.fills(rows, self.total - layer)
+
     def read_head(self, rows: list[int]) -> HeadOutput:
         """The shared head on column ``cur`` of ``rows`` (their current depth)."""
         return self.head(self.store[row_index(rows, self.size, self.device), self.cur], rows)
 
-    def append(self, tokens: list[int], reached: int, live: list[bool]) -> None:
+    def append(self, tokens: list[int], reached: int | None, live: list[bool]) -> None:
         """A new input column holding ``tokens`` (per row); column ``cur`` of the live rows reached
-        layer ``reached``. Finished rows never compute the new column."""
+        layer ``reached`` (None: it was filled through N, so the shallowest earlier column is
+        still the one ``advance`` last caught up). Finished rows never compute the new column."""
         column = self.cur + 1
         # finished rows get an embedding too, but no block and no head ever reads it
         self.store[:, column] = embed(self.model, torch.tensor(tokens, device=self.device)[:, None])[:, 0]
-        for row in range(self.size):
-            if live[row]:
-                self.behind[row] = reached
+        if reached is not None:
+            for row in range(self.size):
+                if live[row]:
+                    self.behind[row] = reached
         self.cur = column
 
 
@@ -134,16 +220,32 @@ def exit_cached(
     eos_ids: Collection[int],
     pad_id: int,
     meter: Meter | None = None,
+    gate: ExitGate | None = None,
+    fill: str = "exact",
 ) -> list[Generation]:
-    """Early-exit greedy decoding with a KV cache and exact catch-up; same tokens as ``exit_nocache``.
+    """Early-exit greedy decoding with a KV cache; with the defaults the tokens of ``exit_nocache``.
 
     ``checkpoints`` ascend and end with the final layer N. A row's head is read at every visited
     checkpoint when the policy uses confidences, else only where the row exits (as the reference
     counts it). ``meter``, if given (``Meter(ModelShape.from_config(model.config), len(prompts))``),
     is filled with the work done.
+
+    Options beyond the paper (``lite.decoders.gates``; the module docstring):
+
+    - ``gate``: at an intermediate checkpoint only the rows it passes have their head read and may
+      exit (a threshold policy's confidence still decides); the others go on without a head.
+    - ``fill="copy"``: the keys/values of the layers above a token's exit are projected from its
+      exit state (CALM's propagation) instead of computed exactly when a later token goes deeper;
+      the prompt's positions (but the last, token 0's input) are still caught up exactly. Tokens
+      then differ from the reference's; they do not depend on the batch.
     """
     total = n_layers(model)
     checkpoints = exit_points(model, checkpoints)
+    if fill not in FILL_KINDS:
+        raise ValueError(f"fill must be one of {', '.join(FILL_KINDS)}, got {fill!r}")
+    if gate is not None and not policy.uses_confidence:
+        raise ValueError("an exit gate decides where the head is read: it needs a threshold policy")
+    propagation = _Propagation(model) if fill == "copy" else None
     batch = PaddedBatch.from_lists(list(prompts), pad_id, device_of(model))
     size = len(prompts)
     state = _ExitState(model, batch, batch.ids.shape[1] + max_new_tokens, meter)
@@ -152,31 +254,49 @@ def exit_cached(
     while True:
         tokens, layers, confidence = [0] * size, [0] * size, [0.0] * size
         visited = [0] * size  # heads read while undecided
+        checked = [0] * size  # gate checks
         live = [row for row in range(size) if out.live[row]]
         undecided = live
+        exited = []  # (rows, layer, their states there) of early exits, for the copy fill
+        earlier = state.rows_state(live) if gate is not None and gate.needs_previous else None
         previous = 0
         for index, layer in enumerate(checkpoints):
             # every live row rides along to the deepest exit of the step (see the module docstring)
             state.advance(live, previous + 1, layer)
             previous = layer
-            for row in undecided:
+            asked = undecided  # rows whose head is read here (when the policy reads heads)
+            if gate is not None and layer < total:
+                at_live = {row: i for i, row in enumerate(live)}
+                here = state.store[row_index(undecided, size, state.device), state.cur]  # (undecided, h)
+                before = None if earlier is None else earlier[[at_live[row] for row in undecided]]
+                passing = gate.passes(index, here, before).tolist()
+                if meter is not None:
+                    meter.gates(undecided, gate.kind)
+                for row in undecided:
+                    checked[row] += 1
+                asked = [row for row, ok in zip(undecided, passing, strict=True) if ok]
+                if earlier is not None:
+                    earlier = state.rows_state(live)
+            for row in asked:
                 visited[row] += 1
-            read, readers = None, undecided
-            if policy.uses_confidence or layer == total:
-                read = state.read_head(undecided)
+            read, readers = None, asked
+            if asked and (policy.uses_confidence or layer == total):
+                read = state.read_head(asked)
             if layer == total:
                 leave = undecided
+            elif not asked:
+                leave = []
             else:
                 if read is None:  # unused by policies that ignore confidence
                     scores = torch.zeros(size, device=state.device)
-                elif len(undecided) == size:
+                elif len(asked) == size:
                     scores = read.confidence
                 else:
                     scores = torch.zeros(size, device=state.device).index_copy_(
-                        0, torch.tensor(undecided, device=state.device), read.confidence
+                        0, torch.tensor(asked, device=state.device), read.confidence
                     )
                 exits = policy.exits(step, index, scores).tolist()  # (batch,)
-                leave = [row for row in undecided if exits[row]]
+                leave = [row for row in asked if exits[row]]
             if read is None and leave:  # only the rows that exit need this head
                 read, readers = state.read_head(leave), leave
             if leave:
@@ -185,13 +305,23 @@ def exit_cached(
                 for row in leave:
                     tokens[row], layers[row] = head_tokens[at[row]], layer
                     confidence[row] = head_confidence[at[row]]
+                if propagation is not None and layer < total:
+                    exited.append((leave, layer, state.rows_state(leave)))
                 gone = set(leave)
                 undecided = [row for row in undecided if row not in gone]
             if not undecided:
                 break
         heads = visited if policy.uses_confidence else [1] * size
-        out.add(tokens, layers, confidence, heads)
+        out.add(tokens, layers, confidence, heads, gates=checked if gate is not None else None)
         if out.finished:
             return out.rows
-        state.append(tokens, previous, out.live)
+        for (
+            rows,
+            layer,
+            hidden,
+        ) in exited:  # a row's last token needs no deeper states: no later token reads them
+            going = [i for i, row in enumerate(rows) if out.live[row]]
+            if going:
+                state.fill_copy([rows[i] for i in going], layer, hidden[going], propagation)
+        state.append(tokens, None if propagation is not None else previous, out.live)
         step += 1

@@ -50,8 +50,17 @@ def decode(
         return greedy_cached(model, prompts, spec.layer, **common)
     if spec.kind == "speculative":
         return speculative(model, prompts, spec.draft, meter=meter, **common)
-    if kv_cache:
-        return exit_cached(model, prompts, spec.checkpoints, spec.policy(keys), meter=meter, **common)
+    if spec.named.cached(kv_cache):  # the options run with a cache only
+        return exit_cached(
+            model,
+            prompts,
+            spec.checkpoints,
+            spec.policy(keys),
+            meter=meter,
+            gate=spec.exit_gate(model),
+            fill=spec.fill,
+            **common,
+        )
     return exit_nocache(model, prompts, spec.checkpoints, spec.policy(keys), **common)
 
 

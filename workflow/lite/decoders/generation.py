@@ -34,6 +34,7 @@ class Generation:
     exit_layers: list[int] = field(default_factory=list)  # layer whose head produced the token
     confidences: list[float] = field(default_factory=list)  # that head's max softmax probability
     heads: list[int] = field(default_factory=list)  # heads computed for the token (FLOP accounting)
+    gate_checks: list[int] | None = None  # exit-gate checks for the token (gated decoders only)
     layer_argmax: list[list[int]] | None = None  # trace only: (T, N)
     layer_confidence: list[list[float]] | None = None  # trace only: (T, N)
     acceptance: Acceptance | None = None  # speculative decoding only
@@ -57,8 +58,11 @@ class Collector:
         self.max_new_tokens = max_new_tokens
         self.eos_ids = frozenset(eos_ids)
 
-    def add(self, tokens, layers, confidences, heads, layer_argmax=None, layer_confidence=None) -> None:
-        """One step's outputs, (batch,) each (tensors or lists); rows already finished ignore theirs."""
+    def add(
+        self, tokens, layers, confidences, heads, layer_argmax=None, layer_confidence=None, gates=None
+    ) -> None:
+        """One step's outputs, (batch,) each (tensors or lists); rows already finished ignore theirs.
+        ``gates``: exit-gate checks per row, recorded where a gate decided."""
         tokens, layers, confidences, heads = (_as_list(t) for t in (tokens, layers, confidences, heads))
         if layer_argmax is not None:
             layer_argmax, layer_confidence = layer_argmax.tolist(), layer_confidence.tolist()
@@ -68,6 +72,10 @@ class Collector:
             if layer_argmax is not None:
                 row.layer_argmax.append(layer_argmax[i])
                 row.layer_confidence.append(layer_confidence[i])
+            if gates is not None:
+                if row.gate_checks is None:
+                    row.gate_checks = []
+                row.gate_checks.append(int(gates[i]))
             self.append(i, tokens[i], layers[i], confidences[i], heads[i])
 
     def append(self, row: int, token: int, layer: int, confidence: float, heads: int) -> None:

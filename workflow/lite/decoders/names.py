@@ -27,10 +27,17 @@ VALID_NAMES = (
     "fixed-L{k}",
     *DYNAMIC_NAMES,
     "dynamic-x{k}",
+    "<dynamic or sweep name>[-probe|-saturation][-copy]",
     *BASELINE_NAMES,
     "speculative-L{E}",
     "speculative-adaptive",
 )
+# Options of a KV-cached dynamic exit (or sweep point), as suffixes of its name, in this order:
+# ``-probe`` / ``-saturation``: an exit gate decides where the head is read (lite.decoders.gates);
+# ``-copy``: exited tokens' deeper keys/values projected from their exit state (CALM), not caught up.
+GATE_SUFFIXES = ("probe", "saturation")
+FILL_SUFFIXES = ("copy",)
+_OPTIONS = re.compile(r"(?P<base>.+?)(?:-(?P<gate>probe|saturation))?(?:-(?P<fill>copy))?")
 _FIXED = re.compile(r"fixed-L(\d+)")
 _SPECULATIVE = re.compile(r"speculative-L(\d+)")
 _SWEEP = re.compile(r"dynamic-x(\d+(?:\.\d+)?)")
@@ -41,8 +48,9 @@ WORKFLOW_DECODERS = "|".join(
     [
         "final",
         _FIXED.pattern,
-        *(re.escape(name) for name in DYNAMIC_NAMES if name != "dynamic"),
-        _SWEEP.pattern,
+        "(?:"
+        + "|".join([*(re.escape(name) for name in DYNAMIC_NAMES if name != "dynamic"), _SWEEP.pattern])
+        + ")(?:-(?:probe|saturation))?(?:-copy)?",
         *(re.escape(name) for name in BASELINE_NAMES),
     ]
 )
@@ -62,10 +70,24 @@ class DecoderName:
     # the threshold set the workflow passes it: paper, aggressive or calibrated (a sweep point: the
     # paper's, scaled by ``scale``); None where it needs none or takes them from the command line
     threshold_set: str | None = None
+    gate: str = "head"  # what decides where the head is read: head (every checkpoint), probe, saturation
+    fill: str = "exact"  # exited tokens' deeper keys/values: exact (catch-up) or copy (CALM)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"DecoderName.family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+
+    @property
+    def option(self) -> str | None:
+        """The options beyond the paper's exact decoder, as named (``probe-copy``, ``copy``, ...),
+        or None for the paper's decoder itself."""
+        parts = [part for part in (self.gate, self.fill) if part not in ("head", "exact")]
+        return "-".join(parts) or None
+
+    @property
+    def base(self) -> str:
+        """The name without its options: the paper's decoder with the same thresholds."""
+        return self.name if self.option is None else self.name[: -len(self.option) - 1]
 
     @property
     def thresholded(self) -> bool:
@@ -80,34 +102,49 @@ class DecoderName:
     @property
     def label(self) -> str:
         """What the quality/cost frontier calls it: a dynamic exit its threshold set (paper,
-        aggressive, calibrated), any other decoder its family (sweep, baseline, ...)."""
+        aggressive, calibrated), any other decoder its family (sweep, baseline, ...); with its
+        options after it (``calibrated probe-copy``)."""
         if self.family == "dynamic" and self.threshold_set is not None:
-            return self.threshold_set
-        return self.family
+            label = self.threshold_set
+        else:
+            label = self.family
+        return label if self.option is None else f"{label} {self.option}"
 
     def cached(self, kv_cache: bool) -> bool:
-        """Whether it decodes with a KV cache: final, fixed exits and speculative decoding always,
-        the early exits when ``kv_cache`` asks for it (else the paper's loop recomputes the prefix)."""
-        return kv_cache or not self.early_exit
+        """Whether it decodes with a KV cache: final, fixed exits, speculative decoding and the
+        options always, the paper's early exits when ``kv_cache`` asks for it (else the paper's
+        loop recomputes the prefix)."""
+        return kv_cache or not self.early_exit or self.option is not None
 
     def meters(self, kv_cache: bool) -> bool:
         """Whether ``lite.decoders.dispatch.decode`` can count its work with a ``Meter``: the decoders
         that run in fixed columns (the KV-cached early exits, speculative decoding). The others'
         work is ``lite.flops``' accounting of their exits."""
-        return self.family == "speculative" or (kv_cache and self.early_exit)
+        return self.family == "speculative" or (self.early_exit and self.cached(kv_cache))
 
     def reference(self, kv_cache: bool) -> str | None:
         """The decoder whose tokens it must reproduce exactly: ``hf-generate`` (HF ``generate``) for
         ``final`` and speculative decoding, ``nocache`` (the paper's loop) for a KV-cached early
-        exit; None where there is no such promise."""
+        exit; None where there is no such promise (the options change exits or states)."""
         if self.family in ("final", "speculative"):
             return "hf-generate"
-        return "nocache" if kv_cache and self.early_exit else None
+        return "nocache" if kv_cache and self.early_exit and self.option is None else None
 
 
 def decoder_name(name: str) -> DecoderName:
     """Parse a decoder name (see the module docstring); unknown names raise ``InputError`` listing
     the valid ones. A layer in the name is read, not checked: ``decoder_from_name`` checks it."""
+    options = _OPTIONS.fullmatch(name)
+    if options is not None and (options["gate"] or options["fill"]):
+        base = decoder_name(options["base"])
+        if not base.thresholded or base.option is not None:
+            raise InputError(
+                f"decoder {name!r}: options -probe, -saturation and -copy follow a dynamic or sweep "
+                f"decoder's name, not {options['base']!r}"
+            )
+        return dataclasses.replace(
+            base, name=name, gate=options["gate"] or "head", fill=options["fill"] or "exact"
+        )
     fixed, draft, sweep = _FIXED.fullmatch(name), _SPECULATIVE.fullmatch(name), _SWEEP.fullmatch(name)
     if name == "final":
         return DecoderName(name, "final")

@@ -149,7 +149,15 @@ def generate_records(
                 "checkpoints": list(spec.checkpoints),
                 "prompt_tokens": len(prompt),
                 "prompt_truncated_chars": cut,
-                "flops": generation_flops(shape, len(prompt), gen.exit_layers, gen.heads),
+                "flops": generation_flops(
+                    shape,
+                    len(prompt),
+                    gen.exit_layers,
+                    gen.heads,
+                    fill=spec.fill,
+                    gate=spec.gate,
+                    gate_checks=gen.gate_checks,
+                ),
             }
         )
     return records

@@ -29,7 +29,7 @@ from lite.decoders.blocks import (
     row_index,
     run_layers,
 )
-from lite.flops import ModelShape, head_flops, layer_flops
+from lite.flops import ModelShape, fill_flops, gate_flops, head_flops, layer_flops
 
 
 class SlotCache:
@@ -47,31 +47,47 @@ class SlotCache:
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
         weight = model.model.embed_tokens.weight
-        self._shape = (batch, kv_heads, head_dim)
+        self._shape = (n_layers(model), batch, kv_heads, head_dim)
         self._like = {"dtype": weight.dtype, "device": weight.device}
-        self.keys = [self._zeros(width) for _ in range(n_layers(model))]  # each (batch, kv_heads, width, d)
-        self.values = [self._zeros(width) for _ in range(n_layers(model))]
+        # every layer's keys (values) in one tensor, so a column of many layers is written at once
+        # (``fill``); ``keys[i]`` / ``values[i]`` are layer i's views, each (batch, kv_heads, width, d)
+        self.all_keys = self._zeros(width)  # (layers, batch, kv_heads, width, d)
+        self.all_values = self._zeros(width)
+        self._views()
         self._rows: torch.Tensor | None = None
         self._start = 0
         self._write: torch.Tensor | None = None
 
     def _zeros(self, width: int) -> torch.Tensor:
-        batch, kv_heads, head_dim = self._shape
-        return torch.zeros((batch, kv_heads, width, head_dim), **self._like)
+        layers, batch, kv_heads, head_dim = self._shape
+        return torch.zeros((layers, batch, kv_heads, width, head_dim), **self._like)
+
+    def _views(self) -> None:
+        self.keys = list(self.all_keys.unbind(0))
+        self.values = list(self.all_values.unbind(0))
 
     @property
     def width(self) -> int:
-        return self.keys[0].shape[2]
+        return self.all_keys.shape[3]
 
     def grow(self, width: int) -> None:
         """Make room for ``width`` columns (keeps what is stored)."""
         if width <= self.width:
             return
-        for store in (self.keys, self.values):
-            for i, old in enumerate(store):
-                new = self._zeros(width)
-                new[:, :, : old.shape[2]] = old
-                store[i] = new
+        old_keys, old_values = self.all_keys, self.all_values
+        self.all_keys, self.all_values = self._zeros(width), self._zeros(width)
+        self.all_keys[..., : old_keys.shape[3], :] = old_keys
+        self.all_values[..., : old_values.shape[3], :] = old_values
+        self._views()
+
+    def fill(
+        self, rows: torch.Tensor, column: int, first: int, keys: torch.Tensor, values: torch.Tensor
+    ) -> None:
+        """Store ``keys``/``values`` (layers, rows, kv_heads, d) in ``column`` of batch ``rows`` for
+        layers ``first..first+layers-1`` (0-based): one write per tensor whatever the layer count."""
+        end = first + keys.shape[0]
+        self.all_keys[first:end, :, :, column][:, rows] = keys
+        self.all_values[first:end, :, :, column][:, rows] = values
 
     def target(self, rows: torch.Tensor | None, start: int, write: torch.Tensor | None = None) -> SlotCache:
         """Aim the next block at batch ``rows`` (None: all, in order) from column ``start``;
@@ -151,6 +167,18 @@ class Meter:
             grown[:, : self.computed.shape[1]] = self.computed
             self.computed = grown
         self.computed[rows, start:end, first - 1 : last] += is_real[:, :, None].int()
+
+    def gates(self, rows: list[int], kind: str) -> None:
+        """A ``kind`` exit gate checked one position of each of ``rows``."""
+        flops = gate_flops(self.shape, kind)
+        self.head_kernel += len(rows) * flops
+        self.causal[rows] += flops
+
+    def fills(self, rows: list[int], layers: int) -> None:
+        """Keys/values of ``layers`` layers projected for one position of each of ``rows``."""
+        flops = fill_flops(self.shape, layers)
+        self.layer_kernel += len(rows) * flops
+        self.causal[rows] += flops
 
     def heads(self, rows: list[int], positions: int = 1) -> None:
         """The head ran on ``positions`` positions of each of ``rows``."""

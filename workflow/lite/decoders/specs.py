@@ -10,6 +10,11 @@
   checkpoints are visited in ascending order and the first whose confidence >= its threshold
   answers, else the final layer does. Without a KV cache this is the paper's procedure,
   recomputing the prefix; with one, the same tokens and exits (``lite.decoders.cached``).
+- ``<dynamic or sweep name>[-probe|-saturation][-copy]``: options beyond the paper, always with a
+  KV cache. ``-probe`` / ``-saturation``: an exit gate fitted on the calibration traces decides
+  where the head is read (``lite.decoders.gates``; the thresholds still decide the exits there);
+  ``-copy``: an exited token's deeper keys/values are projected from its exit state (CALM's
+  propagation) instead of caught up exactly (``lite.decoders.cached``).
 - ``dynamic-x{k}``: a point of the threshold sweep (the quality/cost frontier): dynamic exit with
   the paper's thresholds scaled by k (the workflow passes them, ``lite.plan.scaled_thresholds``).
 - ``random-half``, ``random-k``: exit at each intermediate checkpoint with probability 1/2, resp.
@@ -40,6 +45,7 @@ from lite.decoders.names import (
 from lite.io import InputError, read_json, where
 
 if TYPE_CHECKING:  # the policies need torch; names and specs stay light for the Snakefile
+    from lite.decoders.gates import ExitGate
     from lite.decoders.policies import ExitPolicy
 
 
@@ -102,6 +108,10 @@ class DecoderSpec:
     layer: int | None = None  # fixed-L{k}: k; speculative-L{E}: E
     thresholds: dict[int, float] | None = None  # dynamic: checkpoint layer -> threshold (> 1: never)
     seed: int = 0  # random baselines: with the prompt id, fixes every random exit
+    gate: str = "head"  # dynamic: what decides where the head is read (lite.decoders.gates)
+    fill: str = "exact"  # dynamic: exited tokens' deeper keys/values, exact catch-up or copy (CALM)
+    gates: dict | None = None  # a probe or saturation gate's exit-gates document (lite.probes)
+    gates_source: str = ""  # where ``gates`` was read, for error messages
 
     def __post_init__(self) -> None:
         if self.kind not in self.kinds:
@@ -113,6 +123,12 @@ class DecoderSpec:
             raise InputError(f"DecoderSpec field 'checkpoints': must ascend without repeats, got {list(cps)}")
         if self.kind in ("fixed", "speculative") and (self.layer is None or self.layer < 1):
             raise InputError(f"DecoderSpec field 'layer': decoder {self.name!r} needs a layer >= 1")
+        if (self.gate != "head" or self.fill != "exact") and self.kind != "dynamic":
+            raise InputError(f"DecoderSpec field 'gate'/'fill': decoder {self.name!r} is not a dynamic exit")
+        if self.gate != "head" and self.gates is None:
+            raise InputError(
+                f"DecoderSpec field 'gates': decoder {self.name!r} needs an exit-gates file (--gates FILE)"
+            )
         if self.kind == "dynamic":
             if self.thresholds is None:
                 raise InputError(f"DecoderSpec field 'thresholds': decoder {self.name!r} needs thresholds")
@@ -146,6 +162,16 @@ class DecoderSpec:
     def named(self) -> DecoderName:
         """What its name says: family, reference, whether ``decode`` meters it (``decoder_name``)."""
         return decoder_name(self.name)
+
+    def exit_gate(self, model) -> ExitGate | None:
+        """The gate of a ``-probe`` or ``-saturation`` decoder for ``model``, else None."""
+        if self.gate == "head":
+            return None
+        from lite.decoders.gates import gate_from_document
+
+        layers = self.checkpoints[:-1]
+        thresholds = [self.thresholds[layer] for layer in layers]
+        return gate_from_document(model, self.gate, self.gates, thresholds, layers, self.gates_source)
 
     def policy(self, keys: Sequence[str]) -> ExitPolicy:
         """The exit policy of an early-exit decoder for a batch of prompts named by ``keys``."""
@@ -208,13 +234,16 @@ def decoder_from_name(
     draft_tokens: int = DRAFT_TOKENS,
     draft_threshold: float | None = None,
     draft_layers: Sequence[int] = (),
+    gates: dict | None = None,
+    gates_source: str = "",
 ) -> DecoderSpec:
     """Parse a decoder name (see the module docstring); with ``n_layers`` also check it against the model.
 
     Unknown names raise ``InputError`` listing the valid ones; a fixed or draft layer outside the
     model's names it. ``draft_tokens`` and ``draft_threshold`` are the draft settings of
     ``speculative-L{E}`` (``SpeculativeSpec``); ``speculative-adaptive`` chooses among
-    ``draft_layers``, stopping drafts below ``thresholds``.
+    ``draft_layers``, stopping drafts below ``thresholds``. ``gates`` is the exit-gates document
+    (``lite.probes``) a ``-probe`` or ``-saturation`` decoder reads, from ``gates_source``.
     """
     named = decoder_name(name)
     checkpoints = tuple(sorted(set(checkpoints)))
@@ -252,7 +281,14 @@ def decoder_from_name(
         if thresholds is None:
             raise InputError(f"decoder {name!r} needs thresholds (--thresholds FILE_OR_JSON)")
         spec = DecoderSpec(
-            name, "dynamic", checkpoints, thresholds={int(k): float(v) for k, v in thresholds.items()}
+            name,
+            "dynamic",
+            checkpoints,
+            thresholds={int(k): float(v) for k, v in thresholds.items()},
+            gate=named.gate,
+            fill=named.fill,
+            gates=gates if named.gate != "head" else None,
+            gates_source=gates_source,
         )
     else:  # a baseline: its policy is its name
         spec = DecoderSpec(name, name, checkpoints, seed=seed)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from lite.decoders.names import decoder_name
 from lite.io import InputError
 from lite.report import style
 from lite.report.inputs import (
@@ -483,24 +484,41 @@ def fig10(
 _FRONTIER_MARKERS = {"paper": "o", "aggressive": "v", "calibrated": "*"}
 # the baselines are all grey, so each needs a shape of its own to be told apart in the legend
 _BASELINE_MARKERS = {"random-half": "X", "random-k": "P", "sequential": "D"}
+# options of the KV-cached exit (lite.decoders.names): a colour and a line style each, the paper's
+# exact decoder (no option) in the compared blue
+_OPTION_STYLES = {
+    None: (style.COMPARED_COLOR, "-"),
+    "copy": ("#55A868", "--"),
+    "probe-copy": ("#8172B3", "-."),
+    "saturation-copy": ("#937860", ":"),
+    "probe": ("#C44E52", ":"),
+    "saturation": ("#DA8BC3", ":"),
+}
+
+
+def _option_style(option: str | None) -> tuple[str, str]:
+    return _OPTION_STYLES.get(option, ("#64B5CD", ":"))
 
 
 def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
     """The quality/cost frontier of dynamic exit (beyond the paper): mean judge score against % FLOPs
     saved over final-layer generation, no-KV-cache accounting (the paper's) left and KV-cache right,
-    a row per base model. The blue line joins the threshold sweep from cautious to aggressive (the
-    paper's thresholds t moved to 1 - k (1 - t), each point labelled xk); the paper's, aggressive and
-    calibrated settings (blue) and the random and sequential baselines (grey) are marked, the final
-    layer (orange) is the point at no saving.
+    a row per base model. A line joins each threshold sweep from cautious to aggressive (the
+    paper's thresholds t moved to 1 - k (1 - t), points labelled xk): the paper's exact decoder in
+    blue, each option of the KV-cached exit (``-copy``, ``-probe-copy``, ...) in a colour of its own,
+    labelled in the KV-cache panel, where they differ. The paper's, aggressive and calibrated
+    settings are marked by shape in their option's colour, the random and sequential baselines in
+    grey; the final layer (orange) is the point at no saving.
 
     Inputs: judgments of {tuning}.{decoder} vs {tuning}.{final} and generation records of each system.
     """
     from lite.report.tables import frontier as frontier_table
 
     frame = frontier_table(inputs, tuning=tuning, final=final)
+    option = frame["system"].str.partition(".")[2].map(lambda name: decoder_name(name).option)
+    frame = frame.assign(option=option.astype(object).where(option.notna(), None))
     models = sorted_like(frame["model"], model_order(inputs))
     fig, axes = style.grid(len(models), 2, width=4.6, height=3.4)
-    color = style.COMPARED_COLOR
     for r, model in enumerate(models):
         part = frame[frame["model"] == model]
         for c, accounting in enumerate(("nocache", "kvcache")):
@@ -508,23 +526,32 @@ def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
             saved = f"saved_pct_{accounting}"
             ax.scatter([0.0], [part["score_final"].mean()], color=style.FINAL_COLOR, marker="s",
                        label=f"{style.tuning_name(tuning)} {final}", zorder=3)  # fmt: skip
-            sweep = part[part["kind"] == "sweep"].sort_values("scale")
-            if not sweep.empty:
-                ax.plot(sweep[saved], sweep["score"], color=color, marker=".", label="threshold sweep")
-                for i, row in enumerate(sweep.itertuples()):
-                    # neighbouring scales sit close together: their labels alternate below and above
-                    offset = (3, -10) if i % 2 == 0 else (3, 5)
-                    ax.annotate(f"x{row.scale:g}", (getattr(row, saved), row.score), xytext=offset,
-                                textcoords="offset points", fontsize=style.MIN_FONT_SIZE,
-                                color=color)  # fmt: skip
-            for row in part[part["kind"] != "sweep"].itertuples():
+            sweeps = part[part["scale"].notna()]
+            options = sorted(set(sweeps["option"]), key=lambda o: (o is not None, o or ""))
+            # scale labels: the paper's sweep without a cache, the last option's with one (option
+            # lines run close together there; their points sit at the same scales in order)
+            labelled = options[0] if accounting == "nocache" else options[-1]
+            for opt in options:
+                color, line = _option_style(opt)
+                sweep = sweeps[sweeps["option"].map(lambda o, opt=opt: o == opt)].sort_values("scale")
+                ax.plot(sweep[saved], sweep["score"], color=color, linestyle=line, marker=".",
+                        label="threshold sweep" + ("" if opt is None else f", {opt}"))  # fmt: skip
+                if opt == labelled:
+                    for i, row in enumerate(sweep.itertuples()):
+                        # neighbouring scales sit close together: labels alternate below and above
+                        offset = (3, -10) if i % 2 == 0 else (3, 5)
+                        ax.annotate(f"x{row.scale:g}", (getattr(row, saved), row.score), xytext=offset,
+                                    textcoords="offset points", fontsize=style.MIN_FONT_SIZE,
+                                    color=color)  # fmt: skip
+            for row in part[part["scale"].isna()].itertuples():
                 decoder = row.system.partition(".")[2]
                 is_baseline = row.kind == "baseline"
-                markers, key = (_BASELINE_MARKERS, decoder) if is_baseline else (_FRONTIER_MARKERS, row.kind)
+                setting = row.kind.partition(" ")[0]  # calibrated, paper, aggressive (option after)
+                markers, key = (_BASELINE_MARKERS, decoder) if is_baseline else (_FRONTIER_MARKERS, setting)
                 marker = markers.get(key, "X" if is_baseline else "o")
                 ax.scatter([getattr(row, saved)], [row.score], marker=marker,
-                           s=70 if row.kind == "calibrated" else 40, zorder=4,
-                           color=style.OTHER_COLOR if is_baseline else color,
+                           s=70 if setting == "calibrated" else 40, zorder=4,
+                           color=style.OTHER_COLOR if is_baseline else _option_style(row.option)[0],
                            edgecolor="black", linewidth=0.5, label=decoder)  # fmt: skip
             where = "no KV cache" if accounting == "nocache" else "KV cache"
             ax.set_xlabel(f"FLOPs saved (%, {where})")

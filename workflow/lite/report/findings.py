@@ -12,6 +12,7 @@ with the reason for its size. The paper's own numbers live in ``PAPER`` and nowh
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -112,6 +113,18 @@ PAPER = {
     ),
 }
 PAPER["fig10"] = PAPER["fig9"]
+# Beyond the paper, which counts FLOPs without a KV cache: what the options of the KV-cached exit buy.
+PAPER["frontier"] = Claim(
+    "(beyond the paper, which counts FLOPs without a KV cache) an early exit saves compute with a KV "
+    "cache at the final layer's quality"
+)
+# The KV-cache finding keeps decoders at this share of the final layer's score or more ...
+KV_KEPT_SCORE_PCT = 99.0
+# ... and asks an option among them to save at least this share of the KV-cache FLOPs.
+KV_SAVING_PCT = 25.0
+KV_SAVED_OPTION = "FLOPs saved with a KV cache by the best option (%)"
+KV_SAVED_EXACT = "FLOPs saved with a KV cache by the best exact decoder (%)"
+KV_KEPT_OPTION = "the best option's score, % of the final layer's"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -528,7 +541,7 @@ def _table6(inputs: Inputs, model: str, *, tuning: str, final: str, decoders: Se
     decoders = list(decoders) if decoders is not None else judged_decoders(inputs, tuning, final)
     # the dynamic decoder the baselines are measured against: the first of the judged ones
     named = [decoder_name(d) for d in decoders]
-    dynamic = [d.name for d in named if d.family == "dynamic"]
+    dynamic = [d.name for d in named if d.family == "dynamic" and d.option is None]
     baselines = [f"{tuning}.{d.name}" for d in named if d.family == "baseline"]
     if not dynamic:
         return None
@@ -538,6 +551,53 @@ def _table6(inputs: Inputs, model: str, *, tuning: str, final: str, decoders: Se
 
 
 # artefact -> its finding for one base model, from the inputs and the artefact's options
+def kvcache_finding(
+    judgments: Iterable[dict], generations: Iterable[dict], model: str, final: str, decoders: Sequence[str]
+) -> Finding | None:
+    """Among ``decoders`` (systems judged against ``final``, baselines excluded), the most KV-cache
+    FLOPs saved at KV_KEPT_SCORE_PCT of the final layer's score or more: by an option of the
+    KV-cached exit (``-copy``, ``-probe``, ...) and by the paper's exact decoders. Holds where an
+    option saves KV_SAVING_PCT or more. None without a judged option."""
+    best: dict[bool, tuple[float, float, str]] = {}  # option? -> (KV-cache saving, kept %, system)
+    for system in decoders:
+        named = decoder_name(system.partition(".")[2])
+        pair, saved = scores(judgments, system, final, model), savings(generations, final, system, model)
+        if named.family == "baseline" or pair is None or saved is None:
+            continue
+        kept = 100.0 * pair[0] / pair[1]
+        option = named.option is not None
+        if kept >= KV_KEPT_SCORE_PCT and saved["kvcache"] > best.get(option, (-math.inf,))[0]:
+            best[option] = (saved["kvcache"], kept, system)
+    if not any(decoder_name(d.partition(".")[2]).option for d in decoders):
+        return None
+    option, exact = best.get(True), best.get(False)
+    words = [
+        "no option keeps " + f"{KV_KEPT_SCORE_PCT:g} % of the final layer's score"
+        if option is None
+        else f"{option[2].partition('.')[2]} saves {option[0]:.1f} % with a KV cache at {option[1]:.1f} % "
+        "of the final layer's score"
+    ]
+    if exact is not None:
+        words.append(f"the paper's exact decoders at most {exact[0]:.1f} % ({exact[2].partition('.')[2]})")
+    measures = {KV_SAVED_OPTION: math.nan if option is None else option[0]}
+    measures[KV_KEPT_OPTION] = math.nan if option is None else option[1]
+    measures[KV_SAVED_EXACT] = math.nan if exact is None else exact[0]
+    return Finding(
+        PAPER["frontier"],
+        "frontier, table6",
+        "; ".join(words),
+        option is not None and option[0] >= KV_SAVING_PCT,
+        f"an option saves at least {KV_SAVING_PCT:g} % with a KV cache at {KV_KEPT_SCORE_PCT:g} % of the "
+        "final layer's score or more",
+        measures,
+    )
+
+
+def _frontier(inputs: Inputs, model: str, *, tuning: str, final: str) -> Finding | None:
+    systems = [f"{tuning}.{d}" for d in judged_decoders(inputs, tuning, final)]
+    return kvcache_finding(inputs.judgments, inputs.generations, model, f"{tuning}.{final}", systems)
+
+
 FINDINGS: dict[str, Callable[..., Finding | None]] = {
     "fig1": _fig1,
     "fig3": _fig3,
@@ -573,5 +633,6 @@ def headline_findings(
         FINDINGS["fig1"](inputs, model, tuning=tuning, final=final, dynamic=dynamic),
         FINDINGS["fig12"](inputs, model, tuning=tuning, final=final, dynamic=aggressive),
         FINDINGS["table6"](inputs, model, tuning=tuning, final=final, decoders=[dynamic, *BASELINE_NAMES]),
+        _frontier(inputs, model, tuning=tuning, final=final),
     ]
     return [f for f in found if f is not None]

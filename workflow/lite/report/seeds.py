@@ -110,6 +110,7 @@ SEED_TARGETS: dict[str, SeedTarget] = {
         f"every baseline at least {SAME_QUALITY_POINTS:g} points below dynamic exit",
         lambda found: _all(_measures(found, "table6"), lambda gap: gap >= SAME_QUALITY_POINTS),
     ),
+    "frontier, table6": SeedTarget("the headline's verdict", _verdict("frontier, table6")),
 }
 
 

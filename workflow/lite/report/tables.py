@@ -76,11 +76,22 @@ def table1(
     model: str | None = None,
 ):
     """Cost improvement of dynamic early exit over final-layer generation: % of FLOPs saved per eval
-    set (no-cache accounting as in the paper; KV-cache accounting beside it), main base model.
+    set (no-cache accounting as in the paper; KV-cache accounting beside it), main base model;
+    below it the same for each option of that decoder among the inputs (``{dynamic}-copy``,
+    ``{dynamic}-probe-copy``, ...: the KV-cached exit beyond the paper).
 
-    Inputs: generation records of {tuning}.{final} and {tuning}.{dynamic} (optionally --model).
+    Inputs: generation records of {tuning}.{final}, {tuning}.{dynamic} and its options (optionally
+    --model).
     """
-    return _cost_table(inputs, tuning, final, dynamic, model)
+    found = {record["decoder"] for record in inputs.generations if record.get("tuning") == tuning}
+    options = sorted(
+        name for name in found if decoder_name(name).option is not None and decoder_name(name).base == dynamic
+    )
+    parts = [
+        _cost_table(inputs, tuning, final, name, model).assign(decoder=name) for name in [dynamic, *options]
+    ]
+    frame = pd.concat(parts, ignore_index=True)
+    return frame[["model", "decoder", *[c for c in frame.columns if c not in ("model", "decoder")]]]
 
 
 def table3(
