@@ -3,6 +3,7 @@ keys/values, on the sharpened tiny LLaMA of test_fast_exits (fp32, CPU, seconds)
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import pytest
@@ -48,17 +49,18 @@ def gates_document(model, gate: float = 0.5, seed: int = 0) -> dict:
     return {"kind": "exit-gates", "recall": 0.95, "hidden": hidden, "layers": layers}
 
 
-def test_gate_that_passes_every_row_changes_nothing(sharp):
-    thresholds = quantile_thresholds(sharp, PROMPTS[:8], 0.5)
-    reference = exit_nocache(sharp, PROMPTS, CHECKPOINTS, ThresholdPolicy(thresholds), **COMMON)
-    gated = exit_cached(
-        sharp,
-        PROMPTS,
-        CHECKPOINTS,
-        ThresholdPolicy(thresholds),
-        gate=constant_probe(sharp, 1.0, [0.0] * 3),
-        **COMMON,
+def gated_by_constant(model, quantile: float, logit: float, cut: float) -> tuple[list[float], list]:
+    """Thresholds at ``quantile`` and the cached exit's generations behind ``constant_probe``."""
+    thresholds = quantile_thresholds(model, PROMPTS[:8], quantile)
+    gate = constant_probe(model, logit, [cut] * 3)
+    return thresholds, exit_cached(
+        model, PROMPTS, CHECKPOINTS, ThresholdPolicy(thresholds), gate=gate, **COMMON
     )
+
+
+def test_gate_that_passes_every_row_changes_nothing(sharp):
+    thresholds, gated = gated_by_constant(sharp, 0.5, logit=1.0, cut=0.0)
+    reference = exit_nocache(sharp, PROMPTS, CHECKPOINTS, ThresholdPolicy(thresholds), **COMMON)
     for a, b in zip(reference, gated, strict=True):
         assert (b.token_ids, b.exit_layers, b.heads) == (a.token_ids, a.exit_layers, a.heads)
         # one gate check per intermediate checkpoint visited
@@ -66,16 +68,8 @@ def test_gate_that_passes_every_row_changes_nothing(sharp):
 
 
 def test_gate_that_passes_nothing_decodes_the_final_layer_with_one_head(sharp):
-    thresholds = quantile_thresholds(sharp, PROMPTS[:8], 0.2)
+    _, gated = gated_by_constant(sharp, 0.2, logit=0.0, cut=0.5)
     final = greedy_cached(sharp, PROMPTS, N, **COMMON)
-    gated = exit_cached(
-        sharp,
-        PROMPTS,
-        CHECKPOINTS,
-        ThresholdPolicy(thresholds),
-        gate=constant_probe(sharp, 0.0, [0.5] * 3),
-        **COMMON,
-    )
     for a, b in zip(final, gated, strict=True):
         assert b.token_ids == a.token_ids
         assert set(b.exit_layers) == {N} and set(b.heads) == {1} and set(b.gate_checks) == {3}
@@ -185,23 +179,25 @@ def test_copy_fill_never_catches_up_a_generated_position(sharp):
         assert computed[: len(prompt) - 1].sum(dim=1).tolist() == [deepest] * (len(prompt) - 1)
 
 
+def metered_copy(model, kind: str, prompt: list[int], counting=None):
+    """One prompt through the copying exit behind a random ``kind`` gate, with its ``Meter``
+    (``counting``: a context the decode alone runs in)."""
+    thresholds = quantile_thresholds(model, PROMPTS[:8], 0.4)
+    document = gates_document(model, gate=0.5)
+    gate = gate_from_document(model, kind, document, thresholds, CHECKPOINTS[:-1], "g.json")
+    meter = Meter(ModelShape.from_config(model.config), 1)
+    policy = ThresholdPolicy(thresholds)
+    with counting or contextlib.nullcontext():
+        (gen,) = exit_cached(
+            model, [prompt], CHECKPOINTS, policy, gate=gate, fill="copy", meter=meter, **COMMON
+        )
+    return gen, meter
+
+
 def test_meter_equals_accounting_with_probe_and_copy(sharp):
     shape = ModelShape.from_config(sharp.config)
-    thresholds = quantile_thresholds(sharp, PROMPTS[:8], 0.4)
-    document = gates_document(sharp, gate=0.5)
-    gate = gate_from_document(sharp, "probe", document, thresholds, CHECKPOINTS[:-1], "g.json")
     for prompt in PROMPTS[:6]:
-        meter = Meter(shape, 1)
-        (gen,) = exit_cached(
-            sharp,
-            [prompt],
-            CHECKPOINTS,
-            ThresholdPolicy(thresholds),
-            gate=gate,
-            fill="copy",
-            meter=meter,
-            **COMMON,
-        )
+        gen, meter = metered_copy(sharp, "probe", prompt)
         expected = kvcache_flops(
             shape,
             len(prompt),
@@ -219,22 +215,8 @@ def test_meter_kernel_flops_match_torch_flop_counter_with_options(sharp, kind):
     from torch.utils.flop_counter import FlopCounterMode
 
     register_cpu_sdpa_flop_formula()
-    thresholds = quantile_thresholds(sharp, PROMPTS[:8], 0.4)
-    gate = gate_from_document(sharp, kind, gates_document(sharp, gate=0.5), thresholds, CHECKPOINTS[:-1], "g")
-    prompt = PROMPTS[3]
-    meter = Meter(ModelShape.from_config(sharp.config), 1)
     counter = FlopCounterMode(display=False)
-    with counter:
-        gen = exit_cached(
-            sharp,
-            [prompt],
-            CHECKPOINTS,
-            ThresholdPolicy(thresholds),
-            gate=gate,
-            fill="copy",
-            meter=meter,
-            **COMMON,
-        )[0]
+    gen, meter = metered_copy(sharp, kind, PROMPTS[3], counting=counter)
     assert any(e < N for e in gen.exit_layers)  # something was copied
     assert counter.get_total_flops() == meter.kernel
 
