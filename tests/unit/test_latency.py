@@ -408,6 +408,14 @@ def test_measure_times_the_workflows_exit_options_beside_the_rest(sharp):
         rows = table[table["decoder"] == name]
         assert len(rows) == 2 and rows["same_tokens"].all() and (rows["mean_exit_layer"] < 4).all()
         assert (rows["flops"] >= rows["flops_needed"]).all()
+        # what it needs is its copied accounting, gates and copies included, the same at any batch
+        assert (rows["flops_needed"] == rows["flops_kvcache"]).all() and rows["flops_needed"].nunique() == 1
+    # both accountings beside the speed, against the final layer's at the same batch size
+    one = table[table["batch"] == 1].set_index("decoder")
+    assert one.loc["final", "saved_pct_nocache"] == 0.0 and one.loc["final", "saved_pct_kvcache"] == 0.0
+    assert one.loc["dynamic-paper-copy", "saved_pct_nocache"] > 0.0
+    assert one.loc["dynamic-nocache", "saved_pct_kvcache"] == one.loc["dynamic-cached", "saved_pct_kvcache"]
+    assert one[["saved_pct_nocache", "saved_pct_kvcache"]].loc["speculative-L1"].isna().all()
     with pytest.raises(InputError, match="no thresholds given"):
         latency.measure(sharp, prompts, [1, 2, 3], thresholds, config, 0, "tiny", exits={})
     with pytest.raises(ValueError, match="is not a dynamic decoder"):

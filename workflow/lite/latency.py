@@ -54,6 +54,7 @@ drawn without it.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import statistics
@@ -64,6 +65,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lite.io import InputError
+from lite.report.metrics import ACCOUNTINGS
 from lite.sections import HF_LAYERSKIP, LatencyConfig
 
 # benchmark name -> (decoder name, KV cache) of the decoders that ``decode`` runs
@@ -343,30 +345,50 @@ def _flops(model, decoder, prompts: Sequence[list[int]], runs: list) -> tuple[in
     """What a decoder (an entry of ``_decoders``) did on ``prompts``: (executed, needed) FLOPs.
 
     Executed: its meters' kernel count (padding, masked keys, states ridden along included), else
-    ``lite.flops``' accounting. Needed: the accounting of its exits (``kvcache_flops``; the
-    no-cache loop's ``nocache_flops``), for speculative decoding the meters' causal count (the
-    drafts and verifications it makes are its work; HF's LayerSkip: its ``_HFCounter``s'). Their
-    quotient to the final layer's needed FLOPs is the speed-up the FLOPs imply.
+    ``lite.flops``' accounting. Needed: the accounting of its exits as it runs (``_accountings``:
+    the KV-cache one, the paper's for the no-cache loop), for speculative decoding the meters'
+    causal count (the drafts and verifications it makes are its work; HF's LayerSkip: its
+    ``_HFCounter``s'). Their quotient to the final layer's needed FLOPs is the speed-up the FLOPs
+    imply.
     """
-    from lite.flops import ModelShape, kvcache_flops, nocache_flops
-
-    shape = ModelShape.from_config(model.config)
     counters = list({id(c): c for _, c in runs if isinstance(c, _HFCounter)}.values())
     if counters:  # HF's LayerSkip
         return sum(c.kernel for c in counters), sum(c.causal for c in counters)
     # HF generate and every decoder of lite's but the paper's no-cache loop keep a KV cache
     cached = isinstance(decoder, _HF) or decoder[0].named.cached(decoder[1])
-    accounting = kvcache_flops if cached else nocache_flops
+    needed = _accountings(model, decoder, prompts, runs)["kvcache" if cached else "nocache"]
     meters = list({id(meter): meter for _, meter in runs if meter is not None}.values())
-    needed = sum(
-        accounting(shape, len(p), g.exit_layers, g.heads) for p, (g, _) in zip(prompts, runs, strict=True)
-    )
     if not meters:
         return needed, needed
     executed = sum(meter.kernel for meter in meters)
     if decoder[0].kind == "speculative":  # meters were filled: a decoder of lite's ran, not HF's
         needed = sum(int(meter.causal.sum()) for meter in meters)
     return executed, needed
+
+
+def _accountings(model, decoder, prompts: Sequence[list[int]], runs: list) -> dict[str, float]:
+    """Both of ``lite.flops``' accountings of a decoder's exits on ``prompts`` (``generation_flops``:
+    its options' gates and copies included; HF ``generate``: the final layer's), NaN for the
+    speculative decoders, whose work is not a choice of exits."""
+    from lite.flops import ModelShape, generation_flops
+
+    if (
+        isinstance(decoder, _HF)
+        and decoder.early_exit is not None
+        or (not isinstance(decoder, _HF) and decoder[0].kind == "speculative")
+    ):
+        return {"nocache": math.nan, "kvcache": math.nan}
+    shape = ModelShape.from_config(model.config)
+    spec = None if isinstance(decoder, _HF) else decoder[0]
+    options = {} if spec is None else {"fill": spec.fill, "gate": spec.gate}
+    totals = {"nocache": 0, "kvcache": 0}
+    for prompt, (gen, _) in zip(prompts, runs, strict=True):
+        counts = generation_flops(
+            shape, len(prompt), gen.exit_layers, gen.heads, gate_checks=gen.gate_checks, **options
+        )
+        for key in totals:
+            totals[key] += counts[key]
+    return totals
 
 
 def _summary(decoder, gens: list) -> dict:
@@ -429,6 +451,10 @@ def _measure(model, prompts, decoders, config, pad_id, label, progress) -> pd.Da
     flops = {
         (batch, name): _flops(model, decoders[name], prompts, counted[batch, name]) for batch, name in runs
     }
+    accountings = {
+        (batch, name): _accountings(model, decoders[name], prompts, counted[batch, name])
+        for batch, name in runs
+    }
     # deterministic, so read once, off the metered run (the only one where HF's LayerSkip counts)
     summaries = {key: _summary(decoders[key[1]], [gen for gen, _ in value]) for key, value in counted.items()}
     rows = []
@@ -453,6 +479,7 @@ def _measure(model, prompts, decoders, config, pad_id, label, progress) -> pd.Da
                     "tokens": sum(len(t) for t in tokens),
                     "flops": executed,
                     "flops_needed": needed,
+                    **{f"flops_{key}": value for key, value in accountings[batch, name].items()},
                     "same_tokens": tokens == outputs[batch, name],  # deterministic, metered or not
                     **summaries[batch, name],
                 }
@@ -538,6 +565,7 @@ def summarize(raw: pd.DataFrame, threads: int) -> pd.DataFrame:
         repeats=("seconds", "size"),
         flops=("flops", "first"),
         flops_needed=("flops_needed", "first"),
+        **{f"flops_{a}": (f"flops_{a}", "first") for a in ACCOUNTINGS if f"flops_{a}" in raw},
         same_tokens=("same_tokens", "all"),
         **{c: (c, "first") for c in extras},
     ).reset_index()
@@ -564,6 +592,14 @@ def summarize(raw: pd.DataFrame, threads: int) -> pd.DataFrame:
     # states ridden along, per-layer and per-step overhead, which the needed FLOPs do not count).
     table["flops_speedup"] = at_same_batch("hf-generate", "flops_needed") / table["flops_needed"]
     table["efficiency"] = table["speedup_vs_hf"] / table["flops_speedup"]
+    # both accountings of the exits, as the generation records and table1 count them
+    saved = []
+    for a in ACCOUNTINGS:
+        if f"flops_{a}" in table:
+            table[f"saved_pct_{a}"] = 100.0 * (
+                1.0 - table[f"flops_{a}"] / at_same_batch("final", f"flops_{a}")
+            )
+            saved.append(f"saved_pct_{a}")
     table["threads"] = threads
     columns = [
         "model",
@@ -580,6 +616,8 @@ def summarize(raw: pd.DataFrame, threads: int) -> pd.DataFrame:
         "flops_needed",
         "flops_speedup",
         "efficiency",
+        *[f"flops_{a}" for a in ACCOUNTINGS if f"flops_{a}" in table],
+        *saved,
         "same_tokens",
         *extras,
         "seconds_min",
