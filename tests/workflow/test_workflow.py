@@ -161,9 +161,9 @@ def _edited(workdir: Path, edit, env: dict[str, str] | None = None) -> dict[str,
 @pytest.mark.slow
 def test_editing_thresholds_reruns_dynamic_exit_but_never_tuning(finished_run):
     jobs = _edited(finished_run, lambda c: c["models"]["tiny4"]["thresholds"]["paper"].update({2: 0.5}))
-    # dynamic-paper and the sweep's dynamic-x2 (the paper's thresholds scaled), one job each for
-    # both eval sets
-    assert jobs.get("generate") == 2
+    # dynamic-paper and the sweep's dynamic-x2 and dynamic-x2-probe-copy (the paper's thresholds
+    # scaled), one job each for both eval sets; the exit gates need no refit
+    assert jobs.get("generate") == 3 and "exit_probes" not in jobs
     assert not {"tune", "pretrain", "init_model", "trace", "calibrated_thresholds"} & set(jobs)
 
 
