@@ -278,3 +278,15 @@ def test_options_follow_only_dynamic_names(name):
 def test_probe_decoder_needs_its_gates():
     with pytest.raises(InputError, match="needs an exit-gates file"):
         decoder_from_name("dynamic-paper-probe", [1, 2, 3], {1: 0.9, 2: 0.9, 3: 0.9})
+
+
+def test_propagation_is_stacked_once_and_again_when_a_weight_changes(sharp):
+    first = _Propagation.for_model(sharp)
+    assert _Propagation.for_model(sharp) is first
+    with torch.no_grad():
+        sharp.model.layers[1].self_attn.k_proj.weight.mul_(2.0)
+    again = _Propagation.for_model(sharp)
+    assert again is not first and torch.equal(
+        again.weights[1, :, : first.weights.shape[2] // 2],
+        2.0 * first.weights[1, :, : first.weights.shape[2] // 2],
+    )

@@ -341,13 +341,21 @@ def _reference_run(decoder) -> str | None:
     return None if reference is None else _REFERENCE_RUNS[reference]
 
 
-def _flops(model, decoder, prompts: Sequence[list[int]], runs: list) -> tuple[int, int]:
-    """What a decoder (an entry of ``_decoders``) did on ``prompts``: (executed, needed) FLOPs.
+def _kind(decoder) -> str:
+    """How a benchmark decoder (an entry of ``_decoders``) works: ``speculative`` (HF's LayerSkip
+    too), ``final`` (HF ``generate`` too), or its ``DecoderSpec``'s kind."""
+    if isinstance(decoder, _HF):
+        return "final" if decoder.early_exit is None else "speculative"
+    return decoder[0].kind
+
+
+def _flops(decoder, runs: list, accounted: dict[str, float]) -> tuple[int, int]:
+    """What a decoder (an entry of ``_decoders``) did: (executed, needed) FLOPs.
 
     Executed: its meters' kernel count (padding, masked keys, states ridden along included), else
-    ``lite.flops``' accounting. Needed: the accounting of its exits as it runs (``_accountings``:
-    the KV-cache one, the paper's for the no-cache loop), for speculative decoding the meters'
-    causal count (the drafts and verifications it makes are its work; HF's LayerSkip: its
+    ``lite.flops``' accounting. Needed: the accounting of its exits as it runs (``accounted``, its
+    ``_accountings``: the KV-cache one, the paper's for the no-cache loop), for speculative decoding
+    the meters' causal count (the drafts and verifications it makes are its work; HF's LayerSkip: its
     ``_HFCounter``s'). Their quotient to the final layer's needed FLOPs is the speed-up the FLOPs
     imply.
     """
@@ -356,12 +364,12 @@ def _flops(model, decoder, prompts: Sequence[list[int]], runs: list) -> tuple[in
         return sum(c.kernel for c in counters), sum(c.causal for c in counters)
     # HF generate and every decoder of lite's but the paper's no-cache loop keep a KV cache
     cached = isinstance(decoder, _HF) or decoder[0].named.cached(decoder[1])
-    needed = _accountings(model, decoder, prompts, runs)["kvcache" if cached else "nocache"]
+    needed = accounted["kvcache" if cached else "nocache"]
     meters = list({id(meter): meter for _, meter in runs if meter is not None}.values())
     if not meters:
         return needed, needed
     executed = sum(meter.kernel for meter in meters)
-    if decoder[0].kind == "speculative":  # meters were filled: a decoder of lite's ran, not HF's
+    if _kind(decoder) == "speculative":  # meters were filled: a decoder of lite's ran, not HF's
         needed = sum(int(meter.causal.sum()) for meter in meters)
     return executed, needed
 
@@ -372,11 +380,7 @@ def _accountings(model, decoder, prompts: Sequence[list[int]], runs: list) -> di
     speculative decoders, whose work is not a choice of exits."""
     from lite.flops import ModelShape, generation_flops
 
-    if (
-        isinstance(decoder, _HF)
-        and decoder.early_exit is not None
-        or (not isinstance(decoder, _HF) and decoder[0].kind == "speculative")
-    ):
+    if _kind(decoder) == "speculative":
         return {"nocache": math.nan, "kvcache": math.nan}
     shape = ModelShape.from_config(model.config)
     spec = None if isinstance(decoder, _HF) else decoder[0]
@@ -395,10 +399,7 @@ def _summary(decoder, gens: list) -> dict:
     """The table's decoder-specific columns (``decoder``: an entry of ``_decoders``): exits of the
     dynamic ones, drafting of speculative ones (HF's LayerSkip: its acceptance is counted in the
     metered run only, so ``gens`` must come from that)."""
-    if isinstance(decoder, _HF):
-        kind = None if decoder.early_exit is None else "speculative"
-    else:
-        kind = decoder[0].kind
+    kind = _kind(decoder)
     if kind == "dynamic":
         return {"mean_exit_layer": statistics.mean([layer for g in gens for layer in g.exit_layers])}
     if kind == "speculative":
@@ -448,13 +449,11 @@ def _measure(model, prompts, decoders, config, pad_id, label, progress) -> pd.Da
             progress(f"{label} batch {batch} counting: {name}")
         counted[batch, name] = _run(model, decoders[name], prompts, batch, pad_id, new, metered=True)
     outputs = {key: [gen.token_ids for gen, _ in value] for key, value in counted.items()}
-    flops = {
-        (batch, name): _flops(model, decoders[name], prompts, counted[batch, name]) for batch, name in runs
-    }
     accountings = {
         (batch, name): _accountings(model, decoders[name], prompts, counted[batch, name])
         for batch, name in runs
     }
+    flops = {key: _flops(decoders[key[1]], counted[key], accountings[key]) for key in runs}
     # deterministic, so read once, off the metered run (the only one where HF's LayerSkip counts)
     summaries = {key: _summary(decoders[key[1]], [gen for gen, _ in value]) for key, value in counted.items()}
     rows = []

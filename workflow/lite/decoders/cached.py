@@ -50,6 +50,7 @@ checkpoint reads the head, so an exit saves little of a cached decode's FLOPs.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Collection, Sequence
 
 import torch
@@ -63,14 +64,34 @@ from lite.decoders.policies import ExitPolicy
 from lite.decoders.slots import Meter, SlotBatch
 from lite.flops import FILL_KINDS
 
+# model -> (the stamp of the weights it was stacked from, its _Propagation)
+_PROPAGATIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
 
 class _Propagation:
     """CALM's state propagation: the keys/values a skipped layer would have made, projected from
     the exit layer's hidden state (each layer's input norm, k and v projections and RoPE on it).
 
-    The input norms' weights and the k/v projections of all layers are stacked once, so the
-    layers above an exit are filled by one batched matmul per step and exit layer.
+    The input norms' weights and the k/v projections of all layers are stacked once per model
+    (``for_model``), so the layers above an exit are filled by one batched matmul per step and
+    exit layer.
     """
+
+    @classmethod
+    def for_model(cls, model) -> _Propagation:
+        """The model's propagation, stacked on its first use and again only when a weight it reads
+        changed (in place, or moved to another device or dtype): decoding calls this per batch."""
+        if not adapter(model).written_out:
+            return cls(model)  # which says why it cannot
+        stamp = tuple(
+            (w.data_ptr(), w._version)
+            for p in map(_parts, model.model.layers)
+            for w in (p.input_norm[0], p.k[0], p.v[0])
+        )
+        cached = _PROPAGATIONS.get(model)
+        if cached is None or cached[0] != stamp:
+            cached = _PROPAGATIONS[model] = (stamp, cls(model))
+        return cached[1]
 
     def __init__(self, model):
         found = adapter(model)
@@ -245,7 +266,7 @@ def exit_cached(
         raise ValueError(f"fill must be one of {', '.join(FILL_KINDS)}, got {fill!r}")
     if gate is not None and not policy.uses_confidence:
         raise ValueError("an exit gate decides where the head is read: it needs a threshold policy")
-    propagation = _Propagation(model) if fill == "copy" else None
+    propagation = _Propagation.for_model(model) if fill == "copy" else None
     batch = PaddedBatch.from_lists(list(prompts), pad_id, device_of(model))
     size = len(prompts)
     state = _ExitState(model, batch, batch.ids.shape[1] + max_new_tokens, meter)
@@ -266,9 +287,11 @@ def exit_cached(
             previous = layer
             asked = undecided  # rows whose head is read here (when the policy reads heads)
             if gate is not None and layer < total:
-                at_live = {row: i for i, row in enumerate(live)}
                 here = state.store[row_index(undecided, size, state.device), state.cur]  # (undecided, h)
-                before = None if earlier is None else earlier[[at_live[row] for row in undecided]]
+                before = None
+                if earlier is not None:  # the undecided rows' states at the previous checkpoint
+                    at_live = {row: i for i, row in enumerate(live)}
+                    before = earlier[[at_live[row] for row in undecided]]
                 passing = gate.passes(index, here, before).tolist()
                 if meter is not None:
                     meter.gates(undecided, gate.kind)
@@ -315,11 +338,8 @@ def exit_cached(
         out.add(tokens, layers, confidence, heads, gates=checked if gate is not None else None)
         if out.finished:
             return out.rows
-        for (
-            rows,
-            layer,
-            hidden,
-        ) in exited:  # a row's last token needs no deeper states: no later token reads them
+        # a row's last token needs no deeper states: no later token reads them
+        for rows, layer, hidden in exited:
             going = [i for i, row in enumerate(rows) if out.live[row]]
             if going:
                 state.fill_copy([rows[i] for i in going], layer, hidden[going], propagation)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from lite.architectures import adapter
 from lite.decoders.blocks import _rms_norm
 from lite.flops import GATE_KINDS
+from lite.io import InputError
 
 
 def _logit(probability: float) -> float:
@@ -97,8 +98,6 @@ def gate_from_document(
     exit-gates document (``lite.probes``). A threshold above 1 ("never exit") passes nothing, so
     no head is read there. A layer the document lacks, or a probe whose width is not the model's,
     is an error naming ``source``."""
-    from lite.io import InputError
-
     if kind not in GATE_KINDS or kind == "head":
         raise ValueError(f"gate kind must be probe or saturation, got {kind!r}")
     entries = document.get("layers", {})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lite.decoders.names import decoder_name
 from lite.report import findings, tables
 from lite.report.findings import Finding
 from lite.report.inputs import (
@@ -91,38 +90,12 @@ def _frontier(inputs: Inputs, *, tuning: str, final: str) -> str:
                 f"within {margin} of the final layer's score, {decoder} saves the most "
                 f"({best['saved_pct_nocache']:.1f} %, {best['saved_pct_kvcache']:.1f} % with a KV cache)"
             )
-        said.extend(_kvcache_best(part))
+        kv = findings.frontier_finding(inputs, model, tuning=tuning, final=final)
+        if kv is not None:  # the headline's finding, in the same words
+            said.append(kv.this_run)
         prefix = f"{model}: " if frame["model"].nunique() > 1 else ""
         parts.append(prefix + "; ".join(said))
     return f"This run: {'; '.join(parts)}." if parts else ""
-
-
-# The KV-cache comparison keeps decoders whose score is at least this share of the final layer's.
-KEPT_SCORE_PCT = 99.0
-
-
-def _kvcache_best(part: pd.DataFrame) -> list[str]:
-    """With a KV cache, the most any of the paper's exact decoders and any option (``-copy``,
-    ``-probe``, ...) saves while keeping KEPT_SCORE_PCT of the final layer's score."""
-    kept = part[
-        (part["kind"] != "baseline") & (100.0 * part["score"] >= KEPT_SCORE_PCT * part["score_final"])
-    ]
-    if kept.empty:
-        return []
-    option = kept["system"].str.partition(".")[2].map(lambda name: decoder_name(name).option is not None)
-    said = []
-    for label, group in (("the paper's exact decoders", kept[~option]), ("the options", kept[option])):
-        if group.empty:
-            continue
-        best = group.loc[group["saved_pct_kvcache"].idxmax()]
-        said.append(
-            f"{best['saved_pct_kvcache']:.1f} % by {label} ({best['system'].partition('.')[2]}, "
-            f"score {best['score']:.2f}, {best['saved_pct_nocache']:.1f} % without a cache)"
-        )
-    return [
-        f"with a KV cache, at {KEPT_SCORE_PCT:g} % of the final layer's score or more, the most saved is "
-        + " and ".join(said)
-    ]
 
 
 def _headline(frame: pd.DataFrame) -> str:

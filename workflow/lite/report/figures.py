@@ -487,7 +487,7 @@ _BASELINE_MARKERS = {"random-half": "X", "random-k": "P", "sequential": "D"}
 # options of the KV-cached exit (lite.decoders.names): a colour and a line style each, the paper's
 # exact decoder (no option) in the compared blue
 _OPTION_STYLES = {
-    None: (style.COMPARED_COLOR, "-"),
+    "": (style.COMPARED_COLOR, "-"),
     "copy": ("#55A868", "--"),
     "probe-copy": ("#8172B3", "-."),
     "saturation-copy": ("#937860", ":"),
@@ -496,7 +496,7 @@ _OPTION_STYLES = {
 }
 
 
-def _option_style(option: str | None) -> tuple[str, str]:
+def _option_style(option: str) -> tuple[str, str]:
     return _OPTION_STYLES.get(option, ("#64B5CD", ":"))
 
 
@@ -515,8 +515,10 @@ def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
     from lite.report.tables import frontier as frontier_table
 
     frame = frontier_table(inputs, tuning=tuning, final=final)
-    option = frame["system"].str.partition(".")[2].map(lambda name: decoder_name(name).option)
-    frame = frame.assign(option=option.astype(object).where(option.notna(), None))
+    # "" for the paper's exact decoders: a value, unlike None, that grouping and equality keep
+    frame = frame.assign(
+        option=frame["system"].str.partition(".")[2].map(lambda n: decoder_name(n).option or "")
+    )
     models = sorted_like(frame["model"], model_order(inputs))
     fig, axes = style.grid(len(models), 2, width=4.6, height=3.4)
     for r, model in enumerate(models):
@@ -527,15 +529,15 @@ def frontier(inputs: Inputs, *, tuning: str = "lite", final: str = "final"):
             ax.scatter([0.0], [part["score_final"].mean()], color=style.FINAL_COLOR, marker="s",
                        label=f"{style.tuning_name(tuning)} {final}", zorder=3)  # fmt: skip
             sweeps = part[part["scale"].notna()]
-            options = sorted(set(sweeps["option"]), key=lambda o: (o is not None, o or ""))
+            options = sorted(set(sweeps["option"]))  # the paper's ("") first
             # scale labels: the paper's sweep without a cache, the last option's with one (option
             # lines run close together there; their points sit at the same scales in order)
             labelled = options[0] if accounting == "nocache" else options[-1]
             for opt in options:
                 color, line = _option_style(opt)
-                sweep = sweeps[sweeps["option"].map(lambda o, opt=opt: o == opt)].sort_values("scale")
+                sweep = sweeps[sweeps["option"] == opt].sort_values("scale")
                 ax.plot(sweep[saved], sweep["score"], color=color, linestyle=line, marker=".",
-                        label="threshold sweep" + ("" if opt is None else f", {opt}"))  # fmt: skip
+                        label="threshold sweep" + (f", {opt}" if opt else ""))  # fmt: skip
                 if opt == labelled:
                     for i, row in enumerate(sweep.itertuples()):
                         # neighbouring scales sit close together: labels alternate below and above

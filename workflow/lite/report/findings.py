@@ -593,7 +593,8 @@ def kvcache_finding(
     )
 
 
-def _frontier(inputs: Inputs, model: str, *, tuning: str, final: str) -> Finding | None:
+def frontier_finding(inputs: Inputs, model: str, *, tuning: str, final: str) -> Finding | None:
+    """``kvcache_finding`` over every decoder of ``tuning`` judged against its final layer."""
     systems = [f"{tuning}.{d}" for d in judged_decoders(inputs, tuning, final)]
     return kvcache_finding(inputs.judgments, inputs.generations, model, f"{tuning}.{final}", systems)
 
@@ -633,6 +634,6 @@ def headline_findings(
         FINDINGS["fig1"](inputs, model, tuning=tuning, final=final, dynamic=dynamic),
         FINDINGS["fig12"](inputs, model, tuning=tuning, final=final, dynamic=aggressive),
         FINDINGS["table6"](inputs, model, tuning=tuning, final=final, decoders=[dynamic, *BASELINE_NAMES]),
-        _frontier(inputs, model, tuning=tuning, final=final),
+        frontier_finding(inputs, model, tuning=tuning, final=final),
     ]
     return [f for f in found if f is not None]
