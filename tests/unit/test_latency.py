@@ -33,6 +33,30 @@ def test_widen_computes_the_same_function(tiny_llama):
     assert latency.widen(tiny_llama, 1) is tiny_llama
 
 
+@pytest.mark.parametrize("name", ["dynamic-x2-probe-copy", "dynamic-x2-saturation-copy"])
+def test_widened_gates_decide_as_the_narrow_ones(sharp, name):
+    """The bench's wider copy runs the exit options with the gates widened alike: the same tokens
+    and exits (a probe fitted on the narrow model would not even fit the wide one's width)."""
+    from test_exit_options import gates_document
+
+    from lite.decoders.dispatch import decode
+    from lite.decoders.specs import decoder_from_name
+
+    wide = latency.widen(sharp, 2)
+    document = gates_document(sharp, gate=0.45)
+    runs = []
+    for model, gates in ((sharp, document), (wide, latency.widen_gates(document, 2))):
+        spec = decoder_from_name(name, [1, 2, 3, 4], {1: 0.5, 2: 0.5, 3: 0.5}, n_layers=4, gates=gates)
+        common = {"max_new_tokens": 10, "eos_ids": set(), "pad_id": 0}
+        gens = decode(model, [[5, 17, 33], [8, 9]], spec, kv_cache=True, **common)
+        runs.append([(g.token_ids, g.exit_layers) for g in gens])
+    assert runs[0] == runs[1]
+    exits = [layer for _, layers in runs[0] for layer in layers]
+    assert min(exits) < 4 == max(exits)  # tokens exit early and at the end: the gates decided
+    assert latency.widen_gates(document, 2)["hidden"] == 2 * document["hidden"]
+    assert latency.widen_gates(document, 1) is document
+
+
 def test_hf_greedy_ignores_eos_like_the_other_decoders(tiny_llama):
     prompt = [5, 17, 33]
     free = greedy_cached(tiny_llama, [prompt], 4, max_new_tokens=10, eos_ids=set(), pad_id=0)[0].token_ids

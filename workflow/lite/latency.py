@@ -54,6 +54,7 @@ drawn without it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import platform
@@ -158,6 +159,23 @@ def widen(model, factor: int):
             b.self_attn.o_proj.weight.copy_(rows(a.self_attn.o_proj.weight.repeat(1, factor) / factor))
             for name in ("gate_proj", "up_proj", "down_proj"):
                 getattr(b.mlp, name).weight.copy_(rows(cols(getattr(a.mlp, name).weight)))
+    return wide
+
+
+def widen_gates(document: dict, factor: int) -> dict:
+    """An exit-gates document (``lite.probes``) for ``widen(model, factor)``: the same gate decisions.
+
+    The wide model's states are the narrow ones with every coordinate repeated ``factor`` times, and
+    so are its normed states (the RMS of a repeated vector is unchanged). A probe's weights are
+    repeated and divided by ``factor`` (the same dot product); saturation's cosine is unchanged.
+    """
+    if factor == 1:
+        return document
+    wide = copy.deepcopy(document)
+    if "hidden" in wide:
+        wide["hidden"] *= factor
+    for entry in wide["layers"].values():
+        entry["probe"]["weight"] = [w / factor for w in entry["probe"]["weight"] for _ in range(factor)]
     return wide
 
 

@@ -178,7 +178,17 @@ def run(args: argparse.Namespace) -> None:
             )
             raw.append(
                 latency.measure(
-                    wide, prompts, checkpoints, thresholds, config, pad, label, progress, stops, exits, gates
+                    wide,
+                    prompts,
+                    checkpoints,
+                    thresholds,
+                    config,
+                    pad,
+                    label,
+                    progress,
+                    stops,
+                    exits,
+                    None if gates is None else latency.widen_gates(gates, factor),
                 )
             )
     frame = pd.concat(raw, ignore_index=True)

@@ -29,6 +29,7 @@ eager attention is not causal without one.
 from __future__ import annotations
 
 import inspect
+import itertools
 import weakref
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -287,15 +288,14 @@ def run_layers(
         attn_implementation(model), modeling_llama.eager_attention_forward
     )
     found = adapter(model)
-    layers, sliding = model.model.layers, found.sliding
-    for index in range(first - 1, last):
+    sliding = found.sliding
+    # islice over the ModuleList's iterator: indexing it costs a few microseconds per layer
+    for index, layer in enumerate(itertools.islice(model.model.layers, first - 1, last), start=first - 1):
         view = span.local if sliding[index] else span
         if found.written_out:
-            hidden = decoder_layer(layers[index], index, hidden, view, cache, attend)
+            hidden = decoder_layer(layer, index, hidden, view, cache, attend)
         else:  # the family's own layer: its arithmetic is not LLaMA's (lite.architectures)
-            hidden = layers[index](
-                hidden, attention_mask=view.mask, position_embeddings=view.rope, cache=cache
-            )
+            hidden = layer(hidden, attention_mask=view.mask, position_embeddings=view.rope, cache=cache)
     return hidden
 
 

@@ -26,7 +26,8 @@ left early). Measured on a CPU at batch 16 (12-layer model, 64 tokens), riding a
 faster than computing only the undecided rows, on the tuned model and on its 4x-wide copy; the
 extra states are exact (the same inputs as their catch-up would have), so tokens and exits are
 those of the no-cache reference whatever the batch. Alone (batch 1) a row computes exactly what
-its exits need.
+its exits need. With ``fill="copy"`` an exited row is never caught up, so riding along would buy
+nothing: only the undecided rows go on (their caches gathered with ``index_select``).
 
 A ``Meter`` (``lite.decoders.slots``) counts the work; at batch 1 its causal FLOPs equal
 ``lite.flops.kvcache_flops`` exactly, in a batch they exceed it by the states ridden along.
@@ -56,7 +57,7 @@ from collections.abc import Collection, Sequence
 import torch
 
 from lite.architectures import adapter
-from lite.decoders.blocks import HeadOutput, PaddedBatch, _parts, device_of, embed, n_layers, row_index
+from lite.decoders.blocks import HeadOutput, PaddedBatch, Span, _parts, device_of, embed, n_layers, row_index
 from lite.decoders.engines import exit_points
 from lite.decoders.gates import ExitGate
 from lite.decoders.generation import Collector, Generation
@@ -164,6 +165,7 @@ class _ExitState(SlotBatch):
         self.store = first.new_zeros((size, width, first.shape[-1]))  # (batch, width, hidden)
         self.store[:, :prompt] = first
         self.cur = prompt - 1  # column of the newest input token (every row has one there)
+        self._span: Span | None = None  # of column cur, every row (SlotBatch.column_span)
 
     def advance(self, rows: list[int], first: int, last: int) -> None:
         """Bring column ``cur`` of ``rows`` from layer ``first - 1`` to ``last``, catching up as needed."""
@@ -193,7 +195,14 @@ class _ExitState(SlotBatch):
         """Columns ``start..cur`` of ``rows``, all at layer ``first - 1``, through layer ``last``."""
         stop = self.cur + 1
         pick = row_index(rows, self.size, self.device)
-        self.store[pick, start:stop] = self.run(self.store[pick, start:stop], rows, start, first, last, pick)
+        span = None
+        if start == self.cur:  # the newest column alone: the step's span, built at its first block
+            if self._span is None:
+                self._span = self.column_span(self.cur, self.store[:, self.cur : stop])
+            span = self._span if isinstance(pick, slice) else self._span.select(pick)
+        self.store[pick, start:stop] = self.run(
+            self.store[pick, start:stop], rows, start, first, last, pick, span=span
+        )
         self.depth[pick, start:stop] = last
 
     def rows_state(self, rows: list[int]) -> torch.Tensor:
@@ -228,6 +237,7 @@ class _ExitState(SlotBatch):
                 if live[row]:
                     self.behind[row] = reached
         self.cur = column
+        self._span = None
 
 
 @torch.inference_mode()
@@ -282,8 +292,9 @@ def exit_cached(
         earlier = state.rows_state(live) if gate is not None and gate.needs_previous else None
         previous = 0
         for index, layer in enumerate(checkpoints):
-            # every live row rides along to the deepest exit of the step (see the module docstring)
-            state.advance(live, previous + 1, layer)
+            # exact fill: every live row rides along to the deepest exit of the step; copied fills
+            # leave the exited rows behind (see the module docstring)
+            state.advance(undecided if propagation is not None else live, previous + 1, layer)
             previous = layer
             asked = undecided  # rows whose head is read here (when the policy reads heads)
             if gate is not None and layer < total:

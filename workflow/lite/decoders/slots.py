@@ -23,6 +23,7 @@ import torch
 from lite.decoders.blocks import (
     HeadOutput,
     RotaryTable,
+    Span,
     exit_head,
     make_span,
     n_layers,
@@ -86,8 +87,8 @@ class SlotCache:
         """Store ``keys``/``values`` (layers, rows, kv_heads, d) in ``column`` of batch ``rows`` for
         layers ``first..first+layers-1`` (0-based): one write per tensor whatever the layer count."""
         end = first + keys.shape[0]
-        self.all_keys[first:end, :, :, column][:, rows] = keys
-        self.all_values[first:end, :, :, column][:, rows] = values
+        self.all_keys[first:end, :, :, column].index_copy_(1, rows, keys)
+        self.all_values[first:end, :, :, column].index_copy_(1, rows, values)
 
     def target(self, rows: torch.Tensor | None, start: int, write: torch.Tensor | None = None) -> SlotCache:
         """Aim the next block at batch ``rows`` (None: all, in order) from column ``start``;
@@ -100,17 +101,22 @@ class SlotCache:
         # keys, values: (rows, kv_heads, q, head_dim) of the block, already rotated
         end = self._start + keys.shape[2]
         k, v = self.keys[layer_idx], self.values[layer_idx]
-        if self._write is not None:
-            rows = slice(None) if self._rows is None else self._rows
-            keys = torch.where(self._write, keys, k[rows, :, self._start : end])
-            values = torch.where(self._write, values, v[rows, :, self._start : end])
+        block_k, block_v = k[:, :, self._start : end], v[:, :, self._start : end]  # views
         if self._rows is None:
-            k[:, :, self._start : end] = keys
-            v[:, :, self._start : end] = values
+            if self._write is not None:
+                keys = torch.where(self._write, keys, block_k)
+                values = torch.where(self._write, values, block_v)
+            block_k.copy_(keys)
+            block_v.copy_(values)
             return k[:, :, :end], v[:, :, :end]  # views: no copy of the cache
-        k[self._rows, :, self._start : end] = keys
-        v[self._rows, :, self._start : end] = values
-        return k[self._rows, :, :end], v[self._rows, :, :end]
+        # index_copy_ / index_select rather than k[rows, ...]: the same elements, about 3x faster
+        # on a CPU (advanced indexing goes through a generic gather)
+        if self._write is not None:
+            keys = torch.where(self._write, keys, block_k.index_select(0, self._rows))
+            values = torch.where(self._write, values, block_v.index_select(0, self._rows))
+        block_k.index_copy_(0, self._rows, keys)
+        block_v.index_copy_(0, self._rows, values)
+        return k[:, :, :end].index_select(0, self._rows), v[:, :, :end].index_select(0, self._rows)
 
 
 class Meter:
@@ -216,6 +222,7 @@ class SlotBatch:
         last: int,
         pick: torch.Tensor | slice | None = None,
         depth: torch.Tensor | None = None,
+        span: Span | None = None,
     ) -> torch.Tensor:
         """Layers ``first..last`` on ``hidden`` (rows, q, hidden), the block of columns
         ``start..start+q-1`` of batch ``rows`` (ascending), attending to their columns
@@ -228,15 +235,18 @@ class SlotBatch:
         the next one on. Rows whose catch-up blocks start at different columns then share one
         block: the frozen columns cost kernel work but no extra call, which is what a batch pays
         for on a CPU. Frozen columns' outputs are garbage nobody reads (finite: their inputs are).
+
+        ``span``: the block's rope and mask, where the caller has them (``column_span``).
         """
         stop = start + hidden.shape[1]
         if pick is None:
             pick = row_index(rows, self.size, self.device)
-        real = self.real[pick, :stop]  # (rows, stop): the block's keys, cached ones first
-        positions = self.positions[pick, start:stop]  # (rows, q)
-        span = make_span(
-            self.model, hidden, real, positions, self.rotary, padded=None if self.padded else False
-        )
+        if span is None:
+            real = self.real[pick, :stop]  # (rows, stop): the block's keys, cached ones first
+            positions = self.positions[pick, start:stop]  # (rows, q)
+            span = make_span(
+                self.model, hidden, real, positions, self.rotary, padded=None if self.padded else False
+            )
         cache_rows = None if isinstance(pick, slice) else pick
         if depth is not None:  # frozen columns: layer by layer while some column skips the layer
             deepest = int(depth.max())
@@ -260,6 +270,19 @@ class SlotBatch:
         if self.meter is not None:
             self.meter.layers(rows, start, stop, first, last, self.real, self.positions)
         return out
+
+    def column_span(self, column: int, hidden: torch.Tensor) -> Span:
+        """The span of a one-column block at ``column`` of every row (``hidden`` (batch, 1, h), the
+        block); ``Span.select`` gives a subset's. For a step that runs several blocks on its newest
+        column: their rope and mask depend only on the column, so they are built once."""
+        return make_span(
+            self.model,
+            hidden,
+            self.real[:, : column + 1],
+            self.positions[:, column : column + 1],
+            self.rotary,
+            padded=None if self.padded else False,
+        )
 
     def head(self, hidden: torch.Tensor, rows: list[int], positions: int = 1) -> HeadOutput:
         """The shared head on ``hidden``: ``positions`` positions of each of batch ``rows``
