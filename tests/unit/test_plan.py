@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
 from lite.plan import ARTEFACTS, ConfigError, Pair, Plan, check_config, scaled_thresholds
+from lite.sections import LatencyConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -199,3 +201,17 @@ def test_seeds_need_a_replica(config):
     assert plan.all_models() == ["tiny12", "tiny15"]
     with pytest.raises(ConfigError, match="seeds.replicas"):
         plan.seeds_inputs()
+
+
+@pytest.mark.parametrize(
+    "overlay", sorted((ROOT / "configs" / "overlays").glob("*.yaml")), ids=lambda path: path.name
+)
+def test_overlays_merged_over_the_default_pass(config, overlay):
+    """Each partial config under configs/overlays/, merged as ``--configfile config.yaml OVERLAY`` does."""
+    from snakemake.utils import update_config
+
+    update_config(config, yaml.safe_load(overlay.read_text()))
+    check_config(config)
+    fields = {field.name for field in dataclasses.fields(LatencyConfig)}
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in config["bench"].items() if k in fields}
+    LatencyConfig(**settings)  # what `lite latency` checks when the rule runs
