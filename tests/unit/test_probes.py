@@ -20,6 +20,8 @@ from lite.decoders.records import RunLabels, trace_records
 from lite.io import InputError, read_json, write_json, write_jsonl
 from lite.modeling import load_model, load_tokenizer
 from lite.probes import (
+    L2,
+    L2_GRID,
     NEVER,
     ONE_CLASS_BIAS,
     THRESHOLDS,
@@ -28,6 +30,7 @@ from lite.probes import (
     fit_gates,
     fit_probe,
     gate_features,
+    held_out_positions,
     probe_scores,
     quantile_from_below,
     read_gates,
@@ -168,6 +171,44 @@ def test_probe_is_the_penalized_logistic_optimum_and_shrinks_with_the_penalty():
     assert np.abs(tight * x.std(axis=0)).sum() < np.abs(loose * x.std(axis=0)).sum() / 5
 
 
+def test_held_out_positions_are_every_third_sequence():
+    mask = held_out_positions([2, 0, 3, 1, 2], least=1)  # the empty sequence has no positions
+    assert mask.tolist() == [False, False, False, False, False, True, False, False]
+    assert held_out_positions([4, 5], least=1) is None  # two sequences: nothing to hold out
+    assert held_out_positions([]) is None
+    assert held_out_positions([3] * 29) is None  # 9 held out: too few to read a cut-off on
+    assert held_out_positions([3] * 30).sum() == 10 * 3
+
+
+def test_held_out_gates_keep_their_recall_on_unseen_positions():
+    """Wide features against few positions: cut on the data it was fitted on, a probe's gate passes
+    fewer new positions than the recall promised, and its AUC there flatters it. Read off held-out
+    positions, the penalty is chosen there and the gate keeps the recall on data it never saw."""
+    every = separable(n=3600, hidden=128, seed=3)
+    noise = np.random.default_rng(5).normal(size=every[0].shape) * every[0].std(axis=0) * 3
+    noisy = (every[0] + noise).astype(np.float32)  # (n, 128): a weak signal, easy to overfit
+    x, fresh_x = noisy[:600], noisy[600:]  # fitted on 600 positions, tried on 3000 others
+    cos, c, labels = (part[:600] for part in every[1:])
+    fresh_agree = every[3][600:]
+    held_out = held_out_positions([6] * 100)  # 100 sequences of 6 positions: 33 held out
+    assert held_out.sum() == 33 * 6
+    on_fit = fit_gates(features_of({2: (x, cos, c, labels)}), recall=0.9).layers[2]
+    checked = fit_gates(features_of({2: (x, cos, c, labels)}), recall=0.9, held_out=held_out).layers[2]
+    assert (on_fit.held_out, on_fit.l2) == (None, L2) and checked.held_out == held_out.sum()
+    assert checked.l2 in L2_GRID and checked.l2 > L2  # the weakest penalty overfits here
+    assert on_fit.auc > checked.auc  # its own data flatter the probe
+    scores = probe_scores(x, checked.weight, checked.bias)
+    assert checked.probe_gate == quantile_from_below(scores[held_out & labels], 0.9)
+    assert checked.auc == pytest.approx(roc_auc(scores[held_out], labels[held_out]))
+    recall = {}
+    for name, g in (("on_fit", on_fit), ("checked", checked)):
+        new = probe_scores(fresh_x, g.weight, g.bias)[fresh_agree]  # agreeing unseen positions
+        recall[name] = (new >= g.probe_gate).mean()
+    assert recall["on_fit"] < 0.85 and abs(recall["checked"] - 0.9) < 0.05
+    with pytest.raises(ValueError, match="held_out"):
+        fit_gates(features_of({2: (x, cos, c, labels)}), recall=0.9, held_out=np.ones(len(c), bool))
+
+
 def test_one_class_layers_pass_everything_or_nothing():
     x, cos, c, _ = separable(n=200, hidden=6)
     every = np.ones(len(c), dtype=bool)
@@ -251,8 +292,8 @@ def test_document_round_trips(gates, tmp_path):
     doc = read_json(path)
     assert doc["kind"] == "exit-gates" and doc["recall"] == 0.9 and doc["hidden"] == 6
     layer = doc["layers"]["5"]
-    assert set(layer) == {"probe", "saturation", "positions", "agreeing", "agree_pct", "note"}
-    assert set(layer["probe"]) == {"weight", "bias", "gate", "auc", "at_thresholds"}
+    assert set(layer) == {"probe", "saturation", "positions", "agreeing", "agree_pct", "held_out", "note"}
+    assert set(layer["probe"]) == {"weight", "bias", "gate", "auc", "l2", "at_thresholds"}
     assert set(layer["saturation"]) == {"gate", "previous", "at_thresholds"}
     assert set(layer["saturation"]["at_thresholds"]["0.9"]) == {"passed_pct", "exits_kept_pct"}
     assert layer["saturation"]["previous"] == 2 and layer["positions"] == 300

@@ -23,18 +23,27 @@ Document (``ExitGates.to_document``; ``read_gates`` checks it)::
 
     {"kind": "exit-gates", "recall": 0.95, "hidden": 64,
      "layers": {"2": {"probe": {"weight": [...hidden floats...], "bias": 0.1, "gate": 0.52,
-                                "auc": 0.88,
+                                "auc": 0.88, "l2": 0.01,
                                 "at_thresholds": {"0.5": {"passed_pct": 89.0, "exits_kept_pct": 96.1},
                                                   "0.7": {...}, "0.9": {...}}},
                       "saturation": {"gate": 0.42, "previous": 0, "at_thresholds": {...}},
-                      "positions": 3012, "agreeing": 1837, "agree_pct": 61.0, "note": null}, ...}}
+                      "positions": 3012, "agreeing": 1837, "agree_pct": 61.0, "held_out": 1004,
+                      "note": null}, ...}}
 
-``auc``: the probe's ROC AUC for the agreement label on the calibration positions (the data it was
-fitted on). ``at_thresholds``, per reference threshold t: ``passed_pct``, the share of all
-calibration positions the gate passes; ``exits_kept_pct``, the share of the positions with
-confidence >= t (those the head alone would let out at t) it passes (null where there are none).
-Only ``kind``, ``hidden``, ``layers`` and per layer the probe's ``weight``, ``bias``, ``gate`` and
-the saturation's ``gate`` are required; the rest is evidence.
+Held out: ``lite probes`` fits each probe on two thirds of the calibration sequences and reads
+the cut-offs and the evidence off the other third (every third sequence, ``held_out_positions``;
+with fewer than 30 sequences everything is read off all positions),
+with the penalty ``l2`` of ``L2_GRID`` that gives the held-out positions the lowest cross-entropy.
+A probe has as many weights as the model is wide (576 on SmolLM2-135M) against a few thousand
+positions: cut on its own fit data, its gate passed fewer positions than ``recall`` promised, and
+its AUC there read 1.000. ``held_out`` is the count of positions the cut-offs were read on.
+
+``auc``: the probe's ROC AUC for the agreement label on the held-out positions. ``at_thresholds``,
+per reference threshold t: ``passed_pct``, the share of the held-out positions the gate passes;
+``exits_kept_pct``, the share of those with confidence >= t (those the head alone would let out
+at t) it passes (null where there are none). Only ``kind``, ``hidden``, ``layers`` and per layer
+the probe's ``weight``, ``bias``, ``gate`` and the saturation's ``gate`` are required; the rest is
+evidence.
 """
 
 from __future__ import annotations
@@ -53,6 +62,9 @@ THRESHOLDS = (0.5, 0.7, 0.9)  # the evidence's reference thresholds
 NEVER = 2.0  # a gate above every probability and cosine: nothing passes
 ONE_CLASS_BIAS = 20.0  # a probe fitted on one class: sigmoid(+-20) is 1 or 0 in fp32
 L2 = 1e-3  # penalty on the standardized probe weights (per position: scale-free in n)
+L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)  # the penalties tried against the held-out positions
+HELD_OUT_EVERY = 3  # every third calibration sequence is held out of the probes' fit ...
+HELD_OUT_LEAST = 10  # ... when that makes at least this many sequences
 
 
 @dataclass(frozen=True)
@@ -74,10 +86,12 @@ class LayerGates:
     saturation_gate: float  # the saturation passes where cos(raw hidden at layer, at previous) >= this
     previous: int  # the saturation's reference layer (0: the embeddings)
     auc: float | None = None  # the probe's ROC AUC for agreement (None: one class only)
+    l2: float | None = None  # the penalty the probe was fitted with
     probe_at: dict[float, AtThreshold] = field(default_factory=dict)  # threshold -> evidence
     saturation_at: dict[float, AtThreshold] = field(default_factory=dict)
     positions: int | None = None
     agreeing: int | None = None  # positions where the head's argmax is the final layer's token
+    held_out: int | None = None  # positions the cut-offs and evidence were read on (None: all)
     note: str | None = None
 
     @property
@@ -102,6 +116,7 @@ class ExitGates:
                     "bias": g.bias,
                     "gate": g.probe_gate,
                     "auc": g.auc,
+                    "l2": g.l2,
                     "at_thresholds": _at_document(g.probe_at),
                 },
                 "saturation": {
@@ -112,6 +127,7 @@ class ExitGates:
                 "positions": g.positions,
                 "agreeing": g.agreeing,
                 "agree_pct": g.agree_pct,
+                "held_out": g.held_out,
                 "note": g.note,
             }
         return {"kind": KIND, "recall": self.recall, "hidden": self.hidden, "layers": layers}
@@ -163,7 +179,7 @@ class ExitGates:
                     f"{base}.saturation.previous", f"expected a layer in 0..{layer - 1}, got {previous!r}"
                 )
             counts = {}
-            for name in ("positions", "agreeing"):
+            for name in ("positions", "agreeing", "held_out"):
                 value = entry.get(name)
                 if value is not None and (not _is_int(value) or value < 0):
                     raise bad(f"{base}.{name}", f"expected a count, got {value!r}")
@@ -179,6 +195,7 @@ class ExitGates:
                 saturation_gate=_number(saturation, "gate", bad, f"{base}.saturation.gate"),
                 previous=previous,
                 auc=_number(probe, "auc", bad, f"{base}.probe.auc", optional=True),
+                l2=_number(probe, "l2", bad, f"{base}.probe.l2", optional=True),
                 probe_at=_read_at(probe, bad, f"{base}.probe"),
                 saturation_at=_read_at(saturation, bad, f"{base}.saturation"),
                 note=note,
@@ -419,9 +436,32 @@ def at_thresholds(passes: Callable[[float], np.ndarray], confidence) -> dict[flo
     return out
 
 
+def held_out_positions(
+    lengths: Sequence[int], every: int = HELD_OUT_EVERY, least: int = HELD_OUT_LEAST
+) -> np.ndarray | None:
+    """(sum(lengths),) bool over the positions of sequences of ``lengths`` (in ``gate_features``
+    order, empty ones left out): those of every ``every``-th sequence (the 3rd, the 6th, ...).
+    None where that holds out fewer than ``least`` sequences: too few to read a cut-off on, so the
+    probes are fitted and cut on every position, as the document then says (no ``held_out``)."""
+    lengths = [n for n in lengths if n]
+    if len(lengths) // every < least:
+        return None
+    return np.concatenate([np.full(n, i % every == every - 1) for i, n in enumerate(lengths)])
+
+
+def _cross_entropy(scores, labels) -> float:
+    p = np.clip(scores, 1e-12, 1 - 1e-12)
+    return float(-np.mean(np.where(labels, np.log(p), np.log1p(-p))))
+
+
 def fit_layer(layer: int, previous: int, x, cosine, confidence, labels, recall: float,
-              l2: float = L2) -> LayerGates:  # fmt: skip
-    """Both gates of one layer: features x (n, h), cosine, confidence and labels (n,)."""
+              l2: float = L2, held_out=None) -> LayerGates:  # fmt: skip
+    """Both gates of one layer: features x (n, h), cosine, confidence and labels (n,).
+
+    ``held_out`` (n,) bool, if given, marks the positions the probe is not fitted on: its penalty is
+    the one of ``L2_GRID`` that gives them the lowest cross-entropy, and the cut-offs and the
+    evidence are read off them. Else the probe is fitted with ``l2`` and everything is read off all
+    positions."""
     x = np.asarray(x, dtype=np.float64)  # (n, h)
     cosine = np.asarray(cosine, dtype=np.float64)  # (n,)
     c = np.asarray(confidence, dtype=np.float64)  # (n,)
@@ -430,13 +470,26 @@ def fit_layer(layer: int, previous: int, x, cosine, confidence, labels, recall: 
         raise InputError(f"layer {layer}: no calibration positions to fit its gates on")
     if not (x.shape[0] == cosine.shape[0] == c.shape[0] == labels.shape[0]):
         raise ValueError(f"layer {layer}: features, saturation, confidence and labels differ in length")
-    weight, bias = fit_probe(x, labels, l2)
+    if held_out is None:
+        read = np.ones(labels.size, dtype=bool)  # (n,) where the cut-offs and evidence are read
+        weight, bias = fit_probe(x, labels, l2)
+    else:
+        read = np.asarray(held_out, dtype=bool)
+        if read.shape != labels.shape or read.all() or not read.any():
+            raise ValueError(
+                f"layer {layer}: held_out must mark some but not all of the {labels.size} positions"
+            )
+        fits = [fit_probe(x[~read], labels[~read], penalty) for penalty in L2_GRID]
+        losses = [_cross_entropy(probe_scores(x[read], w, b), labels[read]) for w, b in fits]
+        chosen = int(np.argmin(losses))  # the first of equals: the weakest penalty
+        (weight, bias), l2 = fits[chosen], L2_GRID[chosen]
     scores = probe_scores(x, weight, bias)  # (n,)
-    if labels.all():  # a constant probe: 0 passes all (its sigmoid(20) would sit on a float edge)
-        probe_gate, saturation_gate, note = 0.0, quantile_from_below(cosine, recall), None
-    elif labels.any():  # each cut-off: the 1 - recall quantile of its score over the agreeing positions
-        probe_gate = quantile_from_below(scores[labels], recall)
-        saturation_gate, note = quantile_from_below(cosine[labels], recall), None
+    s, cos, conf, agree = scores[read], cosine[read], c[read], labels[read]  # (m,) each
+    if agree.all():  # a probe that passes all (0 passes any probability)
+        probe_gate, saturation_gate, note = 0.0, quantile_from_below(cos, recall), None
+    elif agree.any():  # each cut-off: the 1 - recall quantile of its score over the agreeing positions
+        probe_gate = quantile_from_below(s[agree], recall)
+        saturation_gate, note = quantile_from_below(cos[agree], recall), None
     else:
         probe_gate = saturation_gate = NEVER
         note = "no position agrees with the final layer: neither gate passes anything"
@@ -447,17 +500,20 @@ def fit_layer(layer: int, previous: int, x, cosine, confidence, labels, recall: 
         probe_gate=probe_gate,
         saturation_gate=saturation_gate,
         previous=previous,
-        auc=roc_auc(scores, labels),
-        probe_at=at_thresholds(lambda t: scores >= probe_gate, c),
-        saturation_at=at_thresholds(lambda t: cosine >= saturation_gate, c),
+        auc=roc_auc(s, agree),
+        l2=l2,
+        probe_at=at_thresholds(lambda t: s >= probe_gate, conf),
+        saturation_at=at_thresholds(lambda t: cos >= saturation_gate, conf),
         positions=int(c.size),
         agreeing=int(labels.sum()),
+        held_out=None if held_out is None else int(read.sum()),
         note=note,
     )
 
 
-def fit_gates(features: GateFeatures, recall: float, l2: float = L2) -> ExitGates:
-    """Both gates of every layer from ``gate_features``' output (the same layers in each field)."""
+def fit_gates(features: GateFeatures, recall: float, l2: float = L2, held_out=None) -> ExitGates:
+    """Both gates of every layer from ``gate_features``' output (the same layers in each field);
+    ``held_out`` (n,) bool: the positions (the same in every layer) ``fit_layer`` holds out."""
     if not 0 < recall <= 1:
         raise InputError(f"recall must lie in (0, 1], got {recall}")
     layers = sorted(features.normed)
@@ -469,5 +525,5 @@ def fit_gates(features: GateFeatures, recall: float, l2: float = L2) -> ExitGate
     out = {}
     for layer in layers:
         x, cosine, confidence, labels = (part[layer] for part in features)  # GateFeatures' order
-        out[layer] = fit_layer(layer, previous[layer], x, cosine, confidence, labels, recall, l2)
+        out[layer] = fit_layer(layer, previous[layer], x, cosine, confidence, labels, recall, l2, held_out)
     return ExitGates(recall=recall, hidden=len(out[layers[0]].weight), layers=out)

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from lite.modeling import load_model, load_tokenizer
-    from lite.probes import fit_gates, gate_features, trace_labels
+    from lite.probes import fit_gates, gate_features, held_out_positions, trace_labels
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -133,7 +133,8 @@ def run(args: argparse.Namespace) -> None:
                 f"{MIN_LABEL_AGREEMENT:.0%}): another model, other prompts or another --max-new-tokens?"
             )
     start = time.perf_counter()
-    gates = fit_gates(features, recall=args.recall)
+    held_out = held_out_positions([len(t["token_ids"]) for t in traces])
+    gates = fit_gates(features, recall=args.recall, held_out=held_out)
     fit_s = time.perf_counter() - start
     write_json(args.out, gates.to_document())
     save_resolved_config(
