@@ -209,6 +209,24 @@ def test_held_out_gates_keep_their_recall_on_unseen_positions():
         fit_gates(features_of({2: (x, cos, c, labels)}), recall=0.9, held_out=np.ones(len(c), bool))
 
 
+def test_probe_gate_never_drops_below_a_checks_break_even():
+    """A check that costs c layers and may skip N - l pays for itself only where the probe gives
+    agreement at least c / (N - l): the cut-off rises to that, and a check that can never pay
+    (c >= N - l) is closed."""
+    x, cos, c, labels = separable(n=600, hidden=8, seed=2)
+    layers = {2: (x, cos, c, labels), 5: (x, cos, c, labels), 7: (x, cos, c, labels)}
+    plain = fit_gates(features_of(layers), recall=0.9)
+    costly = fit_gates(features_of(layers), recall=0.9, check_layers=2.5, total=8)
+    for layer, even in ((2, 2.5 / 6), (5, 2.5 / 3)):
+        g = costly.layers[layer]
+        assert g.break_even == pytest.approx(even)
+        assert g.probe_gate == max(plain.layers[layer].probe_gate, even)
+        assert g.saturation_gate == plain.layers[layer].saturation_gate  # a cosine: no break-even
+    assert costly.layers[5].probe_gate > plain.layers[5].probe_gate  # the break-even decided here
+    assert costly.layers[7].probe_gate == NEVER  # 2.5 layers to skip 1: never worth a check
+    assert plain.layers[2].break_even is None
+
+
 def test_one_class_layers_pass_everything_or_nothing():
     x, cos, c, _ = separable(n=200, hidden=6)
     every = np.ones(len(c), dtype=bool)
@@ -293,7 +311,7 @@ def test_document_round_trips(gates, tmp_path):
     assert doc["kind"] == "exit-gates" and doc["recall"] == 0.9 and doc["hidden"] == 6
     layer = doc["layers"]["5"]
     assert set(layer) == {"probe", "saturation", "positions", "agreeing", "agree_pct", "held_out", "note"}
-    assert set(layer["probe"]) == {"weight", "bias", "gate", "auc", "l2", "at_thresholds"}
+    assert set(layer["probe"]) == {"weight", "bias", "gate", "auc", "l2", "break_even", "at_thresholds"}
     assert set(layer["saturation"]) == {"gate", "previous", "at_thresholds"}
     assert set(layer["saturation"]["at_thresholds"]["0.9"]) == {"passed_pct", "exits_kept_pct"}
     assert layer["saturation"]["previous"] == 2 and layer["positions"] == 300

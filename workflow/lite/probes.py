@@ -19,11 +19,18 @@ the final layer's token): each is the ``1 - recall`` quantile of its score over 
 agreeing positions both are ``NEVER`` (nothing passes), with a ``note``. The probe is thus a second
 exit signal beside the confidence: a token leaves only where both say so.
 
+The probe's cut-off is raised to its ``break_even`` where that is higher: the probability of
+agreement at which a check pays for itself, ``c / (N - l)`` for a check costing c layers
+(``lite.flops.check_cost_ratio``) that lets a token skip the N - l layers above. On the default a
+check costs 1.25 of 12 layers and the recall cut-off is the higher one; on SmolLM2-135M a check
+costs 8 of 30 layers, so a check at layer 20 must agree 80 % of the time to be worth reading.
+Saturation's cosine is no probability: its cut-off stays the recall one.
+
 Document (``ExitGates.to_document``; ``read_gates`` checks it)::
 
     {"kind": "exit-gates", "recall": 0.95, "hidden": 64,
      "layers": {"2": {"probe": {"weight": [...hidden floats...], "bias": 0.1, "gate": 0.52,
-                                "auc": 0.88, "l2": 0.01,
+                                "auc": 0.88, "l2": 0.01, "break_even": 0.125,
                                 "at_thresholds": {"0.5": {"passed_pct": 89.0, "exits_kept_pct": 96.1},
                                                   "0.7": {...}, "0.9": {...}}},
                       "saturation": {"gate": 0.42, "previous": 0, "at_thresholds": {...}},
@@ -87,6 +94,7 @@ class LayerGates:
     previous: int  # the saturation's reference layer (0: the embeddings)
     auc: float | None = None  # the probe's ROC AUC for agreement (None: one class only)
     l2: float | None = None  # the penalty the probe was fitted with
+    break_even: float | None = None  # the probability at which a check pays for itself (a floor of the gate)
     probe_at: dict[float, AtThreshold] = field(default_factory=dict)  # threshold -> evidence
     saturation_at: dict[float, AtThreshold] = field(default_factory=dict)
     positions: int | None = None
@@ -117,6 +125,7 @@ class ExitGates:
                     "gate": g.probe_gate,
                     "auc": g.auc,
                     "l2": g.l2,
+                    "break_even": g.break_even,
                     "at_thresholds": _at_document(g.probe_at),
                 },
                 "saturation": {
@@ -196,6 +205,7 @@ class ExitGates:
                 previous=previous,
                 auc=_number(probe, "auc", bad, f"{base}.probe.auc", optional=True),
                 l2=_number(probe, "l2", bad, f"{base}.probe.l2", optional=True),
+                break_even=_number(probe, "break_even", bad, f"{base}.probe.break_even", optional=True),
                 probe_at=_read_at(probe, bad, f"{base}.probe"),
                 saturation_at=_read_at(saturation, bad, f"{base}.saturation"),
                 note=note,
@@ -455,13 +465,14 @@ def _cross_entropy(scores, labels) -> float:
 
 
 def fit_layer(layer: int, previous: int, x, cosine, confidence, labels, recall: float,
-              l2: float = L2, held_out=None) -> LayerGates:  # fmt: skip
+              l2: float = L2, held_out=None, break_even: float | None = None) -> LayerGates:  # fmt: skip
     """Both gates of one layer: features x (n, h), cosine, confidence and labels (n,).
 
     ``held_out`` (n,) bool, if given, marks the positions the probe is not fitted on: its penalty is
     the one of ``L2_GRID`` that gives them the lowest cross-entropy, and the cut-offs and the
     evidence are read off them. Else the probe is fitted with ``l2`` and everything is read off all
-    positions."""
+    positions. ``break_even``, if given, is the lowest the probe's cut-off may be (the module
+    docstring)."""
     x = np.asarray(x, dtype=np.float64)  # (n, h)
     cosine = np.asarray(cosine, dtype=np.float64)  # (n,)
     c = np.asarray(confidence, dtype=np.float64)  # (n,)
@@ -493,6 +504,8 @@ def fit_layer(layer: int, previous: int, x, cosine, confidence, labels, recall: 
     else:
         probe_gate = saturation_gate = NEVER
         note = "no position agrees with the final layer: neither gate passes anything"
+    if break_even is not None:
+        probe_gate = max(probe_gate, break_even if break_even < 1 else NEVER)
     return LayerGates(
         layer=layer,
         weight=tuple(float(w) for w in weight),
@@ -502,6 +515,7 @@ def fit_layer(layer: int, previous: int, x, cosine, confidence, labels, recall: 
         previous=previous,
         auc=roc_auc(s, agree),
         l2=l2,
+        break_even=break_even,
         probe_at=at_thresholds(lambda t: s >= probe_gate, conf),
         saturation_at=at_thresholds(lambda t: cos >= saturation_gate, conf),
         positions=int(c.size),
@@ -511,9 +525,18 @@ def fit_layer(layer: int, previous: int, x, cosine, confidence, labels, recall: 
     )
 
 
-def fit_gates(features: GateFeatures, recall: float, l2: float = L2, held_out=None) -> ExitGates:
+def fit_gates(
+    features: GateFeatures,
+    recall: float,
+    l2: float = L2,
+    held_out=None,
+    check_layers: float | None = None,
+    total: int | None = None,
+) -> ExitGates:
     """Both gates of every layer from ``gate_features``' output (the same layers in each field);
-    ``held_out`` (n,) bool: the positions (the same in every layer) ``fit_layer`` holds out."""
+    ``held_out`` (n,) bool: the positions (the same in every layer) ``fit_layer`` holds out. With
+    ``check_layers`` (a head check's cost in layers) and ``total`` (N), each probe's cut-off is at
+    least its break-even ``check_layers / (total - layer)``."""
     if not 0 < recall <= 1:
         raise InputError(f"recall must lie in (0, 1], got {recall}")
     layers = sorted(features.normed)
@@ -525,5 +548,8 @@ def fit_gates(features: GateFeatures, recall: float, l2: float = L2, held_out=No
     out = {}
     for layer in layers:
         x, cosine, confidence, labels = (part[layer] for part in features)  # GateFeatures' order
-        out[layer] = fit_layer(layer, previous[layer], x, cosine, confidence, labels, recall, l2, held_out)
+        even = None if check_layers is None else check_layers / (total - layer)
+        out[layer] = fit_layer(
+            layer, previous[layer], x, cosine, confidence, labels, recall, l2, held_out, break_even=even
+        )
     return ExitGates(recall=recall, hidden=len(out[layers[0]].weight), layers=out)

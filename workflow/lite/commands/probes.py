@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
+    from lite.flops import ModelShape, check_cost_ratio
     from lite.modeling import load_model, load_tokenizer
     from lite.probes import fit_gates, gate_features, held_out_positions, trace_labels
 
@@ -134,7 +135,8 @@ def run(args: argparse.Namespace) -> None:
             )
     start = time.perf_counter()
     held_out = held_out_positions([len(t["token_ids"]) for t in traces])
-    gates = fit_gates(features, recall=args.recall, held_out=held_out)
+    check = check_cost_ratio(ModelShape.from_config(model.config))  # a head check, in layers
+    gates = fit_gates(features, recall=args.recall, held_out=held_out, check_layers=check, total=total)
     fit_s = time.perf_counter() - start
     write_json(args.out, gates.to_document())
     save_resolved_config(
