@@ -295,8 +295,7 @@ def gate_features(
     """
     import torch
 
-    from lite.architectures import adapter
-    from lite.decoders.blocks import _rms_norm, device_of, n_layers
+    from lite.decoders.blocks import device_of, final_norm, n_layers, normed_head
 
     total = n_layers(model)
     layers = list(layers)
@@ -304,7 +303,6 @@ def gate_features(
         raise InputError(f"gate layers must be ascending, distinct and within 1..{total - 1}, got {layers}")
     if len(prompts) != len(tokens):
         raise ValueError(f"{len(prompts)} prompts but {len(tokens)} token lists")
-    found = adapter(model)
     previous = previous_layers(layers)
     device = device_of(model)
     parts: dict[str, dict[int, list]] = {
@@ -324,19 +322,14 @@ def gate_features(
             for layer in layers:
                 raw = out.hidden_states[layer][0, rows]  # (T, hidden): raw output of the layer
                 before = out.hidden_states[previous[layer]][0, rows]  # (T, hidden)
-                if found.llama_norm:
-                    x = _rms_norm(raw, found.norm.weight, found.norm.variance_epsilon)  # (T, hidden)
-                else:
-                    x = found.norm(raw)
-                logits = found.head(x)  # (T, vocab)
-                argmax = logits.argmax(dim=-1)  # (T,)
-                probs = torch.softmax(logits.float(), dim=-1)  # (T, vocab)
+                x = final_norm(model, raw)  # (T, hidden)
+                head = normed_head(model, x)  # exit_head's arithmetic, on every position
                 parts["normed"][layer].append(x.float().cpu())
                 parts["saturation"][layer].append(
                     torch.nn.functional.cosine_similarity(raw.float(), before.float(), dim=-1).cpu()
                 )  # (T,)
-                parts["confidence"][layer].append(probs.gather(1, argmax[:, None])[:, 0].cpu())  # (T,)
-                parts["labels"][layer].append((argmax == target).cpu())  # (T,)
+                parts["confidence"][layer].append(head.confidence.cpu())  # (T,)
+                parts["labels"][layer].append((head.tokens == target).cpu())  # (T,)
     hidden = model.config.hidden_size
     empty = {
         "normed": torch.zeros((0, hidden)),

@@ -394,24 +394,31 @@ class HeadOutput:
     confidence: torch.Tensor  # (batch,) max softmax probability, float32
 
 
+def final_norm(model, hidden: torch.Tensor) -> torch.Tensor:
+    """The shared final norm on any layer's raw output (..., hidden): the head's input."""
+    found = adapter(model)
+    if found.llama_norm:  # LlamaRMSNorm's arithmetic without its module call (see decoder_layer)
+        return _rms_norm(hidden, found.norm.weight, found.norm.variance_epsilon)
+    return found.norm(hidden)  # Gemma's (1 + w) in float32: its own forward
+
+
+def normed_head(model, normed: torch.Tensor) -> HeadOutput:
+    """The LM head on ``final_norm``'s output (rows, hidden). Argmax is taken on the logits (as
+    ``generate`` does) and the confidence is that token's softmax probability, i.e. the maximum."""
+    # the head stays a module call: hooks on it (lite.latency.forbidden) apply to every decoder alike;
+    # soft-capped where the family caps its logits (Gemma 2)
+    logits = adapter(model).head(normed)  # (rows, vocab)
+    tokens = logits.argmax(dim=-1)  # (rows,)
+    probs = torch.softmax(logits.float(), dim=-1)  # (rows, vocab)
+    confidence = probs.gather(1, tokens[:, None])[:, 0]  # (rows,)
+    return HeadOutput(logits, tokens, confidence)
+
+
 def exit_head(model, hidden: torch.Tensor) -> HeadOutput:
     """The shared final norm + LM head on the last position of any layer's raw output.
 
-    ``hidden`` is (batch, seq, hidden) or (batch, hidden). Argmax is taken on the logits (as
-    ``generate`` does) and the confidence is that token's softmax probability, i.e. the maximum.
+    ``hidden`` is (batch, seq, hidden) or (batch, hidden); see ``normed_head`` for the outputs.
     """
     if hidden.dim() == 3:
         hidden = hidden[:, -1]  # (batch, hidden)
-    found = adapter(model)
-    norm = found.norm
-    if found.llama_norm:  # LlamaRMSNorm's arithmetic without its module call (see decoder_layer)
-        hidden = _rms_norm(hidden, norm.weight, norm.variance_epsilon)
-    else:  # Gemma's (1 + w) in float32: its own forward
-        hidden = norm(hidden)
-    # the head stays a module call: hooks on it (lite.latency.forbidden) apply to every decoder alike;
-    # soft-capped where the family caps its logits (Gemma 2)
-    logits = found.head(hidden)  # (batch, vocab)
-    tokens = logits.argmax(dim=-1)  # (batch,)
-    probs = torch.softmax(logits.float(), dim=-1)  # (batch, vocab)
-    confidence = probs.gather(1, tokens[:, None])[:, 0]  # (batch,)
-    return HeadOutput(logits, tokens, confidence)
+    return normed_head(model, final_norm(model, hidden))

@@ -57,7 +57,17 @@ from collections.abc import Collection, Sequence
 import torch
 
 from lite.architectures import adapter
-from lite.decoders.blocks import HeadOutput, PaddedBatch, Span, _parts, device_of, embed, n_layers, row_index
+from lite.decoders.blocks import (
+    HeadOutput,
+    PaddedBatch,
+    Span,
+    _parts,
+    _rms_norm,
+    device_of,
+    embed,
+    n_layers,
+    row_index,
+)
 from lite.decoders.engines import exit_points
 from lite.decoders.gates import ExitGate
 from lite.decoders.generation import Collector, Generation
@@ -120,8 +130,8 @@ class _Propagation:
         """Keys and values of layers ``first+1..N`` from ``hidden`` (rows, h), the raw output of layer
         ``first``; ``rope`` (cos, signed sin), each (rows, 1, 1, d). Returns each
         (N - first, rows, kv_heads, d)."""
-        normed = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + self.eps)  # (rows, h)
-        x = self.norms[first:] * normed[None]  # (N - first, rows, h): each layer's input norm
+        # each layer's input norm: one RMS of the state, scaled by every layer's weight
+        x = _rms_norm(hidden[None], self.norms[first:], self.eps)  # (N - first, rows, h)
         kv = torch.bmm(x, self.weights[first:])  # (N - first, rows, 2 * kv_width)
         if self.biases is not None:
             kv = kv + self.biases[first:]

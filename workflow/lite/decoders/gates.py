@@ -29,8 +29,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from lite.architectures import adapter
-from lite.decoders.blocks import _rms_norm
+from lite.decoders.blocks import final_norm
 from lite.flops import GATE_KINDS
 from lite.io import InputError
 
@@ -62,17 +61,13 @@ class ProbeGate(ExitGate):
     def __init__(self, model, weights: torch.Tensor, biases: Sequence[float], cuts: Sequence[float]):
         # weights (K, h), one row per intermediate checkpoint (ascending layers); a row passes
         # where its logit reaches the checkpoint's cut (the gate probability's logit)
-        self.norm = model.model.norm
-        self.llama_norm = adapter(model).llama_norm  # else the family's own norm module (Gemma)
+        self.model = model
         self.weights = weights
         self.biases = torch.tensor(list(biases), dtype=weights.dtype, device=weights.device)  # (K,)
         self.cuts = [float(c) for c in cuts]
 
     def passes(self, index: int, hidden: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
-        if self.llama_norm:  # the shared norm's arithmetic without its module call (exit_head's)
-            normed = _rms_norm(hidden, self.norm.weight, self.norm.variance_epsilon)  # (rows, h)
-        else:
-            normed = self.norm(hidden)
+        normed = final_norm(self.model, hidden)  # (rows, h): the head's own input
         logit = F.linear(normed, self.weights[index : index + 1], self.biases[index : index + 1])  # (rows, 1)
         return logit[:, 0] >= self.cuts[index]
 

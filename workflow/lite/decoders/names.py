@@ -37,7 +37,8 @@ VALID_NAMES = (
 # ``-copy``: exited tokens' deeper keys/values projected from their exit state (CALM), not caught up.
 GATE_SUFFIXES = ("probe", "saturation")
 FILL_SUFFIXES = ("copy",)
-_OPTIONS = re.compile(r"(?P<base>.+?)(?:-(?P<gate>probe|saturation))?(?:-(?P<fill>copy))?")
+_GATES, _FILLS = "|".join(GATE_SUFFIXES), "|".join(FILL_SUFFIXES)
+_OPTIONS = re.compile(rf"(?P<base>.+?)(?:-(?P<gate>{_GATES}))?(?:-(?P<fill>{_FILLS}))?")
 _FIXED = re.compile(r"fixed-L(\d+)")
 _SPECULATIVE = re.compile(r"speculative-L(\d+)")
 _SWEEP = re.compile(r"dynamic-x(\d+(?:\.\d+)?)")
@@ -50,7 +51,7 @@ WORKFLOW_DECODERS = "|".join(
         _FIXED.pattern,
         "(?:"
         + "|".join([*(re.escape(name) for name in DYNAMIC_NAMES if name != "dynamic"), _SWEEP.pattern])
-        + ")(?:-(?:probe|saturation))?(?:-copy)?",
+        + f")(?:-(?:{_GATES}))?(?:-(?:{_FILLS}))?",
         *(re.escape(name) for name in BASELINE_NAMES),
     ]
 )
