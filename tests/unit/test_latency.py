@@ -114,6 +114,11 @@ def test_measure_and_summarize(sharp):
         ours = row["tokens_per_s"] / row.loc["final", "tokens_per_s"]
         assert row.loc["final", "speedup_vs_final"] == 1.0
         assert row["speedup_vs_final"].tolist() == pytest.approx(ours.tolist())
+        best = row["seconds_min"].rdiv(row["tokens"]) / (
+            row.loc["final", "tokens"] / row.loc["final", "seconds_min"]
+        )
+        assert row.loc["final", "speedup_vs_final_best"] == 1.0
+        assert row["speedup_vs_final_best"].tolist() == pytest.approx(best.tolist())
     cached = table[table["decoder"] == "dynamic-cached"].set_index("batch")
     # the needed FLOPs are the exits' (the same at any batch); a batch executes more (padding)
     assert cached.loc[1, "flops_needed"] == cached.loc[2, "flops_needed"]
@@ -196,6 +201,36 @@ def test_summarize_flags_a_mismatch_and_draws():
     assert table.loc["dynamic-cached", "flops_speedup"] == pytest.approx(1 / 0.6)
     assert table.loc["dynamic-cached", "efficiency"] == pytest.approx(0.6)
     assert table.loc["hf-generate", "efficiency"] == 1.0
+
+
+def test_best_of_repeats_ratio_is_immune_to_one_disturbed_repeat():
+    """A repeat slowed by the machine moves the median ratio but not the best-of-repeats one."""
+    timings = {
+        "final": [2.0, 2.0, 2.0],
+        "dynamic-cached": [1.0, 1.0, 6.0],
+        "dynamic-x4-probe-copy": [1.0, 4.0, 4.0],
+    }
+    raw = pd.DataFrame(
+        [
+            {
+                "model": "m",
+                "decoder": name,
+                "repeat": r,
+                "seconds": t,
+                "tokens": 10,
+                "flops": 10,
+                "same_tokens": True,
+            }
+            for name, seconds in timings.items()
+            for r, t in enumerate(seconds)
+        ]
+    )
+    table = latency.summarize(raw, threads=1).set_index("decoder")
+    assert table.loc["dynamic-cached", "speedup_vs_final"] == 2.0  # median 1.0 s against 2.0 s
+    assert table.loc["dynamic-cached", "speedup_vs_final_best"] == 2.0
+    assert table.loc["dynamic-x4-probe-copy", "speedup_vs_final"] == 0.5  # two slowed repeats of three
+    assert table.loc["dynamic-x4-probe-copy", "speedup_vs_final_best"] == 2.0
+    assert table.loc["final", "speedup_vs_final_best"] == 1.0
 
 
 def test_figure_and_table_need_no_torch(tmp_path):
