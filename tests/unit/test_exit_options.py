@@ -15,7 +15,7 @@ from lite.decoders.blocks import RotaryTable, _parts, _rms_norm
 from lite.decoders.cached import _Propagation, exit_cached
 from lite.decoders.dispatch import decode
 from lite.decoders.engines import exit_nocache, greedy_cached
-from lite.decoders.gates import ProbeGate, SaturationGate, gate_from_document
+from lite.decoders.gates import ExitGate, ProbeGate, SaturationGate, gate_from_document
 from lite.decoders.names import WORKFLOW_DECODERS, decoder_name
 from lite.decoders.policies import ThresholdPolicy
 from lite.decoders.slots import Meter
@@ -95,6 +95,36 @@ def test_probe_gate_only_removes_exits(sharp):
             if layer < N:
                 assert confidence >= thresholds[CHECKPOINTS.index(layer)]
         assert all(h <= c + 1 for h, c in zip(g.heads, g.gate_checks, strict=True))
+
+
+@pytest.mark.parametrize("fill", ["exact", "copy"])
+def test_probe_shares_its_normed_states_with_the_head_it_lets_read(sharp, fill):
+    """The cached exit normalises once for the probe and the head of the rows it passes; the same
+    probe called through the generic gate interface (the head normalising on its own) decodes the
+    same tokens, exits, confidences, heads and checks, in a batch where it passes some rows only."""
+
+    class Generic(ExitGate):  # not a ProbeGate: the decoder cannot hand it normed states
+        kind = "probe"
+
+        def __init__(self, probe):
+            self.probe = probe
+
+        def passes(self, index, hidden, previous):
+            return self.probe.passes(index, hidden, previous)
+
+    thresholds = quantile_thresholds(sharp, PROMPTS[:8], 0.4)
+    probe = gate_from_document(
+        sharp, "probe", gates_document(sharp, gate=0.6), thresholds, CHECKPOINTS[:-1], "t"
+    )
+    runs = [
+        exit_cached(sharp, PROMPTS, CHECKPOINTS, ThresholdPolicy(thresholds), gate=gate, fill=fill, **COMMON)
+        for gate in (probe, Generic(probe))
+    ]
+    tokens = [t for g in runs[0] for t in zip(g.exit_layers, g.heads, g.gate_checks, strict=True)]
+    assert any(heads < checks + (layer == N) for layer, heads, checks in tokens)  # a row held back
+    assert any(layer < N for layer, _, _ in tokens)  # and rows let out
+    for shared, generic in zip(*runs, strict=True):
+        assert shared == generic
 
 
 def test_never_threshold_reads_no_head_behind_a_gate(sharp):

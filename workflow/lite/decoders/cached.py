@@ -65,11 +65,12 @@ from lite.decoders.blocks import (
     _rms_norm,
     device_of,
     embed,
+    final_norm,
     n_layers,
     row_index,
 )
 from lite.decoders.engines import exit_points
-from lite.decoders.gates import ExitGate
+from lite.decoders.gates import ExitGate, ProbeGate
 from lite.decoders.generation import Collector, Generation
 from lite.decoders.policies import ExitPolicy
 from lite.decoders.slots import Meter, SlotBatch
@@ -307,24 +308,33 @@ def exit_cached(
             state.advance(undecided if propagation is not None else live, previous + 1, layer)
             previous = layer
             asked = undecided  # rows whose head is read here (when the policy reads heads)
+            normed = None  # their states through the final norm, where the gate made them
             if gate is not None and layer < total:
                 here = state.store[row_index(undecided, size, state.device), state.cur]  # (undecided, h)
                 before = None
                 if earlier is not None:  # the undecided rows' states at the previous checkpoint
                     at_live = {row: i for i, row in enumerate(live)}
                     before = earlier[[at_live[row] for row in undecided]]
-                passing = gate.passes(index, here, before).tolist()
+                if isinstance(gate, ProbeGate):  # its input is the head's: normalised once for both
+                    normed = final_norm(model, here)  # (undecided, h)
+                    passing = gate.passes_normed(index, normed).tolist()
+                else:
+                    passing = gate.passes(index, here, before).tolist()
                 if meter is not None:
                     meter.gates(undecided, gate.kind)
                 for row in undecided:
                     checked[row] += 1
                 asked = [row for row, ok in zip(undecided, passing, strict=True) if ok]
+                if normed is not None and len(asked) < len(undecided):
+                    normed = normed[[i for i, ok in enumerate(passing) if ok]]  # (asked, h)
                 if earlier is not None:
                     earlier = state.rows_state(live)
             for row in asked:
                 visited[row] += 1
             read, readers = None, asked
-            if asked and (policy.uses_confidence or layer == total):
+            if asked and normed is not None:
+                read = state.head_normed(normed, asked)
+            elif asked and (policy.uses_confidence or layer == total):
                 read = state.read_head(asked)
             if layer == total:
                 leave = undecided

@@ -67,7 +67,11 @@ class ProbeGate(ExitGate):
         self.cuts = [float(c) for c in cuts]
 
     def passes(self, index: int, hidden: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
-        normed = final_norm(self.model, hidden)  # (rows, h): the head's own input
+        return self.passes_normed(index, final_norm(self.model, hidden))
+
+    def passes_normed(self, index: int, normed: torch.Tensor) -> torch.Tensor:
+        """``passes`` on the rows' normed states (rows, h), the head's own input: a decoder that
+        reads the head of the passing rows next normalises once for both."""
         logit = F.linear(normed, self.weights[index : index + 1], self.biases[index : index + 1])  # (rows, 1)
         return logit[:, 0] >= self.cuts[index]
 

@@ -27,6 +27,7 @@ from lite.decoders.blocks import (
     exit_head,
     make_span,
     n_layers,
+    normed_head,
     row_index,
     run_layers,
 )
@@ -290,3 +291,9 @@ class SlotBatch:
         if self.meter is not None:
             self.meter.heads(rows, positions)
         return exit_head(self.model, hidden)
+
+    def head_normed(self, normed: torch.Tensor, rows: list[int]) -> HeadOutput:
+        """``head`` on states the final norm was already applied to (rows, hidden)."""
+        if self.meter is not None:
+            self.meter.heads(rows)
+        return normed_head(self.model, normed)
