@@ -603,9 +603,9 @@ def summarize(raw: pd.DataFrame, threads: int) -> pd.DataFrame:
     # saves over HF generate whatever the decoder does.
     table["speedup_vs_final"] = table["tokens_per_s"] / at_same_batch("final", "tokens_per_s")
     table["speedup_vs_nocache"] = table["tokens_per_s"] / at_same_batch("dynamic-nocache", "tokens_per_s")
-    # The same from each decoder's fastest repeat: a run of 0.4-2 s is slowed, never sped up, by
-    # whatever else the machine does, so the best of the repeats is the least disturbed (repeats of
-    # one decoder spread by 30-50 % on a shared 2-core machine, where medians of 3 swing the ratio).
+    # The same from each decoder's fastest repeat: a run of 0.3-2 s is slowed, never sped up, by
+    # whatever else the machine does, so the best of the repeats is the least disturbed (on a quiet
+    # 2-core machine five repeats of one decoder spread by 14-25 %, up to 80 % when one is hit).
     table["tokens_per_s_best"] = table["tokens"] / table["seconds_min"]
     table["speedup_vs_final_best"] = table["tokens_per_s_best"] / at_same_batch("final", "tokens_per_s_best")
     table["flops_vs_final"] = table["flops"] / at_same_batch("hf-generate", "flops")
