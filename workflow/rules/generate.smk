@@ -147,9 +147,10 @@ rule calibrated_thresholds:
 
 
 # Exit gates of the options -probe and -saturation (lite.decoders.gates): per early checkpoint, a
-# linear regression of the head's confidence on the normed state with the margin its residuals
-# need, and CALM's saturation cut-off, fitted on the tuning's calibration traces so that each passes
-# `probes.recall` of the confident positions (head confidence >= 0.5).
+# logistic probe on the normed state of whether the layer's head gives the final layer's token, and
+# CALM's saturation cut-off, fitted on the tuning's calibration traces so that each passes
+# `probes.recall` of the positions where it does (read off a held-out third of the sequences); a
+# probe's cut-off never falls below the agreement at which a head check pays for itself.
 rule exit_probes:
     input:
         unpack(JOBS.exit_gates_inputs),
