@@ -176,7 +176,7 @@ class _ExitState(SlotBatch):
         self.store = first.new_zeros((size, width, first.shape[-1]))  # (batch, width, hidden)
         self.store[:, :prompt] = first
         self.cur = prompt - 1  # column of the newest input token (every row has one there)
-        self._span: Span | None = None  # of column cur, every row (SlotBatch.column_span)
+        self._span: Span | None = None  # of column cur, every row (SlotBatch.block_span)
 
     def advance(self, rows: list[int], first: int, last: int) -> None:
         """Bring column ``cur`` of ``rows`` from layer ``first - 1`` to ``last``, catching up as needed."""
@@ -209,7 +209,7 @@ class _ExitState(SlotBatch):
         span = None
         if start == self.cur:  # the newest column alone: the step's span, built at its first block
             if self._span is None:
-                self._span = self.column_span(self.cur, self.store[:, self.cur : stop])
+                self._span = self.block_span(self.store[:, self.cur : stop], slice(None), self.cur)
             span = self._span if isinstance(pick, slice) else self._span.select(pick)
         self.store[pick, start:stop] = self.run(
             self.store[pick, start:stop], rows, start, first, last, pick, span=span
@@ -324,9 +324,10 @@ def exit_cached(
                     meter.gates(undecided, gate.kind)
                 for row in undecided:
                     checked[row] += 1
-                asked = [row for row, ok in zip(undecided, passing, strict=True) if ok]
+                kept = [i for i, ok in enumerate(passing) if ok]  # positions in undecided
+                asked = [undecided[i] for i in kept]
                 if normed is not None and len(asked) < len(undecided):
-                    normed = normed[[i for i, ok in enumerate(passing) if ok]]  # (asked, h)
+                    normed = normed[kept]  # (asked, h)
                 if earlier is not None:
                     earlier = state.rows_state(live)
             for row in asked:

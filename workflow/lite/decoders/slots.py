@@ -237,17 +237,13 @@ class SlotBatch:
         block: the frozen columns cost kernel work but no extra call, which is what a batch pays
         for on a CPU. Frozen columns' outputs are garbage nobody reads (finite: their inputs are).
 
-        ``span``: the block's rope and mask, where the caller has them (``column_span``).
+        ``span``: the block's rope and mask (``block_span``), where the caller has them.
         """
         stop = start + hidden.shape[1]
         if pick is None:
             pick = row_index(rows, self.size, self.device)
         if span is None:
-            real = self.real[pick, :stop]  # (rows, stop): the block's keys, cached ones first
-            positions = self.positions[pick, start:stop]  # (rows, q)
-            span = make_span(
-                self.model, hidden, real, positions, self.rotary, padded=None if self.padded else False
-            )
+            span = self.block_span(hidden, pick, start)
         cache_rows = None if isinstance(pick, slice) else pick
         if depth is not None:  # frozen columns: layer by layer while some column skips the layer
             deepest = int(depth.max())
@@ -272,17 +268,16 @@ class SlotBatch:
             self.meter.layers(rows, start, stop, first, last, self.real, self.positions)
         return out
 
-    def column_span(self, column: int, hidden: torch.Tensor) -> Span:
-        """The span of a one-column block at ``column`` of every row (``hidden`` (batch, 1, h), the
-        block); ``Span.select`` gives a subset's. For a step that runs several blocks on its newest
-        column: their rope and mask depend only on the column, so they are built once."""
+    def block_span(self, hidden: torch.Tensor, pick: torch.Tensor | slice, start: int) -> Span:
+        """The rope and mask of the block ``hidden`` (rows, q, h): columns ``start..start+q-1`` of
+        the batch rows ``pick`` selects, attending to their columns ``0..start+q-1``. A step that
+        runs several blocks on its newest column builds that column's span once, for every row, and
+        takes a subset's with ``Span.select``."""
+        stop = start + hidden.shape[1]
+        real = self.real[pick, :stop]  # (rows, stop): the block's keys, cached ones first
+        positions = self.positions[pick, start:stop]  # (rows, q)
         return make_span(
-            self.model,
-            hidden,
-            self.real[:, : column + 1],
-            self.positions[:, column : column + 1],
-            self.rotary,
-            padded=None if self.padded else False,
+            self.model, hidden, real, positions, self.rotary, padded=None if self.padded else False
         )
 
     def head(self, hidden: torch.Tensor, rows: list[int], positions: int = 1) -> HeadOutput:
