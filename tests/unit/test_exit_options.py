@@ -103,7 +103,7 @@ def test_probe_shares_its_normed_states_with_the_head_it_lets_read(sharp, fill):
     probe called through the generic gate interface (the head normalising on its own) decodes the
     same tokens, exits, confidences, heads and checks, in a batch where it passes some rows only."""
 
-    class Generic(ExitGate):  # not a ProbeGate: the decoder cannot hand it normed states
+    class Generic(ExitGate):  # makes no normed states: the head normalises on its own
         kind = "probe"
 
         def __init__(self, probe):
@@ -151,6 +151,19 @@ def test_saturation_gate_reads_the_cosine_of_consecutive_checkpoints():
     previous = torch.tensor([[2.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
     gate = SaturationGate([0.5])
     assert gate.passes(0, hidden, previous).tolist() == [True, True, False]  # cosines 1, 0.71, 0
+    passes, normed = gate.decide(0, hidden, previous)
+    assert passes.tolist() == [True, True, False] and normed is None  # it makes no normed states
+
+
+def test_probe_gate_decides_on_the_heads_own_input(sharp):
+    """The probe hands on the states it normalised: the final norm's output, the head's input."""
+    probe = gate_from_document(sharp, "probe", gates_document(sharp), [0.9] * 3, CHECKPOINTS[:-1], "t")
+    hidden = torch.randn(5, sharp.config.hidden_size, generator=torch.Generator().manual_seed(3)) * 4
+    passes, normed = probe.decide(1, hidden, None)
+    torch.testing.assert_close(normed, sharp.model.norm(hidden), rtol=0, atol=0)
+    assert passes.tolist() == probe.passes(1, hidden, None).tolist()
+    logit = normed @ probe.weights[1] + probe.biases[1]
+    assert passes.tolist() == (logit >= probe.cuts[1]).tolist()
 
 
 # ---- copied keys/values ------------------------------------------------------------------------

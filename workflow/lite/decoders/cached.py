@@ -65,12 +65,11 @@ from lite.decoders.blocks import (
     _rms_norm,
     device_of,
     embed,
-    final_norm,
     n_layers,
     row_index,
 )
 from lite.decoders.engines import exit_points
-from lite.decoders.gates import ExitGate, ProbeGate
+from lite.decoders.gates import ExitGate
 from lite.decoders.generation import Collector, Generation
 from lite.decoders.policies import ExitPolicy
 from lite.decoders.slots import Meter, SlotBatch
@@ -315,11 +314,8 @@ def exit_cached(
                 if earlier is not None:  # the undecided rows' states at the previous checkpoint
                     at_live = {row: i for i, row in enumerate(live)}
                     before = earlier[[at_live[row] for row in undecided]]
-                if isinstance(gate, ProbeGate):  # its input is the head's: normalised once for both
-                    normed = final_norm(model, here)  # (undecided, h)
-                    passing = gate.passes_normed(index, normed).tolist()
-                else:
-                    passing = gate.passes(index, here, before).tolist()
+                passes, normed = gate.decide(index, here, before)  # normed: (undecided, h) or None
+                passing = passes.tolist()
                 if meter is not None:
                     meter.gates(undecided, gate.kind)
                 for row in undecided:

@@ -54,6 +54,14 @@ class ExitGate:
     def passes(self, index: int, hidden: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
+    def decide(
+        self, index: int, hidden: torch.Tensor, previous: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``passes``, with the rows' states through the shared final norm (rows, h) where the gate
+        made them on its way (else None): the head's own input, which a decoder reading the head
+        of the passing rows next need not compute again."""
+        return self.passes(index, hidden, previous), None
+
 
 class ProbeGate(ExitGate):
     kind = "probe"
@@ -67,13 +75,14 @@ class ProbeGate(ExitGate):
         self.cuts = [float(c) for c in cuts]
 
     def passes(self, index: int, hidden: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
-        return self.passes_normed(index, final_norm(self.model, hidden))
+        return self.decide(index, hidden, previous)[0]
 
-    def passes_normed(self, index: int, normed: torch.Tensor) -> torch.Tensor:
-        """``passes`` on the rows' normed states (rows, h), the head's own input: a decoder that
-        reads the head of the passing rows next normalises once for both."""
+    def decide(
+        self, index: int, hidden: torch.Tensor, previous: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        normed = final_norm(self.model, hidden)  # (rows, h): the probe's input is the head's
         logit = F.linear(normed, self.weights[index : index + 1], self.biases[index : index + 1])  # (rows, 1)
-        return logit[:, 0] >= self.cuts[index]
+        return logit[:, 0] >= self.cuts[index], normed
 
 
 class SaturationGate(ExitGate):
